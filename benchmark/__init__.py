@@ -1,0 +1,1 @@
+"""xbench's pipeline: data, text, configuration, runs, results and leaderboards."""

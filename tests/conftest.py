@@ -1,0 +1,92 @@
+"""Shared fixtures: a private cache folder, and small Open-i / MIMIC trees in the real layouts."""
+
+import csv
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.datasets.base import read_protocol
+from benchmark.reports import iter_report_files, shipped_reports_archive
+
+SHARED_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "xraygan-splits"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache folder, so no test reads another's (or the user's) cache."""
+    monkeypatch.setenv("XBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+def write_png(path: Path, seed: int, shape=(96, 80)) -> None:
+    """A small 8-bit grayscale image that differs per seed."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+
+
+def first_rows(protocol: str, per_split: int):
+    """The first ``per_split`` protocol rows of each split."""
+    rows, seen = [], {}
+    for row in read_protocol(protocol):
+        if seen.get(row.split, 0) < per_split:
+            seen[row.split] = seen.get(row.split, 0) + 1
+            rows.append(row)
+    return rows
+
+
+@pytest.fixture
+def openi_tree(tmp_path):
+    """An NLMCXR_png folder with both images of the first 2 cases of each split."""
+    folder = tmp_path / "openi" / "NLMCXR_png"
+    for i, row in enumerate(first_rows("openi.csv.gz", 2)):
+        write_png(folder / f"{row.frontal}.png", 2 * i)
+        write_png(folder / f"{row.lateral}.png", 2 * i + 1)
+    return tmp_path / "openi"
+
+
+@pytest.fixture
+def report_folder(tmp_path):
+    """The shipped XMLs of the first 2 cases of each split, as a folder the test may break."""
+    wanted = {f"{row.case_id}.xml" for row in first_rows("openi.csv.gz", 2)}
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for name, data in iter_report_files(shipped_reports_archive()):
+        if Path(name).name in wanted:
+            (folder / Path(name).name).write_bytes(data)
+    return folder
+
+
+MIMIC_REPORT = """                                 FINAL REPORT
+ EXAMINATION:  CHEST (PA AND LAT)
+
+ INDICATION:  Cough.
+
+ FINDINGS:
+ The lungs are clear.  There is no pleural effusion
+ or pneumothorax.  Heart size is normal.
+
+ IMPRESSION:
+ No acute cardiopulmonary process.
+"""
+
+
+@pytest.fixture
+def mimic_tree(tmp_path):
+    """A mimic-cxr-jpg/2.0.0 tree (JPGs, metadata CSV) plus mimic-cxr report texts, first 2 cases per split."""
+    root = tmp_path / "mimic-cxr-jpg" / "2.0.0"
+    meta = [("dicom_id", "subject_id", "study_id", "ViewPosition")]
+    for i, row in enumerate(first_rows("mimic_p10.csv.gz", 2)):
+        study = root / "files" / f"p{row.subject_id[:2]}" / f"p{row.subject_id}" / f"s{row.case_id}"
+        for j, (dicom, view) in enumerate(((row.frontal, "PA"), (row.lateral, "LATERAL"))):
+            study.mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng(10 * i + j)
+            Image.fromarray(rng.integers(0, 256, (90, 70), dtype=np.uint8)).save(study / f"{dicom}.jpg")
+            meta.append((dicom, row.subject_id, row.case_id, view))
+        (study.parent / f"s{row.case_id}.txt").write_text(MIMIC_REPORT)
+    with gzip.open(root / "mimic-cxr-2.0.0-metadata.csv.gz", "wt", newline="") as f:
+        csv.writer(f).writerows(meta)
+    return root
+
