@@ -7,6 +7,7 @@ ids of its images (``<parentImage id="CXR1_1_IM-0001-3001">``).
 """
 
 import dataclasses
+import functools
 import importlib.util
 import tarfile
 import xml.etree.ElementTree as ET
@@ -147,9 +148,24 @@ def iter_report_files(source: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def load_reports(source: Path | None = None, *, on_error: str = "raise") -> tuple[dict[str, Report], dict[str, str]]:
-    """All reports by id, plus {name: reason} for the files skipped when ``on_error == "skip"``."""
+    """All reports by id, plus {name: reason} for the files skipped when ``on_error == "skip"``.
+
+    ``source`` is a folder of XMLs or a .tgz; None means the shipped archive, parsed once per process.
+    """
+    if source is None:
+        reports, skipped = _shipped_reports(on_error)
+        return dict(reports), dict(skipped)
+    return _parse_all(source, on_error)
+
+
+@functools.lru_cache(maxsize=2)
+def _shipped_reports(on_error: str) -> tuple[dict[str, Report], dict[str, str]]:
+    return _parse_all(shipped_reports_archive(), on_error)
+
+
+def _parse_all(source: Path, on_error: str) -> tuple[dict[str, Report], dict[str, str]]:
     reports, skipped = {}, {}
-    for name, data in iter_report_files(source or shipped_reports_archive()):
+    for name, data in iter_report_files(source):
         try:
             report = parse_report_xml(data, name)
         except XbenchError as err:

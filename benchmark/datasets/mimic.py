@@ -69,6 +69,7 @@ class Mimic(Dataset):
         return root / "files" / f"p{subject_id[:2]}" / f"p{subject_id}"
 
     def _reports(self, rows):
+        self.view_positions  # the tree's own files first: a wrong root is one error, not 6,654
         report_root = Path(self.cfg.reports).expanduser() if self.cfg.reports else self.root
         reports, skipped = {}, {}
         for row in rows:

@@ -1,0 +1,47 @@
+"""The command line: exit codes, one-line errors, and the data commands on fixture trees."""
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli import app
+
+
+@pytest.fixture
+def xbench():
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("args,message", [
+    (("data", "info", "nope"), "unknown dataset 'nope'; choose one of: mimic, openi, phantom"),
+    (("data", "info", "openi"), "dataset openi needs its images: set data.root=DIR"),
+    (("data", "info", "phantom", "--on-error", "later"), "data.on_error must be 'raise' or 'skip'"),
+    (("data", "download", "mimic"), "nothing to download for mimic: MIMIC-CXR is credentialed"),
+    (("data", "preview", "phantom", "--cases", "0"), "--cases must be at least 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(xbench, args, message):
+    result = xbench(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"xbench: error: {message}") and result.stderr.count("\n") == 1
+
+
+def test_data_info_on_an_openi_tree(xbench, openi_tree):
+    result = xbench("data", "info", "openi", "--root", openi_tree, "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "train cases" in result.output and "2" in result.output
+    assert "skipped cases" in result.output and "2579" in result.output  # 2,585 - 6 cases with images
+
+
+def test_data_preview_writes_a_sheet(xbench, openi_tree, tmp_path):
+    out = tmp_path / "sheet.png"
+    result = xbench("data", "preview", "openi", "--root", openi_tree, "--cases", 2, "--size", 64, "--out", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as sheet:
+        assert sheet.mode == "L" and sheet.height >= 2 * 64
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+
+
+def test_ls_datasets(xbench):
+    result = xbench("ls", "datasets")
+    assert result.exit_code == 0 and all(name in result.output for name in ("phantom", "openi", "mimic"))
