@@ -7,7 +7,6 @@ import pytest
 from benchmark.datasets.base import read_protocol
 from benchmark.errors import XbenchError
 from benchmark.reports import Finding, load_reports, parse_report_xml
-from benchmark.text import split_sentences
 from tests.conftest import SHARED_SPLITS
 
 
@@ -83,13 +82,6 @@ def test_report_10_is_read_whole(reports):
     assert r.impression == "No acute cardiopulmonary process."
     assert r.findings_sentences[0][:3] == ["the", "cardiomediastinal", "silhouette"]
     assert r.image_ids == ("CXR10_IM-0002-1001", "CXR10_IM-0002-2001")
-
-
-def test_sentences_keep_decimals_hyphens_and_the_anonymisation_token():
-    text = "Heart is 2.5 cm.  Normal chest x-XXXX. No XXXX of effusion..  ."
-    assert split_sentences(text) == [["heart", "is", "2.5", "cm"], ["normal", "chest", "x-xxxx"],
-                                     ["no", "xxxx", "of", "effusion"]]
-    assert split_sentences("") == [] and split_sentences("  .  ") == []
 
 
 def test_malformed_xml_names_the_file():

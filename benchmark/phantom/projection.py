@@ -1,0 +1,243 @@
+"""Analytic ray sums (line integrals of attenuation) through the phantom's solids, for parallel rays.
+
+Every routine works in pixel units of one :class:`View` and only over each solid's bounding box in that
+view. Chord lengths are exact: an ellipsoid or a finite cylinder occupies one interval along a ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+from benchmark.phantom.geometry import Component, Ellipsoid, HalfSpace
+
+BIG = 1e7
+F = np.float32
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """Parallel projection: pixel (row i, col j) is the ray through origin + (j+.5)px e_u + (i+.5)px e_v
+    along ``d``; (e_u, e_v, d) is orthonormal."""
+
+    origin: np.ndarray
+    eu: np.ndarray
+    ev: np.ndarray
+    d: np.ndarray
+    px: float      # cm per pixel
+    size: int
+
+    @property
+    def basis(self) -> np.ndarray:
+        return np.column_stack([self.eu, self.ev, self.d])
+
+    def to_pixels(self, p: np.ndarray) -> np.ndarray:
+        """(..., 3) points -> (..., 3) as (col, row, depth) in pixel units (pixel centres at integers)."""
+        q = (np.asarray(p, float) - self.origin) @ self.basis / self.px
+        q[..., :2] -= 0.5
+        return q
+
+
+def _ellipsoid_view(e: Ellipsoid, view: View):
+    """The ellipsoid's matrix in the view basis, pixel units, and its centre in pixel coordinates."""
+    R = view.basis
+    Mv = R.T @ e.M @ R * view.px**2
+    c = view.to_pixels(e.center)
+    return Mv, c
+
+
+def _bbox(c: np.ndarray, ext: tuple[float, float], size: int):
+    j0 = max(int(np.floor(c[0] - ext[0])), 0)
+    j1 = min(int(np.ceil(c[0] + ext[0])) + 1, size)
+    i0 = max(int(np.floor(c[1] - ext[1])), 0)
+    i1 = min(int(np.ceil(c[1] + ext[1])) + 1, size)
+    return i0, i1, j0, j1
+
+
+def ellipsoid_bbox(e: Ellipsoid, view: View):
+    Mv, c = _ellipsoid_view(e, view)
+    inv = np.linalg.inv(Mv)
+    return _bbox(c, (np.sqrt(inv[0, 0]), np.sqrt(inv[1, 1])), view.size)
+
+
+def _ellipsoid_interval(e: Ellipsoid, view: View, box):
+    i0, i1, j0, j1 = box
+    Mv, c = _ellipsoid_view(e, view)
+    du = (np.arange(j0, j1) - c[0]).astype(F)
+    dv = (np.arange(i0, i1) - c[1]).astype(F)
+    a = Mv[2, 2]
+    A = Mv[0, 2] ** 2 - a * Mv[0, 0]
+    B = 2 * (Mv[0, 2] * Mv[1, 2] - a * Mv[0, 1])
+    C = Mv[1, 2] ** 2 - a * Mv[1, 1]
+    disc = (A * du * du)[None, :] + (C * dv * dv + a)[:, None] + (B * dv)[:, None] * du[None, :]
+    half = np.sqrt(np.maximum(disc, 0)) / F(a)
+    mid = (-Mv[0, 2] / a * du)[None, :] + (c[2] - Mv[1, 2] / a * dv)[:, None]
+    return mid - half, mid + half
+
+
+def _halfspace_interval(h: HalfSpace, view: View, box):
+    i0, i1, j0, j1 = box
+    n = view.basis.T @ h.normal                      # normal in (u, v, d)
+    off = (h.offset - h.normal @ view.origin) / view.px
+    u = (np.arange(j0, j1) + 0.5).astype(F)
+    v = (np.arange(i0, i1) + 0.5).astype(F)
+    rest = off - (n[0] * u)[None, :] - (n[1] * v)[:, None]   # n_d * s <= rest
+    if abs(n[2]) < 1e-9:
+        ok = rest >= 0
+        return np.where(ok, F(-BIG), F(BIG)), np.where(ok, F(BIG), F(-BIG))
+    bound = rest / F(n[2])
+    if n[2] > 0:
+        return np.full_like(bound, -BIG), bound
+    return bound, np.full_like(bound, BIG)
+
+
+def _interval(s, view, box):
+    if isinstance(s, Ellipsoid):
+        return _ellipsoid_interval(s, view, box)
+    return _halfspace_interval(s, view, box)
+
+
+def component_chord(comp: Component, view: View):
+    """(box, chord in cm) of one component in one view, or None when it misses the image."""
+    box = ellipsoid_bbox(comp.base[0], view)
+    for s in comp.base[1:]:
+        if isinstance(s, Ellipsoid):
+            b = ellipsoid_bbox(s, view)
+            box = (max(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), min(box[3], b[3]))
+    if box[1] <= box[0] or box[3] <= box[2]:
+        return None
+    lo, hi = _interval(comp.base[0], view, box)
+    for s in comp.base[1:]:
+        l2, h2 = _interval(s, view, box)
+        lo, hi = np.maximum(lo, l2), np.minimum(hi, h2)
+    chord = np.maximum(hi - lo, 0)
+    subs = [_interval(s, view, box) for s in comp.minus]
+    for k in range(1, len(subs) + 1):
+        sign = -1 if k % 2 else 1
+        for combo in itertools.combinations(subs, k):
+            l2, h2 = lo, hi
+            for sl, sh in combo:
+                l2, h2 = np.maximum(l2, sl), np.minimum(h2, sh)
+            chord += sign * np.maximum(h2 - l2, 0)
+    for s in comp.minus_disjoint:
+        sl, sh = _interval(s, view, box)
+        chord -= np.maximum(np.minimum(hi, sh) - np.maximum(lo, sl), 0)
+    return box, np.maximum(chord, 0) * F(view.px)
+
+
+# ---------------------------------------------------------------- batched tubes (finite cylinders)
+
+def _tube_batch(view: View, ua, va, au, av, cos, length, r, mu, B: int):
+    """Sum of mu * chord for equal-sized boxes B x B, one per segment; returns (flat index, weight)."""
+    size = view.size
+    lo_u = np.floor(np.minimum(ua, ua + au * length) - r).astype(int)
+    lo_v = np.floor(np.minimum(va, va + av * length) - r).astype(int)
+    off = np.arange(B)
+    jj = lo_u[:, None, None] + off[None, None, :]
+    ii = lo_v[:, None, None] + off[None, :, None]
+    du = (jj - ua[:, None, None]).astype(F)
+    dv = (ii - va[:, None, None]).astype(F)
+    au_, av_ = au[:, None, None].astype(F), av[:, None, None].astype(F)
+    sin2 = np.maximum(au_ * au_ + av_ * av_, F(1e-6))
+    w = du * au_ + dv * av_                      # axial coordinate of the ray's in-plane foot
+    d2 = du * du + dv * dv - w * w / sin2          # squared distance ray-axis
+    r_ = r[:, None, None].astype(F)
+    half = np.sqrt(np.maximum(r_ * r_ - d2, 0)) / np.sqrt(sin2)
+    c = np.maximum(cos, 1e-6)[:, None, None].astype(F)
+    mid = w * c / sin2
+    L = length[:, None, None].astype(F)
+    hi = np.minimum(mid + half, (L - w) / c)
+    lo = np.maximum(mid - half, -w / c)
+    chord = np.maximum(hi - lo, 0) * (mu[:, None, None].astype(F) * F(view.px))
+    valid = (jj >= 0) & (jj < size) & (ii >= 0) & (ii < size)
+    idx = np.where(valid, ii * size + jj, size * size)
+    return idx.ravel(), chord.ravel()
+
+
+def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer) -> None:
+    """Add the attenuation of all tubes to the flat accumulators ``acc[layer]``."""
+    if len(a) == 0:
+        return
+    pa, pb = view.to_pixels(a), view.to_pixels(b)
+    seg = pb - pa
+    length = np.linalg.norm(seg, axis=1)
+    keep = length > 1e-6
+    pa, seg, length, r, mu, layer = pa[keep], seg[keep], length[keep], r[keep] / view.px, mu[keep], layer[keep]
+    flip = seg[:, 2] < 0                       # orient every axis with d . a >= 0 (chords are symmetric)
+    pa = np.where(flip[:, None], pa + seg, pa)
+    seg = np.where(flip[:, None], -seg, seg)
+    axis = seg / length[:, None]
+    plen = length * np.hypot(axis[:, 0], axis[:, 1])
+    # skip tubes entirely off the image
+    margin = r + 1
+    umin = np.minimum(pa[:, 0], pa[:, 0] + seg[:, 0]) - margin
+    umax = np.maximum(pa[:, 0], pa[:, 0] + seg[:, 0]) + margin
+    vmin = np.minimum(pa[:, 1], pa[:, 1] + seg[:, 1]) - margin
+    vmax = np.maximum(pa[:, 1], pa[:, 1] + seg[:, 1]) + margin
+    on = (umax >= 0) & (umin < view.size) & (vmax >= 0) & (vmin < view.size)
+    for r_lo, r_hi in ((-1.0, 2.5), (2.5, 6.0), (6.0, 14.0), (14.0, 1e9)):   # radius classes (pixels)
+        sel = on & (r > r_lo) & (r <= r_hi)
+        if not sel.any():
+            continue
+        rr = r[sel]
+        B = int(np.ceil(2 * rr.max())) + 12
+        lmax = B - 2 * rr.max() - 3               # longest in-plane piece that fits the box
+        n_pieces = np.maximum(np.ceil(plen[sel] / lmax).astype(int), 1)
+        rep = np.repeat(np.arange(sel.sum()), n_pieces)
+        k = np.concatenate([np.arange(n) for n in n_pieces]) if len(n_pieces) else np.zeros(0, int)
+        frac = 1.0 / n_pieces[rep]
+        start = pa[sel][rep] + seg[sel][rep] * (k * frac)[:, None]
+        piece_len = length[sel][rep] * frac
+        ax = axis[sel][rep]
+        idx, wgt = _tube_batch(view, start[:, 0], start[:, 1], ax[:, 0], ax[:, 1], ax[:, 2], piece_len,
+                               rr[rep], mu[sel][rep], B)
+        lay = np.repeat(layer[sel][rep], B * B)
+        for L in (0, 1):
+            m = lay == L
+            if m.any():
+                acc[L] += np.bincount(idx[m], wgt[m], minlength=view.size**2 + 1)[:-1]
+
+
+def blobs_into(acc: list[np.ndarray], view: View, centers, mats, mu, layer) -> None:
+    """Add the attenuation of all small ellipsoids to the flat accumulators."""
+    if len(centers) == 0:
+        return
+    R = view.basis
+    Mv = np.einsum("ji,njk,kl->nil", R, mats, R) * view.px**2
+    c = view.to_pixels(centers)
+    inv = np.linalg.inv(Mv)
+    ext_u, ext_v = np.sqrt(inv[:, 0, 0]), np.sqrt(inv[:, 1, 1])
+    on = (c[:, 0] + ext_u >= 0) & (c[:, 0] - ext_u < view.size) & (c[:, 1] + ext_v >= 0) & \
+         (c[:, 1] - ext_v < view.size)
+    if not on.any():
+        return
+    Mv, c, ext_u, ext_v, mu, layer = Mv[on], c[on], ext_u[on], ext_v[on], mu[on], layer[on]
+    for big in (False, True):
+        sel = (np.maximum(ext_u, ext_v) > 6) == big
+        if not sel.any():
+            continue
+        B = int(np.ceil(2 * max(ext_u[sel].max(), ext_v[sel].max()))) + 3
+        m, cc = Mv[sel], c[sel]
+        j0 = np.floor(cc[:, 0] - ext_u[sel]).astype(int)
+        i0 = np.floor(cc[:, 1] - ext_v[sel]).astype(int)
+        off = np.arange(B)
+        jj = j0[:, None, None] + off[None, None, :]
+        ii = i0[:, None, None] + off[None, :, None]
+        du = (jj - cc[:, 0, None, None]).astype(F)
+        dv = (ii - cc[:, 1, None, None]).astype(F)
+        a = m[:, 2, 2]
+        A = (m[:, 0, 2] ** 2 - a * m[:, 0, 0])[:, None, None].astype(F)
+        Bq = (2 * (m[:, 0, 2] * m[:, 1, 2] - a * m[:, 0, 1]))[:, None, None].astype(F)
+        C = (m[:, 1, 2] ** 2 - a * m[:, 1, 1])[:, None, None].astype(F)
+        disc = A * du * du + Bq * du * dv + C * dv * dv + a[:, None, None].astype(F)
+        chord = 2 * np.sqrt(np.maximum(disc, 0)) * (mu[sel] * view.px / a)[:, None, None].astype(F)
+        valid = (jj >= 0) & (jj < view.size) & (ii >= 0) & (ii < view.size)
+        idx = np.where(valid, ii * view.size + jj, view.size**2).ravel()
+        lay = np.repeat(layer[sel], B * B)
+        w = chord.ravel()
+        for L in (0, 1):
+            sl = lay == L
+            if sl.any():
+                acc[L] += np.bincount(idx[sl], w[sl], minlength=view.size**2 + 1)[:-1]
