@@ -11,7 +11,7 @@ import numpy as np
 
 from benchmark.datasets.base import Case, Dataset, ProtocolRow, Splits
 from benchmark.datasets.openi_reports import protocol_reports
-import benchmark.phantom as _ph  # TEMP
+from benchmark.phantom import RENDERER_VERSION, is_modelled, render_case
 
 
 class Phantom(Dataset):
@@ -27,18 +27,18 @@ class Phantom(Dataset):
 
     def _read_pair(self, case: Case) -> tuple[np.ndarray, np.ndarray]:
         # Rendered at the output size: the pipeline's resize is then the identity.
-        rendered = _ph.render_case(case.case_id, case.report.mesh, seed=self.cfg.seed, size=self.cfg.image_size)
+        rendered = render_case(case.case_id, case.report.mesh, seed=self.cfg.seed, size=self.cfg.image_size)
         return rendered.frontal, rendered.lateral
 
     def fingerprint(self) -> dict:
-        return {"renderer": _ph.RENDERER_VERSION, "seed": self.cfg.seed, "size": self.cfg.image_size}
+        return {"renderer": RENDERER_VERSION, "seed": self.cfg.seed, "size": self.cfg.image_size}
 
     def summary(self, splits: Splits) -> dict[str, object]:
         """How much of what the reports say the renderer draws, and every MeSH term it does not model."""
         cases = splits.all
         abnormal = [c for c in cases if c.report.abnormal]
-        rendered = [c for c in abnormal if any(_ph.is_modelled(f) for f in c.report.abnormal)]
-        missing = Counter(t for c in cases for t in {f.term for f in c.report.abnormal if not _ph.is_modelled(f)})
+        rendered = [c for c in abnormal if any(is_modelled(f) for f in c.report.abnormal)]
+        missing = Counter(t for c in cases for t in {f.term for f in c.report.abnormal if not is_modelled(f)})
         share = f" ({len(rendered) / len(abnormal):.1%} of {len(abnormal)} abnormal)" if abnormal else ""
         return {
             "cases with a rendered abnormal finding": f"{len(rendered)}{share}",

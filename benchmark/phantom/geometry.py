@@ -94,8 +94,17 @@ class Component:
         for s in self.base:
             inside &= s.contains(p)
         for s in (*self.minus, *self.minus_disjoint):
-            inside &= ~s.contains(p)
+            inside &= ~_contains(s, p)
         return inside
+
+
+def _contains(s, p) -> np.ndarray:
+    if isinstance(s, (list, tuple)):
+        inside = np.ones(len(np.atleast_2d(p)), bool)
+        for t in s:
+            inside &= t.contains(p)
+        return inside
+    return s.contains(p)
 
 
 class Parts:
@@ -107,26 +116,32 @@ class Parts:
         self.tube_r: list = []
         self.tube_mu: list = []
         self.tube_layer: list = []
+        self.tube_ri: list = []
+        self.tube_mui: list = []
         self.blob_c: list = []
         self.blob_m: list = []
         self.blob_mu: list = []
         self.blob_layer: list = []
 
-    def tube(self, a, b, r: float, mu: float, layer: int = SHARP) -> None:
+    def tube(self, a, b, r: float, mu: float, layer: int = SHARP, inner: float = 0.0,
+             mu_inner: float = 0.0) -> None:
+        """A finite cylinder; ``inner`` > 0 adds a coaxial cylinder of that radius with ``mu_inner``
+        (a hollow bone: dense cortex, lighter marrow)."""
+        self.tube_ri.append(float(inner))
+        self.tube_mui.append(float(mu_inner))
         self.tube_a.append(np.asarray(a, float))
         self.tube_b.append(np.asarray(b, float))
         self.tube_r.append(float(r))
         self.tube_mu.append(float(mu))
         self.tube_layer.append(layer)
 
-    def polyline(self, points, r, mu, layer: int = SHARP) -> None:
-        """A chain of cylinders; ``r`` and ``mu`` may be scalars or one value per segment."""
+    def polyline(self, points, r, mu, layer: int = SHARP, inner=0.0, mu_inner=0.0) -> None:
+        """A chain of cylinders; radii and coefficients may be scalars or one value per segment."""
         pts = np.asarray(points, float)
         n = len(pts) - 1
-        rs = np.broadcast_to(np.asarray(r, float), (n,))
-        mus = np.broadcast_to(np.asarray(mu, float), (n,))
+        rs, mus, ris, muis = (np.broadcast_to(np.asarray(v, float), (n,)) for v in (r, mu, inner, mu_inner))
         for k in range(n):
-            self.tube(pts[k], pts[k + 1], rs[k], mus[k], layer)
+            self.tube(pts[k], pts[k + 1], rs[k], mus[k], layer, ris[k], muis[k])
 
     def blob(self, e: Ellipsoid, mu: float, layer: int = SHARP) -> None:
         self.blob_c.append(e.center)
@@ -135,11 +150,13 @@ class Parts:
         self.blob_layer.append(layer)
 
     def tube_arrays(self):
+        """(a, b, r, mu, layer, inner r, inner mu) arrays."""
         if not self.tube_a:
             z = np.zeros((0, 3))
-            return z, z, np.zeros(0), np.zeros(0), np.zeros(0, int)
+            return z, z, np.zeros(0), np.zeros(0), np.zeros(0, int), np.zeros(0), np.zeros(0)
         return (np.array(self.tube_a), np.array(self.tube_b), np.array(self.tube_r),
-                np.array(self.tube_mu), np.array(self.tube_layer))
+                np.array(self.tube_mu), np.array(self.tube_layer), np.array(self.tube_ri),
+                np.array(self.tube_mui))
 
     def blob_arrays(self):
         if not self.blob_c:
@@ -147,6 +164,6 @@ class Parts:
         return np.array(self.blob_c), np.array(self.blob_m), np.array(self.blob_mu), np.array(self.blob_layer)
 
     def drop_tubes(self, keep: np.ndarray) -> None:
-        for name in ("tube_a", "tube_b", "tube_r", "tube_mu", "tube_layer"):
+        for name in ("tube_a", "tube_b", "tube_r", "tube_mu", "tube_layer", "tube_ri", "tube_mui"):
             seq = getattr(self, name)
             setattr(self, name, [v for v, k in zip(seq, keep) if k])

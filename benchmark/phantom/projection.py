@@ -94,6 +94,12 @@ def _halfspace_interval(h: HalfSpace, view: View, box):
 
 
 def _interval(s, view, box):
+    if isinstance(s, (list, tuple)):           # an intersection of convex solids
+        lo, hi = _interval(s[0], view, box)
+        for t in s[1:]:
+            l2, h2 = _interval(t, view, box)
+            lo, hi = np.maximum(lo, l2), np.minimum(hi, h2)
+        return lo, hi
     if isinstance(s, Ellipsoid):
         return _ellipsoid_interval(s, view, box)
     return _halfspace_interval(s, view, box)
@@ -129,75 +135,131 @@ def component_chord(comp: Component, view: View):
 
 # ---------------------------------------------------------------- batched tubes (finite cylinders)
 
-def _tube_batch(view: View, ua, va, au, av, cos, length, r, mu, B: int):
-    """Sum of mu * chord for equal-sized boxes B x B, one per segment; returns (flat index, weight)."""
-    size = view.size
-    lo_u = np.floor(np.minimum(ua, ua + au * length) - r).astype(int)
-    lo_v = np.floor(np.minimum(va, va + av * length) - r).astype(int)
-    off = np.arange(B)
-    jj = lo_u[:, None, None] + off[None, None, :]
-    ii = lo_v[:, None, None] + off[None, :, None]
-    du = (jj - ua[:, None, None]).astype(F)
-    dv = (ii - va[:, None, None]).astype(F)
-    au_, av_ = au[:, None, None].astype(F), av[:, None, None].astype(F)
+def _tube_batch(acc, pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mui, xmajor: bool,
+                lmax: float) -> None:
+    """Add mu * chord(r) + mui * chord(ri) of each piece (ri = 0: solid) into the padded flat accumulator
+    ``acc`` (row length size + 2 pad), over a strip that follows the piece: for x-major pieces every image
+    column it crosses, and a window of rows around its centre line (y-major pieces: rows and columns
+    swapped).
+
+    In the view frame a piece starts at in-plane (ua, va) with unit axis (au, av, cos). For the ray through
+    an in-plane offset (du, dv): w = du au + dv av, the perpendicular distance is |du av - dv au| / sin, the
+    cylinder spans depth mid +- half with mid = w cos / sin^2, half = sqrt(r^2 sin^2 - cross^2) / sin^2, and
+    the end caps bound it to [-w / cos, (L - w) / cos]."""
+    n_row = view.size + 2 * pad
+    if not xmajor:      # swap the roles of rows and columns
+        ua, va, au, av = va, ua, av, au
+    rmax = float(r.max())
+    n_along = int(np.ceil(lmax + 2 * rmax)) + 3
+    n_across = int(np.ceil(2 * rmax * 1.415)) + 3
+    start = np.floor(np.minimum(ua, ua + au * length) - rmax - 1).astype(np.int64)
+    start = np.clip(start, -pad, view.size + pad - n_along)
+    along = start[:, None] + np.arange(n_along)[None, :]                       # (N, A) integer positions
+    slope = av / np.where(np.abs(au) > 1e-9, au, 1e-9)
+    centre = va[:, None] + (along - ua[:, None]) * slope[:, None]
+    first = np.floor(centre - n_across / 2 + 0.5).astype(np.int64)
+    first = np.clip(first, -pad, view.size + pad - n_across)
+    col = lambda x: np.asarray(x, F)[:, None, None]
+    du = (along - ua[:, None]).astype(F)[:, None, :]                            # (N, 1, A)
+    dv = (first - va[:, None]).astype(F)[:, None, :] + np.arange(n_across, dtype=F)[None, :, None]  # (N, C, A)
+    au_, av_ = col(au), col(av)
     sin2 = np.maximum(au_ * au_ + av_ * av_, F(1e-6))
-    w = du * au_ + dv * av_                      # axial coordinate of the ray's in-plane foot
-    d2 = du * du + dv * dv - w * w / sin2          # squared distance ray-axis
-    r_ = r[:, None, None].astype(F)
-    half = np.sqrt(np.maximum(r_ * r_ - d2, 0)) / np.sqrt(sin2)
-    c = np.maximum(cos, 1e-6)[:, None, None].astype(F)
-    mid = w * c / sin2
-    L = length[:, None, None].astype(F)
-    hi = np.minimum(mid + half, (L - w) / c)
-    lo = np.maximum(mid - half, -w / c)
-    chord = np.maximum(hi - lo, 0) * (mu[:, None, None].astype(F) * F(view.px))
-    valid = (jj >= 0) & (jj < size) & (ii >= 0) & (ii < size)
-    idx = np.where(valid, ii * size + jj, size * size)
-    return idx.ravel(), chord.ravel()
+    inv_sin2 = 1 / sin2
+    c = np.maximum(col(cos), F(1e-6))
+    w = dv * av_
+    w += du * au_
+    cross = dv * au_
+    np.subtract(du * av_, cross, out=cross)
+    np.multiply(cross, cross, out=cross)                                     # cross^2
+    mid = w * (c * inv_sin2)
+    np.multiply(w, -1 / c, out=w)                                            # s_lo
+    s_lo = w
+    s_hi = s_lo + col(length) / c
+
+    def chord_of(rad, coef):
+        h = np.subtract((rad * rad) * sin2, cross)
+        np.maximum(h, 0, out=h)
+        np.sqrt(h, out=h)
+        np.multiply(h, inv_sin2, out=h)
+        hi = np.add(mid, h)
+        np.minimum(hi, s_hi, out=hi)
+        np.subtract(mid, h, out=h)
+        np.maximum(h, s_lo, out=h)
+        np.subtract(hi, h, out=hi)
+        np.maximum(hi, 0, out=hi)
+        np.multiply(hi, coef, out=hi)
+        return hi
+
+    chord = chord_of(col(r), col(mu * view.px))
+    if np.any(ri > 0):
+        chord += chord_of(col(ri), col(mui * view.px))
+    rows = first[:, None, :] + np.arange(n_across)[None, :, None]             # (N, C, A)
+    if xmajor:
+        idx = (rows + pad) * n_row + (along[:, None, :] + pad)
+    else:
+        idx = (along[:, None, :] + pad) * n_row + (rows + pad)
+    acc += np.bincount(idx.ravel(), chord.ravel().astype(np.float64), minlength=acc.size)
 
 
-def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer) -> None:
-    """Add the attenuation of all tubes to the flat accumulators ``acc[layer]``."""
+def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, mui=None) -> None:
+    """Add the attenuation of all tubes to the flat accumulators ``acc[layer]`` ([size * size])."""
     if len(a) == 0:
         return
+    size = view.size
+    ri = np.zeros_like(r) if ri is None else ri
+    mui = np.zeros_like(mu) if mui is None else mui
     pa, pb = view.to_pixels(a), view.to_pixels(b)
     seg = pb - pa
     length = np.linalg.norm(seg, axis=1)
+    r = r / view.px
+    ri = ri / view.px
+    # tubes thinner than a pixel would fall between pixel centres: widen them, keeping mu * r^2 (the
+    # attenuation integrated across the tube)
+    thin = r < 0.7
+    mu = np.where(thin, mu * (r / 0.7) ** 2, mu)
+    r = np.maximum(r, 0.7)
     keep = length > 1e-6
-    pa, seg, length, r, mu, layer = pa[keep], seg[keep], length[keep], r[keep] / view.px, mu[keep], layer[keep]
     flip = seg[:, 2] < 0                       # orient every axis with d . a >= 0 (chords are symmetric)
     pa = np.where(flip[:, None], pa + seg, pa)
     seg = np.where(flip[:, None], -seg, seg)
-    axis = seg / length[:, None]
-    plen = length * np.hypot(axis[:, 0], axis[:, 1])
-    # skip tubes entirely off the image
+    axis = seg / np.maximum(length, 1e-9)[:, None]
+    xmaj = np.abs(axis[:, 0]) >= np.abs(axis[:, 1])
+    plen = length * np.maximum(np.abs(axis[:, 0]), np.abs(axis[:, 1]))      # extent along the major axis
     margin = r + 1
     umin = np.minimum(pa[:, 0], pa[:, 0] + seg[:, 0]) - margin
     umax = np.maximum(pa[:, 0], pa[:, 0] + seg[:, 0]) + margin
     vmin = np.minimum(pa[:, 1], pa[:, 1] + seg[:, 1]) - margin
     vmax = np.maximum(pa[:, 1], pa[:, 1] + seg[:, 1]) + margin
-    on = (umax >= 0) & (umin < view.size) & (vmax >= 0) & (vmin < view.size)
-    for r_lo, r_hi in ((-1.0, 2.5), (2.5, 6.0), (6.0, 14.0), (14.0, 1e9)):   # radius classes (pixels)
-        sel = on & (r > r_lo) & (r <= r_hi)
-        if not sel.any():
+    on = keep & (umax >= 0) & (umin < size) & (vmax >= 0) & (vmin < size)
+    for lay in (0, 1):
+        sel_l = on & (layer == lay)
+        if not sel_l.any():
             continue
-        rr = r[sel]
-        B = int(np.ceil(2 * rr.max())) + 12
-        lmax = B - 2 * rr.max() - 3               # longest in-plane piece that fits the box
-        n_pieces = np.maximum(np.ceil(plen[sel] / lmax).astype(int), 1)
-        rep = np.repeat(np.arange(sel.sum()), n_pieces)
-        k = np.concatenate([np.arange(n) for n in n_pieces]) if len(n_pieces) else np.zeros(0, int)
-        frac = 1.0 / n_pieces[rep]
-        start = pa[sel][rep] + seg[sel][rep] * (k * frac)[:, None]
-        piece_len = length[sel][rep] * frac
-        ax = axis[sel][rep]
-        idx, wgt = _tube_batch(view, start[:, 0], start[:, 1], ax[:, 0], ax[:, 1], ax[:, 2], piece_len,
-                               rr[rep], mu[sel][rep], B)
-        lay = np.repeat(layer[sel][rep], B * B)
-        for L in (0, 1):
-            m = lay == L
-            if m.any():
-                acc[L] += np.bincount(idx[m], wgt[m], minlength=view.size**2 + 1)[:-1]
+        groups = []
+        pad = 0
+        for r_lo, r_hi in ((-1.0, 1.6), (1.6, 3.5), (3.5, 7.0), (7.0, 16.0), (16.0, 1e9)):   # radius classes
+            for hollow in (False, True):
+                for xm in (True, False):
+                    sub = sel_l & (r > r_lo) & (r <= r_hi) & ((ri > 0) == hollow) & (xmaj == xm)
+                    if not sub.any():
+                        continue
+                    rmax = r[sub].max()
+                    lmax = min(max(6 * rmax, 16.0), plen[sub].max() + 1)
+                    groups.append((sub, xm, lmax))
+                    pad = max(pad, int(np.ceil(lmax + 2 * rmax)) + 4)
+        flat = np.zeros((size + 2 * pad) ** 2, np.float64)
+        for sel, xm, lmax in groups:
+            n_pieces = np.maximum(np.ceil(plen[sel] / lmax).astype(int), 1)
+            idx = np.flatnonzero(sel)
+            rep = np.repeat(idx, n_pieces)
+            k = np.arange(len(rep)) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)
+            frac = 1.0 / np.repeat(n_pieces, n_pieces)
+            start = pa[rep] + seg[rep] * (k * frac)[:, None]
+            ax = axis[rep]
+            _tube_batch(flat, pad, view, start[:, 0], start[:, 1], ax[:, 0], ax[:, 1], ax[:, 2],
+                        length[rep] * frac, r[rep], mu[rep], ri[rep], mui[rep], xm, lmax)
+        img = flat.reshape(size + 2 * pad, size + 2 * pad)[pad:pad + size, pad:pad + size]
+        acc[lay] += img.ravel()
 
 
 def blobs_into(acc: list[np.ndarray], view: View, centers, mats, mu, layer) -> None:

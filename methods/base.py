@@ -1,0 +1,159 @@
+"""The interfaces every method and text encoder implements, and the tensors that cross them.
+
+Conventions (asserted at the boundaries): images inside methods are float32 in [-1, 1], shape [B, 1, H, W];
+on disk they are 8-bit grayscale PNG. Reports enter as ``benchmark.text.Tokens`` (padded id arrays).
+A method file reads top to bottom: docstring (paper, reference code, every departure), ``Config``
+(the paper's setting as defaults, ``tiny()`` for CPU tests), networks, then the ``Method`` subclass.
+"""
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.text import Tokens, Vocab
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenBatch:
+    """``Tokens`` as tensors on a device: [B, S, W] per section and [B, T] flat; 0 is padding."""
+
+    findings: torch.Tensor
+    impression: torch.Tensor
+    flat: torch.Tensor
+
+    @classmethod
+    def of(cls, tokens: Tokens, device: torch.device | str = "cpu") -> "TokenBatch":
+        return cls(*(torch.as_tensor(a, dtype=torch.long, device=device)
+                     for a in (tokens.findings, tokens.impression, tokens.flat)))
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+    def __getitem__(self, index) -> "TokenBatch":
+        return TokenBatch(self.findings[index], self.impression[index], self.flat[index])
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedText:
+    """What a text encoder gives a generator: the report vector, plus features to attend to."""
+
+    report: torch.Tensor            # [B, D] the report vector c
+    words: torch.Tensor             # [B, L, Dw] word features (HAE: FINDINGS then IMPRESSION words)
+    word_mask: torch.Tensor         # [B, L] bool, True on real tokens
+    sentences: torch.Tensor | None  # [B, S, Ds] sentence features (None for a flat encoder)
+    sentence_mask: torch.Tensor | None
+
+
+class TextEncoder(nn.Module, ABC):
+    """Tokens -> EncodedText. Trained end to end with the method that owns it."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        embed_dim: int = 128     # word embedding size (the paper's E_EMBED_SIZE)
+        hidden: int = 128        # LSTM hidden size per direction (the paper: 128)
+        out_dim: int = 512       # report vector size (the official D_CHANNEL_SIZE)
+
+    def __init__(self, cfg: "TextEncoder.Config", vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.out_dim
+
+    @abstractmethod
+    def forward(self, tokens: TokenBatch) -> EncodedText: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedData:
+    """Training or evaluation data of a method: reports and their real frontal + lateral images."""
+
+    case_ids: tuple[str, ...]
+    tokens: Tokens
+    pixels: np.ndarray              # uint8 [N, 2, H, W]: [:, 0] frontal, [:, 1] lateral
+
+    def __post_init__(self):
+        n = len(self.case_ids)
+        if not (len(self.tokens) == len(self.pixels) == n) or self.pixels.ndim != 4 or self.pixels.shape[1] != 2:
+            raise ValueError(f"PairedData: {n} ids, {len(self.tokens)} reports, pixels {self.pixels.shape}")
+        if self.pixels.dtype != np.uint8:
+            raise ValueError(f"PairedData.pixels must be uint8, not {self.pixels.dtype}")
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    @property
+    def image_size(self) -> int:
+        return self.pixels.shape[-1]
+
+    def subset(self, index) -> "PairedData":
+        index = np.asarray(index)
+        return PairedData(tuple(np.asarray(self.case_ids)[index].tolist()), self.tokens[index], self.pixels[index])
+
+
+@dataclasses.dataclass(frozen=True)
+class Views:
+    """Generated images: float32 in [-1, 1], [B, 1, H, W], on the CPU."""
+
+    frontal: torch.Tensor
+    lateral: torch.Tensor
+
+    def __post_init__(self):
+        for name, x in (("frontal", self.frontal), ("lateral", self.lateral)):
+            if x.ndim != 4 or x.shape[1] != 1 or x.dtype != torch.float32:
+                raise ValueError(f"Views.{name} must be float32 [B, 1, H, W], not {x.dtype} {tuple(x.shape)}")
+
+
+def to_unit_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [...] -> float32 in [-1, 1] (the methods' convention)."""
+    return torch.as_tensor(pixels).float().div_(127.5).sub_(1.0)
+
+
+class Method(ABC):
+    """A text-to-paired-X-ray method: ``fit`` on train (+ val), then ``generate`` both views per report."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, cfg, vocab: Vocab, *, image_size: int = 256, device: str | torch.device | None = None,
+                 seed: int = 0):
+        self.cfg = cfg
+        self.seed = seed
+        self.vocab = vocab
+        self.image_size = image_size
+        self.device = torch.device(device) if device else default_device()
+
+    @abstractmethod
+    def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
+        """Train; checkpoints and log.jsonl go under ``run_dir``; ``resume`` continues from the last checkpoint."""
+
+    @abstractmethod
+    def generate(self, tokens: Tokens, seeds: Sequence[int]) -> Views:
+        """One frontal and one lateral image per report; ``seeds[i]`` fixes report i's noise (if any)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Everything ``load_state_dict`` needs to generate again (tensors and plain values only)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters per named network (for ``xbench ls methods --params``)."""
+        return {}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,178 @@
+"""Training infrastructure shared by every method: seeds, devices, precision, batches, checkpoints, logs.
+
+Determinism: every epoch reseeds from sha256(run seed, stage, phase, epoch), so a run resumed at an epoch
+boundary replays exactly what an uninterrupted run does. Speed: the training set lives on the device as
+uint8 and batches are index_select'ed there (no DataLoader workers on the hot path); losses reach the host
+only every ``log_every`` steps; a NaN/inf is caught on the device and reported at the next log point.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import pickle
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from benchmark.errors import XbenchError
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or inf; the message names the step and the loss."""
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from sha256 of the parts (never Python's salted ``hash()``)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (no loss scaling needed); full fp32 on the CPU."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# Distributed (torchrun): one process per GPU, DistributedDataParallel, batches sharded by rank.
+@dataclasses.dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def world() -> World:
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size())
+    return World()
+
+
+def init_distributed(device: torch.device) -> World:
+    """Join the process group that ``torchrun`` describes in the environment (a no-op otherwise)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world()
+
+
+def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
+    if world().size == 1:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, *, drop_last: bool = False) -> Iterator[torch.Tensor]:
+    """Shuffled index batches for one epoch; with several processes each takes its share of every batch."""
+    w = world()
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    for start in range(0, n, batch_size):
+        batch = order[start:start + batch_size]
+        if drop_last and len(batch) < batch_size:
+            return
+        if w.size > 1:  # equal shares, so every rank runs the same number of steps
+            share = len(batch) // w.size
+            if share == 0:
+                return
+            batch = batch[w.rank * share:(w.rank + 1) * share]
+        yield batch
+
+
+def resident_images(pixels: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    """uint8 [N, 2, H, W] -> uint8 [N, 2, size, size] on the device, antialiased once up front."""
+    images = torch.from_numpy(np.ascontiguousarray(pixels)).to(device)
+    if images.shape[-1] != size:
+        down = torch.nn.functional.interpolate(images.float(), size=(size, size), mode="bicubic", antialias=True)
+        images = down.round_().clamp_(0, 255).to(torch.uint8)
+    return images
+
+
+class DivergenceGuard:
+    """Remembers on the device the first step at which each loss was not finite; no host sync per step."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.first_bad: dict[str, torch.Tensor] = {}   # loss name -> step (-1 while finite)
+        self.value: dict[str, torch.Tensor] = {}
+
+    def watch(self, step: int, losses: dict[str, torch.Tensor]) -> None:
+        for name, loss in losses.items():
+            loss = loss.detach().float()
+            first = self.first_bad.get(name, torch.full((), -1, dtype=torch.long, device=self.device))
+            bad = (first < 0) & ~torch.isfinite(loss)
+            self.first_bad[name] = torch.where(bad, torch.full_like(first, step), first)
+            self.value[name] = torch.where(bad, loss, self.value.get(name, torch.zeros_like(loss)))
+
+    def check(self) -> None:
+        """Raise TrainingDiverged naming the first bad step and loss (one host sync)."""
+        bad = {name: int(step) for name, step in self.first_bad.items() if int(step) >= 0}
+        if bad:
+            name = min(bad, key=bad.get)
+            raise TrainingDiverged(f"training diverged at step {bad[name]}: loss {name} = "
+                                   f"{float(self.value[name])}; lower the learning rate or check the data")
+
+
+class JsonlLog:
+    """Append-only JSON lines (one object per logged step), written by the main process only."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, **record) -> None:
+        if world().is_main:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Tensors and plain values only (so it loads with weights_only=True), written atomically."""
+    if not world().is_main:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """``torch.load(weights_only=True)``: a file that needs pickled code is refused, never executed."""
+    if not path.is_file():
+        raise XbenchError(f"no checkpoint at {path}; check the run directory")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise XbenchError(f"refusing to load {path}: it needs pickled code to load ({str(err).splitlines()[0]}); "
+                          "checkpoints are shared between people and pickle runs code") from None
+    except (RuntimeError, EOFError, OSError, io.UnsupportedOperation) as err:
+        raise XbenchError(f"corrupt checkpoint {path} ({err}); delete it to start over") from None
+
+
+def stage_progress(description: str, total: int, enabled: bool):
+    """A rich progress bar per stage, on the main process only."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                        disable=not (enabled and world().is_main), transient=False)
+    return progress, progress.add_task(description, total=total, status="")

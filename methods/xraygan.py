@@ -1,0 +1,433 @@
+"""XRayGAN: report -> hierarchical attentional encoder -> multi-scale conditional GAN -> frontal + lateral.
+
+Paper: Yang, Gireesh, Xing, Xie, "XRayGAN: Consistency-preserving Generation of X-ray Images from Radiology
+Reports" (arXiv 2006.10552), section 2. Reference code: UCSD-AI4H/XRayGAN @ 8dc983f (``models/Decoder.py``
+baseDecoderv3 / PDecoderv3 / MultiscaleDecoder, ``models/Discriminator.py`` PDiscriminator,
+``trainer_xraygan.py``). Shapes and parameter counts match the reference at the paper setting
+(G0 7,856,657; each G_k 1,803,590; critics 1,624,769 / 3,984,065 / 6,343,361 / 8,702,657).
+
+Departures from the official code, each deliberate (``../shared/research/xraygan_reference.md`` section 10):
+- The critics are conditional for real: the official code tiles the projected report vector over the 4x4
+  map and then instance-normalises it, which makes the condition exactly zero. Here the projection goes
+  through a LeakyReLU before tiling, with no normalisation of the constant map.
+- One combined generator step per iteration (adversarial + 100 x L2 for both views + w x view consistency).
+  The official three sequential steps reuse graphs across in-place updates, which current PyTorch refuses.
+- The view-consistency term is -log P(same patient) from a frozen VCN, weight ``vc_weight``: 1 as the paper
+  says (the official configs use 0.1). The VCN is trained on the train split only (the official one saw
+  every report, test included), at each stage's resolution, then frozen and saved with its sha256.
+- The critic step sees detached fakes and a detached report vector; the text encoder learns from the
+  generator loss only. Real targets of lower stages are antialiased resizes (the official code: nearest).
+- Warm-up (stage 0 only, ``warmup_epochs``): pure L2 on both views in one step (the official: two steps).
+- The learning rate falls by ``lr_decay`` every ``lr_decay_every`` epochs (the paper; the official
+  milestones were 45 / 70 / 90).
+Ablations are config values: ``vc_weight = 0`` (w/o VCN), ``schedule = "one_shot"`` (w/o MSCGAN: the same
+generator, so the same depth and parameter count, trained at the final size only, without the progressive
+curriculum), ``encoder = "flat"`` (w/o HAE).
+"""
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.text import Tokens, Vocab
+from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from methods.text_encoders import get_text_encoder
+from methods.training import (DivergenceGuard, JsonlLog, autocast, derive_seed, epoch_batches, init_distributed,
+                              load_checkpoint, resident_images, save_checkpoint, seed_everything, stage_progress,
+                              unwrap, world, wrap_ddp)
+from methods.vcn import VCN, VCNConfig, consistency_loss, load_vcn, save_vcn, train_vcn
+
+VARIANTS = {  # the paper's Table 2, as config deviations
+    "full": {},
+    "no_vcn": {"vc_weight": 0.0},
+    "no_mscgan": {"schedule": "one_shot"},
+    "no_hae": {"encoder": "flat"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # Text.
+    encoder: str = "hae"                                       # "hae" | "flat" (w/o HAE)
+    text: TextEncoder.Config = TextEncoder.Config()
+    # Generators.
+    stage_sizes: tuple[int, ...] = (32, 64, 128, 256)           # px; each stage doubles
+    schedule: str = "progressive"                              # "progressive" | "one_shot" (w/o MSCGAN)
+    blend: float = 0.5                                         # alpha of the paper's eq. (1)
+    prog_channels: int = 128                                   # progressive generator width (official nf)
+    prog_blocks: int = 4                                       # residual blocks per progressive stage
+    prog_text: int = 64                                        # report projection tiled into each stage
+    # Critics.
+    critic_channels: int = 64
+    critic_max_channels: int = 512
+    critic_text: int = 128
+    # Optimisation (the paper; batch 48 at stage 1 is the official config, the paper's text says 56).
+    batch_sizes: tuple[int, ...] = (96, 48, 24, 12)
+    lrs: tuple[float, ...] = (3e-4, 3e-4, 2e-4, 1e-4)
+    lr_decay: float = 0.2
+    lr_decay_every: int = 20                                   # epochs
+    betas: tuple[float, float] = (0.9, 0.999)
+    epochs: tuple[int, ...] = (90, 90, 120, 120)               # GAN epochs per stage (official)
+    warmup_epochs: int = 20                                    # stage 0 L2-only epochs (official)
+    # Loss weights.
+    adv_weight: float = 1.0
+    l2_weight: float = 100.0
+    gp_weight: float = 10.0
+    vc_weight: float = 1.0                                     # the paper: 1; the official configs: 0.1
+    vcn: VCNConfig = VCNConfig()
+    # Bookkeeping.
+    checkpoint_every: int = 20                                 # epochs; and always at the end of a stage
+    log_every: int = 50                                        # steps between host syncs / log lines
+    channels_last: bool = True
+    bf16: bool = True                                          # autocast on CUDA only
+    progress: bool = True
+
+    def __post_init__(self):
+        n = len(self.stage_sizes)
+        for name in ("batch_sizes", "lrs", "epochs"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"xraygan: {name} needs one value per stage ({n}), got {getattr(self, name)}")
+        if any(b != 2 * a for a, b in zip(self.stage_sizes, self.stage_sizes[1:])):
+            raise ValueError(f"xraygan: each stage must double the size, got {self.stage_sizes}")
+        if self.schedule not in ("progressive", "one_shot"):
+            raise ValueError(f"xraygan: schedule must be 'progressive' or 'one_shot', not {self.schedule!r}")
+
+    @classmethod
+    def tiny(cls) -> "Config":
+        """Two stages (32, 64 px) and narrow networks: trains on phantom in about a minute on 2 CPU cores."""
+        return cls(
+            text=TextEncoder.Config(embed_dim=32, hidden=32, out_dim=128), stage_sizes=(32, 64),
+            prog_channels=32, prog_blocks=2, prog_text=16, critic_channels=16, critic_max_channels=64,
+            critic_text=16, batch_sizes=(32, 32), lrs=(1e-3, 5e-4), epochs=(6, 4), warmup_epochs=6,
+            lr_decay_every=100, vcn=VCNConfig(epochs=2, batch_size=32), checkpoint_every=2, log_every=10,
+            progress=False,
+        )
+
+
+# Generators.
+class ResBlock(nn.Module):
+    """conv3x3 - activation - conv3x3, plus the input (no normalisation, as the reference)."""
+
+    def __init__(self, channels: int, act: nn.Module):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), act,
+                                  nn.Conv2d(channels, channels, 3, padding=1, bias=False))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class BaseGenerator(nn.Module):
+    """G^(1): the report vector as a 1x1 map, five (residual block, bilinear x2 + conv) steps to 32x32."""
+
+    def __init__(self, text_dim: int, size: int = 32):
+        super().__init__()
+        layers, c = [], text_dim
+        for _ in range(int(math.log2(size))):
+            layers += [ResBlock(c, nn.LeakyReLU(0.2)), nn.Upsample(scale_factor=2, mode="bilinear"),
+                       nn.Conv2d(c, c // 2, 3, padding=1, bias=False), nn.LeakyReLU(0.2)]
+            c //= 2
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Conv2d(c, 1, 1), nn.Tanh())
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(c[:, :, None, None]))            # [B, 1, 32, 32]
+
+
+class ProgressiveGenerator(nn.Module):
+    """G^(n): x(n) = a * G(x(n-1), c) + (1 - a) * U(x(n-1)), the paper's eq. (1)."""
+
+    def __init__(self, text_dim: int, channels: int, blocks: int, text_proj: int, blend: float):
+        super().__init__()
+        self.blend = blend
+        self.text = nn.Sequential(nn.Linear(text_dim, text_proj), nn.LeakyReLU(0.2))
+        self.image = nn.Sequential(nn.Conv2d(1, channels - text_proj, 3, padding=1), nn.LeakyReLU(0.2))
+        self.trunk = nn.Sequential(*[ResBlock(channels, nn.PReLU()) for _ in range(blocks)])  # one slope each
+        self.up = nn.Sequential(nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.PReLU())
+        self.head = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Tanh())
+
+    def forward(self, prev: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h, w = prev.shape[-2:]
+        text = self.text(c)[:, :, None, None].expand(-1, -1, h, w)
+        x0 = torch.cat([self.image(prev), text], dim=1)
+        residual = self.head(self.up(x0 + self.trunk(x0)))           # long skip, then x2
+        upsampled = F.interpolate(prev, scale_factor=2, mode="bilinear")
+        return self.blend * residual + (1 - self.blend) * upsampled
+
+
+class MultiScaleGenerator(nn.Module):
+    """One view's cascade: G^(1) at the first size, then a progressive stage per doubling."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        d = cfg.text.out_dim
+        self.base = BaseGenerator(d, cfg.stage_sizes[0])
+        self.stages = nn.ModuleList(ProgressiveGenerator(d, cfg.prog_channels, cfg.prog_blocks, cfg.prog_text,
+                                                         cfg.blend) for _ in cfg.stage_sizes[1:])
+
+    def forward(self, c: torch.Tensor, stage: int) -> torch.Tensor:
+        x = self.base(c)
+        for g in self.stages[:stage]:  # earlier stages are not detached: gradients reach all of them
+            x = g(x, c)
+        return x
+
+
+class Generators(nn.Module):
+    """Everything the generator optimiser trains: the text encoder and both views' cascades."""
+
+    def __init__(self, cfg: Config, vocab_size: int):
+        super().__init__()
+        self.encoder = get_text_encoder(cfg.encoder, cfg.text, vocab_size)
+        self.frontal = MultiScaleGenerator(cfg)
+        self.lateral = MultiScaleGenerator(cfg)
+
+    def forward(self, findings, impression, flat, stage: int):
+        c = self.encoder(TokenBatch(findings, impression, flat)).report
+        return self.frontal(c, stage), self.lateral(c, stage), c
+
+
+# Critics.
+class Critic(nn.Module):
+    """A WGAN critic at one stage: image -> 4x4x512 features, report projection tiled beside, conv4x4 -> 3x3.
+
+    Every output unit sees the whole image (receptive field >= the input): a small grid, not a local PatchGAN.
+    """
+
+    def __init__(self, size: int, text_dim: int, cfg: Config):
+        super().__init__()
+        c = cfg.critic_channels
+        layers = [nn.Conv2d(1, c, 3, padding=1, bias=False), nn.LeakyReLU(0.2)]
+        for _ in range(int(math.log2(size // 4))):
+            nxt = min(2 * c, cfg.critic_max_channels)
+            layers += [nn.Conv2d(c, nxt, 3, stride=2, padding=1, bias=False), nn.InstanceNorm2d(nxt),
+                       nn.LeakyReLU(0.2)]
+            c = nxt
+        self.image = nn.Sequential(*layers)
+        self.text = nn.Sequential(nn.Linear(text_dim, cfg.critic_text), nn.LeakyReLU(0.2))  # no norm: see top
+        self.head = nn.Conv2d(c + cfg.critic_text, 1, 4, padding=1)
+
+    def forward(self, image: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        features = self.image(image)                                # [B, C, 4, 4]
+        text = self.text(c)[:, :, None, None].expand(-1, -1, *features.shape[-2:])
+        return self.head(torch.cat([features, text], dim=1)).mean(dim=(1, 2, 3))   # [B]
+
+
+class Critics(nn.Module):
+    """The frontal and the lateral critic of one stage (fresh at every stage, as the reference)."""
+
+    def __init__(self, size: int, text_dim: int, cfg: Config):
+        super().__init__()
+        self.frontal = Critic(size, text_dim, cfg)
+        self.lateral = Critic(size, text_dim, cfg)
+
+    def forward(self, frontal: torch.Tensor, lateral: torch.Tensor, c: torch.Tensor):
+        return self.frontal(frontal, c), self.lateral(lateral, c)
+
+
+def critic_loss(critics: nn.Module, real: tuple, fake: tuple, c: torch.Tensor, gp_weight: float) -> torch.Tensor:
+    """WGAN-GP for both views: E[D(fake)] - E[D(real)] + lambda (||grad D(interp)|| - 1)^2.
+
+    Real, fake and interpolated images go through each critic as one batch (one forward per step).
+    """
+    b = c.shape[0]
+    alpha = torch.rand(b, 1, 1, 1, device=c.device)
+    interp = [(alpha * r + (1 - alpha) * f).requires_grad_(True) for r, f in zip(real, fake)]
+    batches = [torch.cat([r, f, i]) for r, f, i in zip(real, fake, interp)]
+    scores = critics(*batches, c.repeat(3, 1))
+    loss = 0.0
+    for view_scores, view_interp in zip(scores, interp):
+        s_real, s_fake, s_interp = view_scores.float().split(b)
+        grad, = torch.autograd.grad(s_interp.sum(), view_interp, create_graph=True)
+        penalty = (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
+        loss = loss + s_fake.mean() - s_real.mean() + gp_weight * penalty
+    return loss
+
+
+# The method.
+class XRayGAN(Method):
+    name = "xraygan"
+    Config = Config
+
+    def __init__(self, cfg: Config, vocab: Vocab, *, image_size: int = 256, device=None, seed: int = 0):
+        super().__init__(cfg, vocab, image_size=image_size, device=device, seed=seed)
+        if cfg.stage_sizes[-1] != image_size:
+            raise ValueError(f"xraygan: the last stage size {cfg.stage_sizes[-1]} must equal image_size {image_size}")
+        seed_everything(derive_seed(seed, "init"))
+        self.generators = Generators(cfg, len(vocab)).to(self.device)
+        if cfg.channels_last:
+            self.generators.to(memory_format=torch.channels_last)
+
+    # Training.
+    def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
+        cfg, device = self.cfg, self.device
+        init_distributed(device)
+        ckpt_path = run_dir / "ckpt" / "last.pt"
+        state = load_checkpoint(ckpt_path, device) if resume and ckpt_path.is_file() else None
+        self.step = 0
+        if state is not None:
+            self.generators.load_state_dict(state["generators"])
+            self.step = state["step"]
+        generators = wrap_ddp(self.generators, device)
+        tokens = TokenBatch.of(train.tokens, device)
+        log = JsonlLog(run_dir / "log.jsonl")
+        guard = DivergenceGuard(device)
+        vcn = None
+        stages = range(len(cfg.stage_sizes)) if cfg.schedule == "progressive" else [len(cfg.stage_sizes) - 1]
+        for stage in stages:
+            if state is not None and stage < state["stage"]:
+                continue
+            size = cfg.stage_sizes[stage]
+            real = resident_images(train.pixels, size, device)
+            if cfg.vc_weight > 0:
+                vcn = self._stage_vcn(stage, real, run_dir, init=vcn)
+            critics = Critics(size, cfg.text.out_dim, cfg).to(device)
+            if cfg.channels_last:
+                critics.to(memory_format=torch.channels_last)
+            opt_g = self._adam(self.generators, cfg.lrs[stage])
+            opt_d = self._adam(critics, cfg.lrs[stage])
+            start = ("warmup", 0)
+            if state is not None and state["stage"] == stage:
+                critics.load_state_dict(state["critics"])
+                opt_g.load_state_dict(state["opt_g"])
+                opt_d.load_state_dict(state["opt_d"])
+                start = (state["phase"], state["epoch"] + 1)
+            critics_ddp = wrap_ddp(critics, device)
+            phases = [("warmup", cfg.warmup_epochs if stage == 0 else 0), ("gan", cfg.epochs[stage])]
+            for phase, n_epochs in phases:
+                if start[0] == "gan" and phase == "warmup":
+                    continue
+                first = start[1] if phase == start[0] else 0
+                for epoch in range(first, n_epochs):
+                    self._set_lr(opt_g, opt_d, cfg.lrs[stage], epoch if phase == "gan" else 0)
+                    seed = derive_seed(self.seed, stage, phase, epoch)
+                    seed_everything(seed)
+                    batches = list(epoch_batches(len(train), cfg.batch_sizes[stage], seed))
+                    progress, task = stage_progress(f"stage {stage} ({size}px) {phase} {epoch + 1}/{n_epochs}",
+                                                    len(batches), cfg.progress)
+                    with progress:
+                        for i, index in enumerate(batches):
+                            self.step = step = self.step + 1
+                            index = index.to(device)
+                            losses = self._train_step(generators, critics, critics_ddp, opt_g, opt_d, vcn, tokens,
+                                                      real, index, stage, phase)
+                            guard.watch(step, losses)
+                            if step % cfg.log_every == 0 or i == len(batches) - 1:
+                                guard.check()
+                                values = {k: round(float(v), 6) for k, v in losses.items()}
+                                log.write(stage=stage, phase=phase, epoch=epoch, step=step, **values)
+                                progress.update(task, status=" ".join(f"{k}={v:.3g}" for k, v in values.items()))
+                            progress.advance(task)
+                    last = epoch == n_epochs - 1
+                    if last or (epoch + 1) % cfg.checkpoint_every == 0:
+                        save_checkpoint({"stage": stage, "phase": phase, "epoch": epoch, "step": self.step,
+                                         "generators": self.generators.state_dict(),
+                                         "critics": critics.state_dict(), "opt_g": opt_g.state_dict(),
+                                         "opt_d": opt_d.state_dict()}, ckpt_path)
+            state = None
+        save_checkpoint(self.state_dict(), run_dir / "ckpt" / "final.pt")
+
+    def _train_step(self, generators, critics, critics_ddp, opt_g, opt_d, vcn, tokens, real, index, stage, phase):
+        cfg = self.cfg
+        batch = tokens[index]
+        target = to_unit_range(real[index])                          # [B, 2, H, W]
+        if cfg.channels_last:
+            target = target.contiguous(memory_format=torch.channels_last)
+        real_f, real_l = target[:, :1], target[:, 1:]
+        with autocast(self.device, cfg.bf16):
+            fake_f, fake_l, c = generators(batch.findings, batch.impression, batch.flat, stage)
+        losses = {}
+        if phase == "gan":
+            # Update the critics.
+            with autocast(self.device, cfg.bf16):
+                loss_d = critic_loss(critics_ddp, (real_f, real_l), (fake_f.detach(), fake_l.detach()), c.detach(),
+                                     cfg.gp_weight)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            losses["critic"] = loss_d.detach()
+        # Update the generators (and the text encoder): one combined step.
+        with autocast(self.device, cfg.bf16):
+            l2 = F.mse_loss(fake_f.float(), real_f) + F.mse_loss(fake_l.float(), real_l)
+            loss_g = cfg.l2_weight * l2
+            if phase == "gan":
+                critics.requires_grad_(False)  # the plain module: DDP must not see a frozen forward
+                adv = -sum(s.float().mean() for s in critics(fake_f, fake_l, c))
+                critics.requires_grad_(True)
+                loss_g = loss_g + cfg.adv_weight * adv
+                losses["adv"] = adv.detach()
+                if vcn is not None:
+                    vc = consistency_loss(vcn, fake_f, fake_l)
+                    loss_g = loss_g + cfg.vc_weight * vc
+                    losses["vc"] = vc.detach()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        losses["l2"] = l2.detach()
+        losses["generator"] = loss_g.detach()
+        return losses
+
+    def _stage_vcn(self, stage: int, real: torch.Tensor, run_dir: Path, init: VCN | None) -> VCN:
+        """The frozen VCN of a stage: trained once on the train split at the stage size, saved with its sha256."""
+        path = run_dir / "vcn" / f"stage{stage}_{real.shape[-1]}px.pt"
+        if path.is_file():
+            return load_vcn(path, device=self.device)
+        log = JsonlLog(run_dir / "log.jsonl")
+        vcn = train_vcn(real.cpu().numpy(), real.shape[-1], self.cfg.vcn, seed=derive_seed(self.seed, "vcn", stage),
+                        device=self.device, init=init,
+                        log=lambda epoch, loss, acc: log.write(stage=stage, phase="vcn", epoch=epoch,
+                                                               loss=round(loss, 6), accuracy=round(acc, 4)))
+        if world().is_main:
+            save_vcn(vcn, path)
+        return vcn
+
+    def _adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:
+        fused = self.device.type == "cuda"
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas, fused=fused)
+
+    def _set_lr(self, opt_g, opt_d, base: float, epoch: int) -> None:
+        lr = base * self.cfg.lr_decay ** (epoch // self.cfg.lr_decay_every)
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    # Sampling.
+    @torch.no_grad()
+    def generate(self, tokens: Tokens, seeds: Sequence[int], batch_size: int = 64) -> Views:
+        """Deterministic: XRayGAN has no noise input, so ``seeds`` does not change the images."""
+        if len(seeds) != len(tokens):
+            raise ValueError(f"generate: {len(tokens)} reports but {len(seeds)} seeds")
+        self.generators.eval()
+        stage = len(self.cfg.stage_sizes) - 1
+        frontal, lateral = [], []
+        for start in range(0, len(tokens), batch_size):
+            batch = TokenBatch.of(tokens[start:start + batch_size], self.device)
+            with autocast(self.device, self.cfg.bf16):
+                f, l, _ = self.generators(batch.findings, batch.impression, batch.flat, stage)
+            frontal.append(f.float().clamp(-1, 1).cpu())
+            lateral.append(l.float().clamp(-1, 1).cpu())
+        self.generators.train()
+        return Views(torch.cat(frontal).contiguous(), torch.cat(lateral).contiguous())
+
+    # Checkpoints.
+    def state_dict(self) -> dict:
+        return {"generators": unwrap(self.generators).state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generators.load_state_dict(state["generators"])
+
+    def parameter_counts(self) -> dict[str, int]:
+        g = self.generators
+        counts = {"text encoder": count_parameters(g.encoder),
+                  "G_f base (32px)": count_parameters(g.frontal.base)}
+        for k, stage in enumerate(g.frontal.stages, start=1):
+            counts[f"G_f stage {k} ({self.cfg.stage_sizes[k]}px)"] = count_parameters(stage)
+        counts["G_l (same as G_f)"] = count_parameters(g.lateral)
+        for k, size in enumerate(self.cfg.stage_sizes):
+            counts[f"critic stage {k} ({size}px), per view"] = count_parameters(Critic(size, self.cfg.text.out_dim,
+                                                                                        self.cfg))
+        return counts
