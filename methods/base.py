@@ -87,6 +87,12 @@ class PairedData:
         if self.pixels.dtype != np.uint8:
             raise ValueError(f"PairedData.pixels must be uint8, not {self.pixels.dtype}")
 
+    @classmethod
+    def of(cls, pairs, vocab: Vocab) -> "PairedData":
+        """From a dataset's ``Pairs`` (preprocessed images of some cases), encoding their reports."""
+        sections = [(c.report.findings, c.report.impression) for c in pairs.cases]
+        return cls(tuple(c.case_id for c in pairs.cases), vocab.encode(sections), pairs.pixels)
+
     def __len__(self) -> int:
         return len(self.case_ids)
 

@@ -71,6 +71,11 @@ def init_distributed(device: torch.device) -> World:
     return world()
 
 
+def barrier() -> None:
+    if world().size > 1:
+        dist.barrier()
+
+
 def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
     if world().size == 1:
         return module

@@ -291,7 +291,8 @@ def load_vcn(path: str | os.PathLike, *, sha256: str | None = None,
             raise XbenchError(f"VCN checkpoint {path} has the wrong sha256: expected {expected.strip()}, "
                               f"actual {actual}; the file is corrupt or not the one meant")
     if not data.startswith(b"PK"):  # torch.save's zip format; anything else is not a save_vcn file
-        raise XbenchError(f"cannot read VCN checkpoint {path}: not a torch zip checkpoint (save_vcn writes one)")
+        raise XbenchError(f"cannot read VCN checkpoint {path}: "
+                          "not a torch zip checkpoint (as save_vcn writes)")
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

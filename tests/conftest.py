@@ -90,3 +90,20 @@ def mimic_tree(tmp_path):
         csv.writer(f).writerows(meta)
     return root
 
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory):
+    """Phantom at 64 px: 512 train and 64 test cases, vocabulary from the train split (built once)."""
+    from benchmark.datasets import DataConfig, get_dataset
+    from benchmark.text import Vocab
+    from methods.base import PairedData
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("phantom-cache")))
+        ds = get_dataset("phantom", DataConfig(image_size=64, max_cases=512))
+        splits = ds.splits()
+        vocab = Vocab.build((c.report.findings, c.report.impression) for c in splits.train)
+        train = PairedData.of(ds.images(splits.train), vocab)
+        test = PairedData.of(ds.images(splits.test[:64]), vocab)
+    return vocab, train, test
