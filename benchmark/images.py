@@ -2,9 +2,10 @@
 
 grayscale -> resize to the run's resolution (bicubic, antialiased) -> optional global histogram
 equalisation (XRayGAN's preprocessing, ``cv2.equalizeHist``) -> uint8. Lower-resolution targets for the
-progressive stages are resized from that full-resolution uint8 copy. The official code squashes to a square
-(no aspect kept) and downsamples targets with nearest neighbour; xbench squashes too, and resamples with
-antialiasing by default (``mode="nearest"`` reproduces the official targets).
+progressive stages are resized on the device from that full-resolution uint8 copy
+(``methods.training.resident_images``, bicubic, antialiased). The official code squashes to a square (no
+aspect kept) and downsamples targets with nearest neighbour; xbench squashes too, and resamples with
+antialiasing (``resize(..., mode="nearest")`` shows what the official targets look like).
 """
 
 import dataclasses
@@ -52,13 +53,6 @@ def resize(image: np.ndarray, size: int, mode: str = "bicubic") -> np.ndarray:
     if image.shape == (size, size):
         return image
     return np.asarray(Image.fromarray(image).resize((size, size), _RESAMPLE[mode]), dtype=np.uint8)
-
-
-def resize_batch(images: np.ndarray, size: int, mode: str = "bicubic") -> np.ndarray:
-    """uint8 [..., H, W] -> uint8 [..., size, size]: the lower-resolution targets of progressive stages."""
-    flat = images.reshape(-1, *images.shape[-2:])
-    out = np.stack([resize(im, size, mode) for im in flat]) if len(flat) else np.empty((0, size, size), np.uint8)
-    return out.reshape(*images.shape[:-2], size, size)
 
 
 def equalize_hist(image: np.ndarray) -> np.ndarray:

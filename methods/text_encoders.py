@@ -1,7 +1,7 @@
 """Text encoders: the Hierarchical Attentional Encoder (HAE) of XRayGAN and a flat "w/o HAE" ablation.
 
-Paper: Yang et al., "Learning to Generate Paired Chest X-rays from Radiology Reports" (XRayGAN), section 2.1
-(hierarchical attentional encoder: word-level BiLSTM + attention -> sentence vectors, sentence-level
+Paper: Yang et al., "XRayGAN: Consistency-preserving Generation of X-ray Images from Radiology Reports",
+section 2.1 (hierarchical attentional encoder: word-level BiLSTM + attention -> sentence vectors, sentence-level
 BiLSTM + attention -> section vector, FINDINGS and IMPRESSION fused into one report vector); the ablation
 "w/o HAE" encodes the report as one flat word sequence. Reference code: UCSD-AI4H/XRayGAN
 ``models/Encoder.py`` (``HAttnEncoder``) and ``models/HALSTM.py`` (the v2 word/sentence attention RNNs).

@@ -1,7 +1,7 @@
 """View Consistency Network (VCN): is this frontal + lateral pair from the same patient?
 
-Paper: Yang et al., "Learning to Generate View-Consistent, High-Resolution and High-Fidelity X-rays from
-Radiology Reports" (XRayGAN), section 2.3. A modified ResNet-18 ``f`` embeds each view; the probability that
+Paper: Yang et al., "XRayGAN: Consistency-preserving Generation of X-ray Images from Radiology Reports",
+section 2.3. A modified ResNet-18 ``f`` embeds each view; the probability that
 the two views come from the same patient is ``sigma(sum_j w_j |f_j(x_f) - f_j(x_l)| + b)``. It is trained
 offline on real pairs (true pairs = consistent, a lateral from another patient = inconsistent), re-tuned at
 every progressive stage's resolution, and frozen while the generators maximise its score.
@@ -28,7 +28,7 @@ Departures from the reference code (each deliberate):
 4. Frozen and in eval mode (BN running statistics) whenever it scores generated images: ``train_vcn`` and
    ``load_vcn`` return it with ``requires_grad`` False, and ``consistency_loss`` refuses a network in
    training mode or with trainable parameters.
-5. Real images are down-sampled to the stage resolution with an antialiased bilinear resize (once, up
+5. Real images are down-sampled to the stage resolution with an antialiased bicubic resize (once, up
    front) instead of the official nearest-neighbour interpolation (which aliases).
 6. Negatives are drawn per batch with a seeded ``torch.Generator`` (a random non-zero offset, so a case is
    never paired with its own lateral); the official sampler could draw the case itself.
@@ -41,11 +41,7 @@ Departures from the reference code (each deliberate):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import os
-import pickle
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +53,7 @@ from torchvision.models import resnet18
 
 from benchmark.errors import XbenchError
 from methods.base import to_unit_range
+from methods.training import load_checkpoint, resident_images, save_checkpoint
 
 EMBED_DIM = 128
 EMBED_SCALE = 10.0
@@ -135,22 +132,10 @@ def consistency_loss(vcn: VCN, fake_frontal: torch.Tensor, fake_lateral: torch.T
 
 # ----------------------------------------------------------------------------------------- data + training
 
-def _resized(pixels: np.ndarray, size: int, device, chunk: int = 256) -> torch.Tensor:
-    """uint8 [N, 2, H, W] -> uint8 [N, 2, size, size] on ``device`` (antialiased bilinear when shrinking)."""
-    pixels = np.asarray(pixels)
-    if pixels.ndim != 4 or pixels.shape[1] != 2 or pixels.dtype != np.uint8:
-        raise ValueError(f"VCN pixels must be uint8 [N, 2, H, W], not {pixels.dtype} {pixels.shape}")
+def _resized(pixels: np.ndarray | torch.Tensor, size: int, device) -> torch.Tensor:
     if size < 32:
         raise ValueError(f"VCN needs images of at least 32 px, not {size}")
-    n, _, h, w = pixels.shape
-    out = torch.empty((n, 2, size, size), dtype=torch.uint8, device=device)
-    for start in range(0, n, chunk):
-        x = torch.from_numpy(np.ascontiguousarray(pixels[start:start + chunk])).to(device)
-        if (h, w) != (size, size):
-            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False).round_().clamp_(0, 255)
-        out[start:start + chunk] = x.to(torch.uint8)
-    return out
+    return resident_images(pixels, size, device)
 
 
 def _mismatched_batch(images: torch.Tensor, idx: torch.Tensor, gen: torch.Generator):
@@ -246,61 +231,16 @@ def evaluate_vcn(vcn: VCN, pixels: np.ndarray, size: int, *, seed: int, batch_si
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_vcn(vcn: VCN, path: str | os.PathLike) -> str:
-    """Write the state dict (plain CPU tensors) atomically; also ``<path>.sha256``. Returns the sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the state dict (plain CPU tensors) atomically, plus ``<path>.sha256``; return the sha256."""
     state = {k: v.detach().cpu().clone() for k, v in vcn.state_dict().items()}
-    buffer = io.BytesIO()  # not the file itself: torch.save records the file's name inside the archive
-    torch.save(state, buffer)
-    data = buffer.getvalue()
-    _atomic_write(path, lambda tmp: tmp.write_bytes(data))
-    digest = hashlib.sha256(data).hexdigest()
-    _atomic_write(Path(f"{path}.sha256"), lambda tmp: tmp.write_text(f"{digest}  {path.name}\n"))
-    return digest
+    return save_checkpoint(state, Path(path), sidecar=True)
 
 
-def load_vcn(path: str | os.PathLike, *, sha256: str | None = None,
-             device: str | torch.device = "cpu") -> VCN:
-    """Load a ``save_vcn`` checkpoint (tensors only, ``weights_only=True``), checking its sha256 against
-    ``sha256`` or, when given none, the sibling ``<path>.sha256`` if present. Returned frozen, in eval
-    mode. Bad files (missing, wrong hash, pickled code, unreadable, not a VCN) raise ``XbenchError``."""
+def load_vcn(path: str | os.PathLike, *, sha256: str | None = None, device: str | torch.device = "cpu") -> VCN:
+    """Load a ``save_vcn`` file (sha256 and weights-only checks in ``load_checkpoint``); frozen, in eval mode."""
     path = Path(path)
-    if not path.is_file():
-        raise XbenchError(f"VCN checkpoint {path} does not exist; train one first or fix the path")
-    expected = sha256
-    sidecar = Path(f"{path}.sha256")
-    if expected is None and sidecar.is_file():
-        parts = sidecar.read_text().split()
-        expected = parts[0] if parts else ""
-    data = path.read_bytes()  # hash and load the same bytes
-    if expected is not None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected.strip().lower():
-            raise XbenchError(f"VCN checkpoint {path} has the wrong sha256: expected {expected.strip()}, "
-                              f"actual {actual}; the file is corrupt or not the one meant")
-    if not data.startswith(b"PK"):  # torch.save's zip format; anything else is not a save_vcn file
-        raise XbenchError(f"cannot read VCN checkpoint {path}: "
-                          "not a torch zip checkpoint (as save_vcn writes)")
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise XbenchError(f"refusing to load {path}: it needs pickled code to load, not just tensors "
-                          f"(checkpoints are shared between people; pickle runs code)") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else repr(e)
-        raise XbenchError(f"cannot read VCN checkpoint {path}: {reason}") from e
+    state = load_checkpoint(path, sha256=sha256)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise XbenchError(f"VCN checkpoint {path} is not a state dict of tensors")
     vcn = VCN()
@@ -313,6 +253,5 @@ def load_vcn(path: str | os.PathLike, *, sha256: str | None = None,
     try:
         vcn.load_state_dict(state)
     except RuntimeError as e:
-        reason = " ".join(str(e).split())
-        raise XbenchError(f"VCN checkpoint {path} does not fit the VCN: {reason}") from e
+        raise XbenchError(f"VCN checkpoint {path} does not fit the VCN: {' '.join(str(e).split())}") from None
     return freeze(vcn.to(device))

@@ -383,7 +383,7 @@ class XRayGAN(Method):
         if path.is_file():
             return load_vcn(path, device=self.device)
         log = JsonlLog(run_dir / "log.jsonl")
-        vcn = train_vcn(real.cpu().numpy(), real.shape[-1], self.cfg.vcn, seed=derive_seed(self.seed, "vcn", stage),
+        vcn = train_vcn(real, real.shape[-1], self.cfg.vcn, seed=derive_seed(self.seed, "vcn", stage),
                         device=self.device, init=init,
                         log=lambda epoch, loss, acc: log.write(stage=stage, phase="vcn", epoch=epoch,
                                                                loss=round(loss, 6), accuracy=round(acc, 4)))

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from benchmark.errors import XbenchError
-from benchmark.images import Pipeline, equalize_hist, read_gray, resize, resize_batch, save_png, to_uint8
+from benchmark.images import Pipeline, equalize_hist, read_gray, resize, save_png, to_uint8
 
 
 def test_equalize_matches_opencv_bit_for_bit():
@@ -32,8 +32,6 @@ def test_bicubic_resize_is_antialiased():
     assert small.shape == (32, 32) and abs(small.astype(float).mean() - 127.5) < 2 and small.std() < 2
     nearest = resize(checker, 32, mode="nearest")
     assert set(np.unique(nearest)) <= {0, 255}  # aliasing: what the official targets do
-    batch = np.stack([checker, 255 - checker])[None]
-    assert resize_batch(batch, 64).shape == (1, 2, 64, 64)
 
 
 def test_pipeline_resizes_then_equalizes():
