@@ -16,8 +16,11 @@ from rich.table import Table
 from benchmark.datasets import DATASETS, DataConfig, get_dataset
 from benchmark.errors import XbenchError
 
-app = typer.Typer(help="xbench: generating paired chest X-rays from radiology reports, benchmarked.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="xbench: generating paired chest X-rays from radiology reports, benchmarked.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 data_app = typer.Typer(help="Inspect, preview and download datasets.", no_args_is_help=True)
 ls_app = typer.Typer(help="List what xbench has.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -27,6 +30,7 @@ console = Console()
 
 def user_errors(command):
     """Bad input ends the command with its one-line message on stderr and exit code 2."""
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -34,22 +38,34 @@ def user_errors(command):
         except XbenchError as err:
             print(f"xbench: error: {err}", file=sys.stderr)
             raise typer.Exit(2) from None
+
     return wrapper
 
 
 # Options shared by the data commands: they build the run's DataConfig.
 DatasetArg = Annotated[str, typer.Argument(help=f"Dataset name: {', '.join(DATASETS)}.")]
-RootOpt = Annotated[str | None, typer.Option(help="Folder of the real images (openi: NLMCXR_png; mimic: mimic-cxr-jpg/2.0.0).")]
-ReportsOpt = Annotated[str | None, typer.Option(help="Reports: Open-i XML folder or .tgz (default: torchxrayvision's); MIMIC report root.")]
+RootOpt = Annotated[
+    str | None, typer.Option(help="Folder of the real images (openi: NLMCXR_png; mimic: mimic-cxr-jpg/2.0.0).")
+]
+ReportsOpt = Annotated[
+    str | None, typer.Option(help="Reports: Open-i XML folder or .tgz (default: torchxrayvision's); MIMIC report root.")
+]
 SizeOpt = Annotated[int, typer.Option("--size", help="Image side in px (power of two).")]
-OnErrorOpt = Annotated[str, typer.Option(help="'raise' stops at the first bad case; 'skip' skips, lists and counts them.")]
+OnErrorOpt = Annotated[
+    str, typer.Option(help="'raise' stops at the first bad case; 'skip' skips, lists and counts them.")
+]
 SeedOpt = Annotated[int, typer.Option(help="Phantom anatomy seed (combined with each case id).")]
 
 
 @data_app.command("info")
 @user_errors
-def data_info(dataset: DatasetArg = "phantom", root: RootOpt = None, reports: ReportsOpt = None,
-              on_error: OnErrorOpt = "raise", seed: SeedOpt = 0):
+def data_info(
+    dataset: DatasetArg = "phantom",
+    root: RootOpt = None,
+    reports: ReportsOpt = None,
+    on_error: OnErrorOpt = "raise",
+    seed: SeedOpt = 0,
+):
     """Cases per split, skipped cases, and what the dataset's images show."""
     ds = get_dataset(dataset, DataConfig(root=root, reports=reports, on_error=on_error, seed=seed))
     splits = ds.splits()
@@ -77,40 +93,53 @@ def data_info(dataset: DatasetArg = "phantom", root: RootOpt = None, reports: Re
 
 @data_app.command("preview")
 @user_errors
-def data_preview(dataset: DatasetArg = "phantom",
-                 cases: Annotated[int, typer.Option(help="How many cases (rows) to show.")] = 8,
-                 out: Annotated[Path, typer.Option(help="Where to write the PNG contact sheet.")] = Path("sheet.png"),
-                 split: Annotated[str, typer.Option(help="Which split's first cases to show.")] = "test",
-                 root: RootOpt = None, reports: ReportsOpt = None, size: SizeOpt = 256, seed: SeedOpt = 0):
+def data_preview(
+    dataset: DatasetArg = "phantom",
+    cases: Annotated[int, typer.Option(help="How many cases (rows) to show.")] = 8,
+    out: Annotated[Path, typer.Option(help="Where to write the PNG contact sheet.")] = Path("sheet.png"),
+    split: Annotated[str, typer.Option(help="Which split's first cases to show.")] = "test",
+    root: RootOpt = None,
+    reports: ReportsOpt = None,
+    size: SizeOpt = 256,
+    seed: SeedOpt = 0,
+):
     """A contact sheet of frontal + lateral + the report's first findings, for a person to look at."""
     from benchmark.sheets import contact_sheet, save_sheet
 
     if cases < 1:
         raise XbenchError(f"--cases must be at least 1, not {cases}")
-    ds = get_dataset(dataset, DataConfig(root=root, reports=reports, image_size=size, seed=seed,
-                                         max_cases=cases))
+    ds = get_dataset(dataset, DataConfig(root=root, reports=reports, image_size=size, seed=seed, max_cases=cases))
     pairs = ds.images(ds.splits()[split])
     rows = []
     for case, (frontal, lateral) in zip(pairs.cases, pairs.pixels):
         tags = "; ".join(f.tag for f in case.report.mesh) or "(no MeSH tags)"
-        rows.append(([frontal, lateral], f"case {case.case_id}\nMeSH: {tags}\nFINDINGS: {case.report.findings}\n"
-                                         f"IMPRESSION: {case.report.impression}"))
+        rows.append(
+            (
+                [frontal, lateral],
+                f"case {case.case_id}\nMeSH: {tags}\nFINDINGS: {case.report.findings}\n"
+                f"IMPRESSION: {case.report.impression}",
+            )
+        )
     path = save_sheet(contact_sheet(rows), out)
     console.print(f"wrote {path} ({len(rows)} cases of {dataset}/{split}, frontal | lateral | report)")
 
 
 @data_app.command("download")
 @user_errors
-def data_download(dataset: DatasetArg,
-                  root: Annotated[Path, typer.Option(help="Folder to download and unpack into.")] = Path("data/openi")):
+def data_download(
+    dataset: DatasetArg,
+    root: Annotated[Path, typer.Option(help="Folder to download and unpack into.")] = Path("data/openi"),
+):
     """Fetch a dataset's public archives (openi: the two NLM archives), resumable, checked and safely unpacked."""
     from benchmark.datasets.download import download_openi
 
     if dataset not in DATASETS:
         raise XbenchError(f"unknown dataset {dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
     if dataset != "openi":
-        reason = {"phantom": "it is rendered locally and needs no download",
-                  "mimic": "MIMIC-CXR is credentialed: download it from PhysioNet yourself and set --root"}[dataset]
+        reason = {
+            "phantom": "it is rendered locally and needs no download",
+            "mimic": "MIMIC-CXR is credentialed: download it from PhysioNet yourself and set --root",
+        }[dataset]
         raise XbenchError(f"nothing to download for {dataset}: {reason}")
     images = download_openi(root)
     console.print(f"Open-i images are in {images}; use them with --root {images}")

@@ -23,9 +23,9 @@ _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NE
 class Pipeline:
     """What turns a source image into a training/evaluation image; part of every cache key."""
 
-    size: int = 256          # output side, px (square)
-    equalize: bool = True    # global histogram equalisation, as the paper's code does
-    version: int = 1         # bump when the pipeline's output changes
+    size: int = 256  # output side, px (square)
+    equalize: bool = True  # global histogram equalisation, as the paper's code does
+    version: int = 1  # bump when the pipeline's output changes
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         out = resize(image, self.size)

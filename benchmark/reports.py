@@ -21,22 +21,46 @@ from benchmark.text import split_sentences
 # descriptor names a place (lung, base, upper lobe, hilum, thoracic vertebrae, ...).
 LATERALITIES = frozenset({"right", "left", "bilateral"})
 SEVERITIES = ("borderline", "mild", "small", "moderate", "large", "severe")  # mildest first
-DESCRIPTORS = frozenset({
-    "abnormal", "acute", "blunted", "bronchovascular", "chronic", "degenerative", "diffuse", "elevated",
-    "enlarged", "flattened", "focal", "healed", "hyperdistention", "hypoinflation", "interstitial",
-    "irregular", "multilobar", "multiple", "obscured", "patchy", "prominent", "reticular", "round",
-    "scattered", "streaky", "tortuous",
-})
+DESCRIPTORS = frozenset(
+    {
+        "abnormal",
+        "acute",
+        "blunted",
+        "bronchovascular",
+        "chronic",
+        "degenerative",
+        "diffuse",
+        "elevated",
+        "enlarged",
+        "flattened",
+        "focal",
+        "healed",
+        "hyperdistention",
+        "hypoinflation",
+        "interstitial",
+        "irregular",
+        "multilobar",
+        "multiple",
+        "obscured",
+        "patchy",
+        "prominent",
+        "reticular",
+        "round",
+        "scattered",
+        "streaky",
+        "tortuous",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
     """One MeSH ``<major>`` tag, e.g. ``Calcified Granuloma/lung/upper lobe/right``."""
 
-    term: str                          # the MeSH heading, as written: "Calcified Granuloma"
-    locations: tuple[str, ...] = ()    # "lung", "upper lobe", ... in the tag's order
-    laterality: str | None = None      # "right" | "left" | "bilateral"
-    severity: str | None = None        # one of SEVERITIES
+    term: str  # the MeSH heading, as written: "Calcified Granuloma"
+    locations: tuple[str, ...] = ()  # "lung", "upper lobe", ... in the tag's order
+    laterality: str | None = None  # "right" | "left" | "bilateral"
+    severity: str | None = None  # one of SEVERITIES
     descriptors: tuple[str, ...] = ()  # "degenerative", "tortuous", "flattened", ...
 
     @property
@@ -72,11 +96,11 @@ class Finding:
 class Report:
     """One Open-i report: its text split into sentences of tokens, its MeSH findings and image ids."""
 
-    report_id: str                      # the XML file's number: "1" for ecgen-radiology/1.xml
-    findings: str                       # FINDINGS text as written ("" when absent)
-    impression: str                     # IMPRESSION text as written ("" when absent)
+    report_id: str  # the XML file's number: "1" for ecgen-radiology/1.xml
+    findings: str  # FINDINGS text as written ("" when absent)
+    impression: str  # IMPRESSION text as written ("" when absent)
     mesh: tuple[Finding, ...] = ()
-    image_ids: tuple[str, ...] = ()     # parentImage ids: "CXR1_1_IM-0001-3001"
+    image_ids: tuple[str, ...] = ()  # parentImage ids: "CXR1_1_IM-0001-3001"
 
     @property
     def findings_sentences(self) -> list[list[str]]:

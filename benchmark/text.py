@@ -67,10 +67,10 @@ class Vocab:
     """Word ids and padded sizes, built from the train split only (the official code used every report,
     test included, and ordered words by a Python set, so its ids changed with PYTHONHASHSEED)."""
 
-    words: tuple[str, ...]     # id -> word; words[0:3] = PAD, UNK, SEP
-    max_sentences: int         # sentences per section, the train split's maximum
-    max_words: int             # words per sentence
-    max_tokens: int            # words of a whole report, flat
+    words: tuple[str, ...]  # id -> word; words[0:3] = PAD, UNK, SEP
+    max_sentences: int  # sentences per section, the train split's maximum
+    max_words: int  # words per sentence
+    max_tokens: int  # words of a whole report, flat
 
     @classmethod
     def build(cls, sections: Iterable[tuple[str, str]], min_count: int = 1) -> "Vocab":

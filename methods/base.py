@@ -29,8 +29,12 @@ class TokenBatch:
 
     @classmethod
     def of(cls, tokens: Tokens, device: torch.device | str = "cpu") -> "TokenBatch":
-        return cls(*(torch.as_tensor(a, dtype=torch.long, device=device)
-                     for a in (tokens.findings, tokens.impression, tokens.flat)))
+        return cls(
+            *(
+                torch.as_tensor(a, dtype=torch.long, device=device)
+                for a in (tokens.findings, tokens.impression, tokens.flat)
+            )
+        )
 
     def __len__(self) -> int:
         return len(self.flat)
@@ -43,9 +47,9 @@ class TokenBatch:
 class EncodedText:
     """What a text encoder gives a generator: the report vector, plus features to attend to."""
 
-    report: torch.Tensor            # [B, D] the report vector c
-    words: torch.Tensor             # [B, L, Dw] word features (HAE: FINDINGS then IMPRESSION words)
-    word_mask: torch.Tensor         # [B, L] bool, True on real tokens
+    report: torch.Tensor  # [B, D] the report vector c
+    words: torch.Tensor  # [B, L, Dw] word features (HAE: FINDINGS then IMPRESSION words)
+    word_mask: torch.Tensor  # [B, L] bool, True on real tokens
     sentences: torch.Tensor | None  # [B, S, Ds] sentence features (None for a flat encoder)
     sentence_mask: torch.Tensor | None
 
@@ -55,9 +59,9 @@ class TextEncoder(nn.Module, ABC):
 
     @dataclasses.dataclass(frozen=True)
     class Config:
-        embed_dim: int = 128     # word embedding size (the paper's E_EMBED_SIZE)
-        hidden: int = 128        # LSTM hidden size per direction (the paper: 128)
-        out_dim: int = 512       # report vector size (the official D_CHANNEL_SIZE)
+        embed_dim: int = 128  # word embedding size (the paper's E_EMBED_SIZE)
+        hidden: int = 128  # LSTM hidden size per direction (the paper: 128)
+        out_dim: int = 512  # report vector size (the official D_CHANNEL_SIZE)
 
     def __init__(self, cfg: "TextEncoder.Config", vocab_size: int):
         super().__init__()
@@ -78,7 +82,7 @@ class PairedData:
 
     case_ids: tuple[str, ...]
     tokens: Tokens
-    pixels: np.ndarray              # uint8 [N, 2, H, W]: [:, 0] frontal, [:, 1] lateral
+    pixels: np.ndarray  # uint8 [N, 2, H, W]: [:, 0] frontal, [:, 1] lateral
 
     def __post_init__(self):
         n = len(self.case_ids)
@@ -129,8 +133,9 @@ class Method(ABC):
     name: ClassVar[str]
     Config: ClassVar[type]
 
-    def __init__(self, cfg, vocab: Vocab, *, image_size: int = 256, device: str | torch.device | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, cfg, vocab: Vocab, *, image_size: int = 256, device: str | torch.device | None = None, seed: int = 0
+    ):
         self.cfg = cfg
         self.seed = seed
         self.vocab = vocab
@@ -162,4 +167,4 @@ def default_device() -> torch.device:
 
 
 def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return sum(p.numel() for p in module.parameters())

@@ -33,8 +33,10 @@ class Dummy(Method):
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
         if train.image_size != self.image_size:
-            raise ValueError(f"dummy: train images are {train.image_size}px, the method was built for {self.image_size}")
-        self.mean = to_unit_range(train.pixels).mean(dim=0)           # [2, H, W], float64-free: float32 sums
+            raise ValueError(
+                f"dummy: train images are {train.image_size}px, the method was built for {self.image_size}"
+            )
+        self.mean = to_unit_range(train.pixels).mean(dim=0)  # [2, H, W], float64-free: float32 sums
 
     def generate(self, tokens: Tokens, seeds: Sequence[int]) -> Views:
         n = len(tokens)

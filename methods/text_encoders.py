@@ -69,8 +69,8 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.proj = nn.Linear(dim, dim)               # W, b
-        self.score = nn.Linear(dim, 1, bias=False)    # v
+        self.proj = nn.Linear(dim, dim)  # W, b
+        self.score = nn.Linear(dim, 1, bias=False)  # v
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = self.score(torch.tanh(self.proj(h))).squeeze(-1).float()
@@ -96,14 +96,15 @@ def _bilstm(input_dim: int, hidden: int) -> nn.LSTM:
 class _Packed(NamedTuple):
     """A packed BiLSTM + attention over the non-empty rows of a right-padded batch, scattered back."""
 
-    outputs: torch.Tensor   # [N, L, 2H], zero at padding and on empty rows
-    mask: torch.Tensor      # [N, L] bool
-    context: torch.Tensor   # [N, 2H], zero on empty rows
-    weights: torch.Tensor   # [N, L], zero at padding and on empty rows
+    outputs: torch.Tensor  # [N, L, 2H], zero at padding and on empty rows
+    mask: torch.Tensor  # [N, L] bool
+    context: torch.Tensor  # [N, 2H], zero on empty rows
+    weights: torch.Tensor  # [N, L], zero at padding and on empty rows
 
 
-def _encode_rows(lstm: nn.LSTM, attention: AdditiveAttention, rows: torch.Tensor, lengths: torch.Tensor,
-                 embed=None) -> _Packed:
+def _encode_rows(
+    lstm: nn.LSTM, attention: AdditiveAttention, rows: torch.Tensor, lengths: torch.Tensor, embed=None
+) -> _Packed:
     """Run ``lstm`` over the rows of ``rows`` ([N, L] ids if ``embed`` is given, else [N, L, D] features)
     whose length ([N], CPU int64) is positive, in one packed call; attend; scatter back to all N rows."""
     n, total = rows.shape[0], rows.shape[1]
@@ -135,12 +136,12 @@ def _encode_rows(lstm: nn.LSTM, attention: AdditiveAttention, rows: torch.Tensor
 class SectionCode(NamedTuple):
     """One section of a batch encoded by a ``SectionEncoder``."""
 
-    vector: torch.Tensor            # [B, 2H] the section vector (zero for an empty section)
-    words: torch.Tensor             # [B, S, W, 2H] word-level BiLSTM outputs (zero at padding)
-    word_mask: torch.Tensor         # [B, S, W] bool
-    word_weights: torch.Tensor      # [B, S, W] attention over the words of each sentence
-    sentences: torch.Tensor         # [B, S, 2H] sentence-level BiLSTM outputs (zero at padding)
-    sentence_mask: torch.Tensor     # [B, S] bool
+    vector: torch.Tensor  # [B, 2H] the section vector (zero for an empty section)
+    words: torch.Tensor  # [B, S, W, 2H] word-level BiLSTM outputs (zero at padding)
+    word_mask: torch.Tensor  # [B, S, W] bool
+    word_weights: torch.Tensor  # [B, S, W] attention over the words of each sentence
+    sentences: torch.Tensor  # [B, S, 2H] sentence-level BiLSTM outputs (zero at padding)
+    sentence_mask: torch.Tensor  # [B, S] bool
     sentence_weights: torch.Tensor  # [B, S] attention over the sentences
 
 
@@ -158,18 +159,30 @@ class SectionEncoder(nn.Module):
     def forward(self, ids: torch.Tensor) -> SectionCode:
         """``ids`` [B, S, W], right-padded with 0."""
         b, s, w = ids.shape
-        word_lengths = (ids != 0).sum(-1).cpu()                 # [B, S]: the one device -> host copy
-        sentence_counts = (word_lengths > 0).sum(-1)             # [B]
-        words = _encode_rows(self.word_lstm, self.word_attention, ids.reshape(b * s, w),
-                             word_lengths.reshape(b * s), embed=self.embedding)
+        word_lengths = (ids != 0).sum(-1).cpu()  # [B, S]: the one device -> host copy
+        sentence_counts = (word_lengths > 0).sum(-1)  # [B]
+        words = _encode_rows(
+            self.word_lstm,
+            self.word_attention,
+            ids.reshape(b * s, w),
+            word_lengths.reshape(b * s),
+            embed=self.embedding,
+        )
         sent_in = words.context.view(b, s, -1)
         sents = _encode_rows(self.sentence_lstm, self.sentence_attention, sent_in, sentence_counts)
-        return SectionCode(sents.context, words.outputs.view(b, s, w, -1), words.mask.view(b, s, w),
-                           words.weights.view(b, s, w), sents.outputs, sents.mask, sents.weights)
+        return SectionCode(
+            sents.context,
+            words.outputs.view(b, s, w, -1),
+            words.mask.view(b, s, w),
+            words.weights.view(b, s, w),
+            sents.outputs,
+            sents.mask,
+            sents.weights,
+        )
 
 
 class HierarchicalEncoder(TextEncoder):
-    """"hae": the paper's Hierarchical Attentional Encoder (section 2.1), masked and packed (see above)."""
+    """ "hae": the paper's Hierarchical Attentional Encoder (section 2.1), masked and packed (see above)."""
 
     def __init__(self, cfg: TextEncoder.Config, vocab_size: int):
         super().__init__(cfg, vocab_size)
@@ -198,7 +211,7 @@ class HierarchicalEncoder(TextEncoder):
 
 
 class FlatEncoder(TextEncoder):
-    """"flat": the paper's "w/o HAE" ablation: one BiLSTM + masked attention over ``tokens.flat``."""
+    """ "flat": the paper's "w/o HAE" ablation: one BiLSTM + masked attention over ``tokens.flat``."""
 
     def __init__(self, cfg: TextEncoder.Config, vocab_size: int):
         super().__init__(cfg, vocab_size)

@@ -15,7 +15,7 @@ import os
 import pickle
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,19 +94,20 @@ def epoch_batches(n: int, batch_size: int, seed: int, *, drop_last: bool = False
     w = world()
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     for start in range(0, n, batch_size):
-        batch = order[start:start + batch_size]
+        batch = order[start : start + batch_size]
         if drop_last and len(batch) < batch_size:
             return
         if w.size > 1:  # equal shares, so every rank runs the same number of steps
             share = len(batch) // w.size
             if share == 0:
                 return
-            batch = batch[w.rank * share:(w.rank + 1) * share]
+            batch = batch[w.rank * share : (w.rank + 1) * share]
         yield batch
 
 
-def resident_images(pixels: np.ndarray | torch.Tensor, size: int, device: torch.device | str,
-                    chunk: int = 256) -> torch.Tensor:
+def resident_images(
+    pixels: np.ndarray | torch.Tensor, size: int, device: torch.device | str, chunk: int = 256
+) -> torch.Tensor:
     """uint8 [N, 2, H, W] -> uint8 [N, 2, size, size] on the device, resized (bicubic, antialiased) once.
 
     Chunked, so a float copy of the whole set never exists; kept as uint8 (4x smaller than float).
@@ -115,11 +116,14 @@ def resident_images(pixels: np.ndarray | torch.Tensor, size: int, device: torch.
         raise ValueError(f"pixels must be uint8 [N, 2, H, W], not {pixels.dtype} {tuple(pixels.shape)}")
     out = torch.empty((pixels.shape[0], 2, size, size), dtype=torch.uint8, device=device)
     for start in range(0, pixels.shape[0], chunk):
-        x = torch.as_tensor(np.ascontiguousarray(pixels[start:start + chunk]) if isinstance(pixels, np.ndarray)
-                            else pixels[start:start + chunk]).to(device)
+        x = torch.as_tensor(
+            np.ascontiguousarray(pixels[start : start + chunk])
+            if isinstance(pixels, np.ndarray)
+            else pixels[start : start + chunk]
+        ).to(device)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x.float(), size=(size, size), mode="bicubic", antialias=True).round_().clamp_(0, 255)
-        out[start:start + chunk] = x.to(torch.uint8)
+        out[start : start + chunk] = x.to(torch.uint8)
     return out
 
 
@@ -128,7 +132,7 @@ class DivergenceGuard:
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.first_bad: dict[str, torch.Tensor] = {}   # loss name -> step (-1 while finite)
+        self.first_bad: dict[str, torch.Tensor] = {}  # loss name -> step (-1 while finite)
         self.value: dict[str, torch.Tensor] = {}
 
     def watch(self, step: int, losses: dict[str, torch.Tensor]) -> None:
@@ -144,8 +148,10 @@ class DivergenceGuard:
         bad = {name: int(step) for name, step in self.first_bad.items() if int(step) >= 0}
         if bad:
             name = min(bad, key=bad.get)
-            raise TrainingDiverged(f"training diverged at step {bad[name]}: loss {name} = "
-                                   f"{float(self.value[name])}; lower the learning rate or check the data")
+            raise TrainingDiverged(
+                f"training diverged at step {bad[name]}: loss {name} = "
+                f"{float(self.value[name])}; lower the learning rate or check the data"
+            )
 
 
 class JsonlLog:
@@ -193,15 +199,19 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", *, sha256: s
         expected = (sidecar.read_text().split() or [""])[0]
     actual = hashlib.sha256(data).hexdigest()
     if expected is not None and actual != expected.strip().lower():
-        raise XbenchError(f"checkpoint {path} has the wrong sha256: expected {expected.strip()}, actual {actual}; "
-                          "the file is corrupt or not the one meant")
+        raise XbenchError(
+            f"checkpoint {path} has the wrong sha256: expected {expected.strip()}, actual {actual}; "
+            "the file is corrupt or not the one meant"
+        )
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise XbenchError(f"corrupt checkpoint {path}: not a torch zip checkpoint; delete it to start over")
     try:
         return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except pickle.UnpicklingError:
-        raise XbenchError(f"refusing to load {path}: it needs pickled code to load, not just tensors and plain "
-                          "values (checkpoints are shared between people; pickle runs code)") from None
+        raise XbenchError(
+            f"refusing to load {path}: it needs pickled code to load, not just tensors and plain "
+            "values (checkpoints are shared between people; pickle runs code)"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise XbenchError(f"corrupt checkpoint {path} ({str(err).splitlines()[0]}); delete it to start over") from None
 
@@ -213,11 +223,100 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """A run of epochs with one step function and batch size, e.g. XRayGAN's (0, "warmup", 20, 96)."""
+
+    stage: int | str  # stages share networks set up by ``begin_stage`` (critics, optimisers)
+    name: str
+    epochs: int
+    batch_size: int
+
+
+@dataclasses.dataclass
+class Stage:
+    """What a method sets up for one stage: checkpointed modules and optimisers, and how to train."""
+
+    modules: dict[str, nn.Module]  # stage-local networks (e.g. the stage's critics)
+    optimizers: dict[str, torch.optim.Optimizer]
+    step: Callable[[Phase, torch.Tensor], dict[str, torch.Tensor]]  # (phase, batch indices) -> losses
+    set_epoch: Callable[[Phase, int], None] = lambda phase, epoch: None  # learning-rate schedules
+
+
+def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
+    """The training loop every method shares: phases in order, epochs reseeded, resumable at epoch ends.
+
+    The method provides ``phases()``, ``begin_stage(stage, train, run_dir) -> Stage``, ``networks`` (the
+    module that lives across stages: what ``generate`` uses), ``seed``, ``device`` and ``cfg.log_every``,
+    ``cfg.checkpoint_every``, ``cfg.progress``. Checkpoints hold tensors and plain values only.
+    """
+    device, cfg = method.device, method.cfg
+    init_distributed(device)
+    ckpt_path = run_dir / "ckpt" / "last.pt"
+    state = load_checkpoint(ckpt_path, device) if resume and ckpt_path.is_file() else None
+    resume_at, step = (0, 0), 0
+    if state is not None:
+        method.networks.load_state_dict(state["networks"])
+        resume_at, step = (state["phase_index"], state["epoch"] + 1), state["step"]
+    log, guard = JsonlLog(run_dir / "log.jsonl"), DivergenceGuard(device)
+    stage, current = None, None
+    for index, phase in enumerate(method.phases()):
+        if index < resume_at[0]:
+            continue
+        if phase.stage != current:
+            stage, current = method.begin_stage(phase.stage, train, run_dir), phase.stage
+            if state is not None and state["stage"] == phase.stage:
+                for name, module in stage.modules.items():
+                    module.load_state_dict(state["modules"][name])
+                for name, opt in stage.optimizers.items():
+                    opt.load_state_dict(state["optimizers"][name])
+        first = resume_at[1] if index == resume_at[0] else 0
+        for epoch in range(first, phase.epochs):
+            stage.set_epoch(phase, epoch)
+            seed = derive_seed(method.seed, phase.stage, phase.name, epoch)
+            seed_everything(seed)
+            batches = list(epoch_batches(len(train), phase.batch_size, seed))
+            progress, task = stage_progress(
+                f"stage {phase.stage} {phase.name} {epoch + 1}/{phase.epochs}", len(batches), cfg.progress
+            )
+            with progress:
+                for i, batch in enumerate(batches):
+                    step += 1
+                    losses = stage.step(phase, batch.to(device))
+                    guard.watch(step, losses)
+                    if step % cfg.log_every == 0 or i == len(batches) - 1:
+                        guard.check()  # the only host sync of the loop
+                        values = {k: round(float(v), 6) for k, v in losses.items()}
+                        log.write(stage=phase.stage, phase=phase.name, epoch=epoch, step=step, **values)
+                        progress.update(task, status=" ".join(f"{k}={v:.3g}" for k, v in values.items()))
+                    progress.advance(task)
+            if epoch == phase.epochs - 1 or (epoch + 1) % cfg.checkpoint_every == 0:
+                save_checkpoint(
+                    {
+                        "phase_index": index,
+                        "stage": phase.stage,
+                        "epoch": epoch,
+                        "step": step,
+                        "networks": unwrap(method.networks).state_dict(),
+                        "modules": {name: unwrap(m).state_dict() for name, m in stage.modules.items()},
+                        "optimizers": {name: opt.state_dict() for name, opt in stage.optimizers.items()},
+                    },
+                    ckpt_path,
+                )
+    save_checkpoint(method.state_dict(), run_dir / "ckpt" / "final.pt")
+
+
 def stage_progress(description: str, total: int, enabled: bool):
     """A rich progress bar per stage, on the main process only."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                        disable=not (enabled and world().is_main), transient=False)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        disable=not (enabled and world().is_main),
+        transient=False,
+    )
     return progress, progress.add_task(description, total=total, status="")

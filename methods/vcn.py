@@ -132,6 +132,7 @@ def consistency_loss(vcn: VCN, fake_frontal: torch.Tensor, fake_lateral: torch.T
 
 # ----------------------------------------------------------------------------------------- data + training
 
+
 def _resized(pixels: np.ndarray | torch.Tensor, size: int, device) -> torch.Tensor:
     if size < 32:
         raise ValueError(f"VCN needs images of at least 32 px, not {size}")
@@ -152,9 +153,16 @@ def _mismatched_batch(images: torch.Tensor, idx: torch.Tensor, gen: torch.Genera
     return frontal, lateral, labels
 
 
-def train_vcn(pixels: np.ndarray, size: int, cfg: VCNConfig = VCNConfig(), *, seed: int,
-              device: str | torch.device = "cpu", init: VCN | None = None,
-              log: Callable[[int, float, float], None] | None = None) -> VCN:
+def train_vcn(
+    pixels: np.ndarray,
+    size: int,
+    cfg: VCNConfig = VCNConfig(),
+    *,
+    seed: int,
+    device: str | torch.device = "cpu",
+    init: VCN | None = None,
+    log: Callable[[int, float, float], None] | None = None,
+) -> VCN:
     """Train (or, with ``init``, re-tune) a VCN on real pairs at ``size`` px; returns it frozen, in eval mode.
 
     ``pixels``: uint8 [N, 2, H, W] ([:, 0] frontal, [:, 1] lateral) of the TRAIN split only.
@@ -183,7 +191,7 @@ def train_vcn(pixels: np.ndarray, size: int, cfg: VCNConfig = VCNConfig(), *, se
         total_correct = torch.zeros((), device=device)
         seen = 0
         for start in range(0, n, cfg.batch_size):
-            idx = perm[start:start + cfg.batch_size]
+            idx = perm[start : start + cfg.batch_size]
             if idx.numel() < 2:  # BN cannot train on a single sample
                 continue
             frontal, lateral, labels = _mismatched_batch(images, idx, gen)
@@ -231,6 +239,7 @@ def evaluate_vcn(vcn: VCN, pixels: np.ndarray, size: int, *, seed: int, batch_si
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 
+
 def save_vcn(vcn: VCN, path: str | os.PathLike) -> str:
     """Write the state dict (plain CPU tensors) atomically, plus ``<path>.sha256``; return the sha256."""
     state = {k: v.detach().cpu().clone() for k, v in vcn.state_dict().items()}
@@ -247,9 +256,11 @@ def load_vcn(path: str | os.PathLike, *, sha256: str | None = None, device: str 
     expected_keys = set(vcn.state_dict())
     missing, unexpected = sorted(expected_keys - set(state)), sorted(set(state) - expected_keys)
     if missing or unexpected:
-        raise XbenchError(f"VCN checkpoint {path} does not fit the VCN: missing {missing[:3]}"
-                          f"{' ...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
-                          f"{' ...' if len(unexpected) > 3 else ''}")
+        raise XbenchError(
+            f"VCN checkpoint {path} does not fit the VCN: missing {missing[:3]}"
+            f"{' ...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
+            f"{' ...' if len(unexpected) > 3 else ''}"
+        )
     try:
         vcn.load_state_dict(state)
     except RuntimeError as e:

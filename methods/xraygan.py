@@ -36,10 +36,22 @@ from torch import nn
 
 from benchmark.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from methods.layers import BaseGenerator, ResBlock, interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
-from methods.training import (DivergenceGuard, barrier, JsonlLog, autocast, derive_seed, epoch_batches, init_distributed,
-                              load_checkpoint, resident_images, save_checkpoint, seed_everything, stage_progress,
-                              unwrap, world, wrap_ddp)
+from methods.training import (
+    JsonlLog,
+    Phase,
+    Stage,
+    autocast,
+    barrier,
+    derive_seed,
+    fit_staged,
+    resident_images,
+    seed_everything,
+    unwrap,
+    world,
+    wrap_ddp,
+)
 from methods.vcn import VCN, VCNConfig, consistency_loss, load_vcn, save_vcn, train_vcn
 
 VARIANTS = {  # the paper's Table 2, as config deviations
@@ -53,15 +65,15 @@ VARIANTS = {  # the paper's Table 2, as config deviations
 @dataclasses.dataclass(frozen=True)
 class Config:
     # Text.
-    encoder: str = "hae"                                       # "hae" | "flat" (w/o HAE)
+    encoder: str = "hae"  # "hae" | "flat" (w/o HAE)
     text: TextEncoder.Config = TextEncoder.Config()
     # Generators.
-    stage_sizes: tuple[int, ...] = (32, 64, 128, 256)           # px; each stage doubles
-    schedule: str = "progressive"                              # "progressive" | "one_shot" (w/o MSCGAN)
-    blend: float = 0.5                                         # alpha of the paper's eq. (1)
-    prog_channels: int = 128                                   # progressive generator width (official nf)
-    prog_blocks: int = 4                                       # residual blocks per progressive stage
-    prog_text: int = 64                                        # report projection tiled into each stage
+    stage_sizes: tuple[int, ...] = (32, 64, 128, 256)  # px; each stage doubles
+    schedule: str = "progressive"  # "progressive" | "one_shot" (w/o MSCGAN)
+    blend: float = 0.5  # alpha of the paper's eq. (1)
+    prog_channels: int = 128  # progressive generator width (official nf)
+    prog_blocks: int = 4  # residual blocks per progressive stage
+    prog_text: int = 64  # report projection tiled into each stage
     # Critics.
     critic_channels: int = 64
     critic_max_channels: int = 512
@@ -70,21 +82,21 @@ class Config:
     batch_sizes: tuple[int, ...] = (96, 48, 24, 12)
     lrs: tuple[float, ...] = (3e-4, 3e-4, 2e-4, 1e-4)
     lr_decay: float = 0.2
-    lr_decay_every: int = 20                                   # epochs
+    lr_decay_every: int = 20  # epochs
     betas: tuple[float, float] = (0.9, 0.999)
-    epochs: tuple[int, ...] = (90, 90, 120, 120)               # GAN epochs per stage (official)
-    warmup_epochs: int = 20                                    # stage 0 L2-only epochs (official)
+    epochs: tuple[int, ...] = (90, 90, 120, 120)  # GAN epochs per stage (official)
+    warmup_epochs: int = 20  # stage 0 L2-only epochs (official)
     # Loss weights.
     adv_weight: float = 1.0
     l2_weight: float = 100.0
     gp_weight: float = 10.0
-    vc_weight: float = 1.0                                     # the paper: 1; the official configs: 0.1
+    vc_weight: float = 1.0  # the paper: 1; the official configs: 0.1
     vcn: VCNConfig = VCNConfig()
     # Bookkeeping.
-    checkpoint_every: int = 20                                 # epochs; and always at the end of a stage
-    log_every: int = 50                                        # steps between host syncs / log lines
+    checkpoint_every: int = 20  # epochs; and always at the end of a stage
+    log_every: int = 50  # steps between host syncs / log lines
     channels_last: bool = True
-    bf16: bool = True                                          # autocast on CUDA only
+    bf16: bool = True  # autocast on CUDA only
     progress: bool = True
 
     def __post_init__(self):
@@ -102,44 +114,27 @@ class Config:
         """Two stages (32, 64 px), narrow networks, a long L2 warm-up (where a small model learns the text
         fastest): about 80 s on 512 phantom cases on 2 CPU cores."""
         return cls(
-            text=TextEncoder.Config(embed_dim=32, hidden=32, out_dim=128), stage_sizes=(32, 64),
-            prog_channels=32, prog_blocks=2, prog_text=16, critic_channels=16, critic_max_channels=64,
-            critic_text=16, batch_sizes=(32, 32), lrs=(3e-3, 5e-4), epochs=(3, 1), warmup_epochs=30,
-            lr_decay_every=100, vcn=VCNConfig(epochs=2, batch_size=32), checkpoint_every=2, log_every=10,
+            text=TextEncoder.Config(embed_dim=32, hidden=32, out_dim=128),
+            stage_sizes=(32, 64),
+            prog_channels=32,
+            prog_blocks=2,
+            prog_text=16,
+            critic_channels=16,
+            critic_max_channels=64,
+            critic_text=16,
+            batch_sizes=(32, 32),
+            lrs=(3e-3, 5e-4),
+            epochs=(3, 1),
+            warmup_epochs=30,
+            lr_decay_every=100,
+            vcn=VCNConfig(epochs=2, batch_size=32),
+            checkpoint_every=2,
+            log_every=10,
             progress=False,
         )
 
 
 # Generators.
-class ResBlock(nn.Module):
-    """conv3x3 - activation - conv3x3, plus the input (no normalisation, as the reference)."""
-
-    def __init__(self, channels: int, act: nn.Module):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), act,
-                                  nn.Conv2d(channels, channels, 3, padding=1, bias=False))
-
-    def forward(self, x):
-        return x + self.body(x)
-
-
-class BaseGenerator(nn.Module):
-    """G^(1): the report vector as a 1x1 map, five (residual block, bilinear x2 + conv) steps to 32x32."""
-
-    def __init__(self, text_dim: int, size: int = 32):
-        super().__init__()
-        layers, c = [], text_dim
-        for _ in range(int(math.log2(size))):
-            layers += [ResBlock(c, nn.LeakyReLU(0.2)), nn.Upsample(scale_factor=2, mode="bilinear"),
-                       nn.Conv2d(c, c // 2, 3, padding=1, bias=False), nn.LeakyReLU(0.2)]
-            c //= 2
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Conv2d(c, 1, 1), nn.Tanh())
-
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(c[:, :, None, None]))            # [B, 1, 32, 32]
-
-
 class ProgressiveGenerator(nn.Module):
     """G^(n): x(n) = a * G(x(n-1), c) + (1 - a) * U(x(n-1)), the paper's eq. (1)."""
 
@@ -156,7 +151,7 @@ class ProgressiveGenerator(nn.Module):
         h, w = prev.shape[-2:]
         text = self.text(c)[:, :, None, None].expand(-1, -1, h, w)
         x0 = torch.cat([self.image(prev), text], dim=1)
-        residual = self.head(self.up(x0 + self.trunk(x0)))           # long skip, then x2
+        residual = self.head(self.up(x0 + self.trunk(x0)))  # long skip, then x2
         upsampled = F.interpolate(prev, scale_factor=2, mode="bilinear")
         return self.blend * residual + (1 - self.blend) * upsampled
 
@@ -168,8 +163,10 @@ class MultiScaleGenerator(nn.Module):
         super().__init__()
         d = cfg.text.out_dim
         self.base = BaseGenerator(d, cfg.stage_sizes[0])
-        self.stages = nn.ModuleList(ProgressiveGenerator(d, cfg.prog_channels, cfg.prog_blocks, cfg.prog_text,
-                                                         cfg.blend) for _ in cfg.stage_sizes[1:])
+        self.stages = nn.ModuleList(
+            ProgressiveGenerator(d, cfg.prog_channels, cfg.prog_blocks, cfg.prog_text, cfg.blend)
+            for _ in cfg.stage_sizes[1:]
+        )
 
     def forward(self, c: torch.Tensor, stage: int) -> torch.Tensor:
         x = self.base(c)
@@ -205,17 +202,16 @@ class Critic(nn.Module):
         layers = [nn.Conv2d(1, c, 3, padding=1, bias=False), nn.LeakyReLU(0.2)]
         for _ in range(int(math.log2(size // 4))):
             nxt = min(2 * c, cfg.critic_max_channels)
-            layers += [nn.Conv2d(c, nxt, 3, stride=2, padding=1, bias=False), nn.InstanceNorm2d(nxt),
-                       nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c, nxt, 3, stride=2, padding=1, bias=False), nn.InstanceNorm2d(nxt), nn.LeakyReLU(0.2)]
             c = nxt
         self.image = nn.Sequential(*layers)
         self.text = nn.Sequential(nn.Linear(text_dim, cfg.critic_text), nn.LeakyReLU(0.2))  # no norm: see top
         self.head = nn.Conv2d(c + cfg.critic_text, 1, 4, padding=1)
 
     def forward(self, image: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        features = self.image(image)                                # [B, C, 4, 4]
+        features = self.image(image)  # [B, C, 4, 4]
         text = self.text(c)[:, :, None, None].expand(-1, -1, *features.shape[-2:])
-        return self.head(torch.cat([features, text], dim=1)).mean(dim=(1, 2, 3))   # [B]
+        return self.head(torch.cat([features, text], dim=1)).mean(dim=(1, 2, 3))  # [B]
 
 
 class Critics(nn.Module):
@@ -231,22 +227,10 @@ class Critics(nn.Module):
 
 
 def critic_loss(critics: nn.Module, real: tuple, fake: tuple, c: torch.Tensor, gp_weight: float) -> torch.Tensor:
-    """WGAN-GP for both views: E[D(fake)] - E[D(real)] + lambda (||grad D(interp)|| - 1)^2.
-
-    Real, fake and interpolated images go through each critic as one batch (one forward per step).
-    """
-    b = c.shape[0]
-    alpha = torch.rand(b, 1, 1, 1, device=c.device)
-    interp = [(alpha * r + (1 - alpha) * f).requires_grad_(True) for r, f in zip(real, fake)]
-    batches = [torch.cat([r, f, i]) for r, f, i in zip(real, fake, interp)]
-    scores = critics(*batches, c.repeat(3, 1))
-    loss = 0.0
-    for view_scores, view_interp in zip(scores, interp):
-        s_real, s_fake, s_interp = view_scores.float().split(b)
-        grad, = torch.autograd.grad(s_interp.sum(), view_interp, create_graph=True)
-        penalty = (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
-        loss = loss + s_fake.mean() - s_real.mean() + gp_weight * penalty
-    return loss
+    """WGAN-GP for both views; real, fake and interpolated images go through each critic as one batch."""
+    interp = interpolates(real, fake)
+    scores = critics(*[torch.cat([r, f.detach(), i]) for r, f, i in zip(real, fake, interp)], c.repeat(3, 1))
+    return sum(wgan_gp_loss(view_scores, view_interp, gp_weight) for view_scores, view_interp in zip(scores, interp))
 
 
 # The method.
@@ -264,82 +248,56 @@ class XRayGAN(Method):
             self.generators.to(memory_format=torch.channels_last)
 
     # Training.
+    @property
+    def networks(self) -> nn.Module:
+        return self.generators
+
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
-        cfg, device = self.cfg, self.device
-        init_distributed(device)
-        ckpt_path = run_dir / "ckpt" / "last.pt"
-        state = load_checkpoint(ckpt_path, device) if resume and ckpt_path.is_file() else None
-        self.step = 0
-        if state is not None:
-            self.generators.load_state_dict(state["generators"])
-            self.step = state["step"]
-        tokens = TokenBatch.of(train.tokens, device)
-        log = JsonlLog(run_dir / "log.jsonl")
-        guard = DivergenceGuard(device)
-        vcn = None
-        stages = range(len(cfg.stage_sizes)) if cfg.schedule == "progressive" else [len(cfg.stage_sizes) - 1]
-        for stage in stages:
-            if state is not None and stage < state["stage"]:
-                continue
-            size = cfg.stage_sizes[stage]
-            for view in (self.generators.frontal, self.generators.lateral):
-                for k, later in enumerate(view.stages, start=1):
-                    later.requires_grad_(k <= stage)  # unused stages stay out of DDP's gradient reduction
-            generators = wrap_ddp(self.generators, device)
-            real = resident_images(train.pixels, size, device)
-            if cfg.vc_weight > 0:
-                vcn = self._stage_vcn(stage, real, run_dir, init=vcn)
-            critics = Critics(size, cfg.text.out_dim, cfg).to(device)
-            if cfg.channels_last:
-                critics.to(memory_format=torch.channels_last)
-            opt_g = self._adam(self.generators, cfg.lrs[stage])
-            opt_d = self._adam(critics, cfg.lrs[stage])
-            start = ("warmup", 0)
-            if state is not None and state["stage"] == stage:
-                critics.load_state_dict(state["critics"])
-                opt_g.load_state_dict(state["opt_g"])
-                opt_d.load_state_dict(state["opt_d"])
-                start = (state["phase"], state["epoch"] + 1)
-            critics_ddp = wrap_ddp(critics, device)
-            phases = [("warmup", cfg.warmup_epochs if stage == 0 else 0), ("gan", cfg.epochs[stage])]
-            for phase, n_epochs in phases:
-                if start[0] == "gan" and phase == "warmup":
-                    continue
-                first = start[1] if phase == start[0] else 0
-                for epoch in range(first, n_epochs):
-                    self._set_lr(opt_g, opt_d, cfg.lrs[stage], epoch if phase == "gan" else 0)
-                    seed = derive_seed(self.seed, stage, phase, epoch)
-                    seed_everything(seed)
-                    batches = list(epoch_batches(len(train), cfg.batch_sizes[stage], seed))
-                    progress, task = stage_progress(f"stage {stage} ({size}px) {phase} {epoch + 1}/{n_epochs}",
-                                                    len(batches), cfg.progress)
-                    with progress:
-                        for i, index in enumerate(batches):
-                            self.step = step = self.step + 1
-                            index = index.to(device)
-                            losses = self._train_step(generators, critics, critics_ddp, opt_g, opt_d, vcn, tokens,
-                                                      real, index, stage, phase)
-                            guard.watch(step, losses)
-                            if step % cfg.log_every == 0 or i == len(batches) - 1:
-                                guard.check()
-                                values = {k: round(float(v), 6) for k, v in losses.items()}
-                                log.write(stage=stage, phase=phase, epoch=epoch, step=step, **values)
-                                progress.update(task, status=" ".join(f"{k}={v:.3g}" for k, v in values.items()))
-                            progress.advance(task)
-                    last = epoch == n_epochs - 1
-                    if last or (epoch + 1) % cfg.checkpoint_every == 0:
-                        save_checkpoint({"stage": stage, "phase": phase, "epoch": epoch, "step": self.step,
-                                         "generators": self.generators.state_dict(),
-                                         "critics": critics.state_dict(), "opt_g": opt_g.state_dict(),
-                                         "opt_d": opt_d.state_dict()}, ckpt_path)
-            state = None
+        self._vcn = None
+        fit_staged(self, train, run_dir, resume=resume)
         self.generators.requires_grad_(True)
-        save_checkpoint(self.state_dict(), run_dir / "ckpt" / "final.pt")
+
+    def phases(self) -> list[Phase]:
+        cfg = self.cfg
+        last = len(cfg.stage_sizes) - 1
+        stages = range(last + 1) if cfg.schedule == "progressive" else [last]
+        warmup = [Phase(stages[0], "warmup", cfg.warmup_epochs, cfg.batch_sizes[stages[0]])]
+        return warmup + [Phase(k, "gan", cfg.epochs[k], cfg.batch_sizes[k]) for k in stages]
+
+    def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> Stage:
+        cfg, device = self.cfg, self.device
+        size = cfg.stage_sizes[stage]
+        for view in (self.generators.frontal, self.generators.lateral):
+            for k, later in enumerate(view.stages, start=1):
+                later.requires_grad_(k <= stage)  # unused stages stay out of DDP's gradient reduction
+        generators = wrap_ddp(self.generators, device)
+        tokens = TokenBatch.of(train.tokens, device)
+        real = resident_images(train.pixels, size, device)
+        if cfg.vc_weight > 0:
+            self._vcn = self._stage_vcn(stage, real, run_dir, init=self._vcn)
+        critics = Critics(size, cfg.text.out_dim, cfg).to(device)
+        if cfg.channels_last:
+            critics.to(memory_format=torch.channels_last)
+        opt_g, opt_d = self._adam(self.generators, cfg.lrs[stage]), self._adam(critics, cfg.lrs[stage])
+        critics_ddp = wrap_ddp(critics, device)
+
+        def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+            return self._train_step(
+                generators, critics, critics_ddp, opt_g, opt_d, self._vcn, tokens, real, index, stage, phase.name
+            )
+
+        def set_epoch(phase: Phase, epoch: int) -> None:  # the paper's schedule: x lr_decay every N GAN epochs
+            lr = cfg.lrs[stage] * cfg.lr_decay ** ((epoch if phase.name == "gan" else 0) // cfg.lr_decay_every)
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = lr
+
+        return Stage({"critics": critics}, {"generators": opt_g, "critics": opt_d}, step, set_epoch)
 
     def _train_step(self, generators, critics, critics_ddp, opt_g, opt_d, vcn, tokens, real, index, stage, phase):
         cfg = self.cfg
         batch = tokens[index]
-        target = to_unit_range(real[index])                          # [B, 2, H, W]
+        target = to_unit_range(real[index])  # [B, 2, H, W]
         if cfg.channels_last:
             target = target.contiguous(memory_format=torch.channels_last)
         real_f, real_l = target[:, :1], target[:, 1:]
@@ -349,8 +307,9 @@ class XRayGAN(Method):
         if phase == "gan":
             # Update the critics.
             with autocast(self.device, cfg.bf16):
-                loss_d = critic_loss(critics_ddp, (real_f, real_l), (fake_f.detach(), fake_l.detach()), c.detach(),
-                                     cfg.gp_weight)
+                loss_d = critic_loss(
+                    critics_ddp, (real_f, real_l), (fake_f.detach(), fake_l.detach()), c.detach(), cfg.gp_weight
+                )
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
@@ -383,10 +342,17 @@ class XRayGAN(Method):
         if path.is_file():
             return load_vcn(path, device=self.device)
         log = JsonlLog(run_dir / "log.jsonl")
-        vcn = train_vcn(real, real.shape[-1], self.cfg.vcn, seed=derive_seed(self.seed, "vcn", stage),
-                        device=self.device, init=init,
-                        log=lambda epoch, loss, acc: log.write(stage=stage, phase="vcn", epoch=epoch,
-                                                               loss=round(loss, 6), accuracy=round(acc, 4)))
+        vcn = train_vcn(
+            real,
+            real.shape[-1],
+            self.cfg.vcn,
+            seed=derive_seed(self.seed, "vcn", stage),
+            device=self.device,
+            init=init,
+            log=lambda epoch, loss, acc: log.write(
+                stage=stage, phase="vcn", epoch=epoch, loss=round(loss, 6), accuracy=round(acc, 4)
+            ),
+        )
         if world().is_main:
             save_vcn(vcn, path)
         barrier()
@@ -395,12 +361,6 @@ class XRayGAN(Method):
     def _adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:
         fused = self.device.type == "cuda"
         return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas, fused=fused)
-
-    def _set_lr(self, opt_g, opt_d, base: float, epoch: int) -> None:
-        lr = base * self.cfg.lr_decay ** (epoch // self.cfg.lr_decay_every)
-        for opt in (opt_g, opt_d):
-            for group in opt.param_groups:
-                group["lr"] = lr
 
     # Sampling.
     @torch.no_grad()
@@ -412,7 +372,7 @@ class XRayGAN(Method):
         stage = len(self.cfg.stage_sizes) - 1
         frontal, lateral = [], []
         for start in range(0, len(tokens), batch_size):
-            batch = TokenBatch.of(tokens[start:start + batch_size], self.device)
+            batch = TokenBatch.of(tokens[start : start + batch_size], self.device)
             with autocast(self.device, self.cfg.bf16):
                 f, l, _ = self.generators(batch.findings, batch.impression, batch.flat, stage)
             frontal.append(f.float().clamp(-1, 1).cpu())
@@ -429,12 +389,12 @@ class XRayGAN(Method):
 
     def parameter_counts(self) -> dict[str, int]:
         g = self.generators
-        counts = {"text encoder": count_parameters(g.encoder),
-                  "G_f base (32px)": count_parameters(g.frontal.base)}
+        counts = {"text encoder": count_parameters(g.encoder), "G_f base (32px)": count_parameters(g.frontal.base)}
         for k, stage in enumerate(g.frontal.stages, start=1):
             counts[f"G_f stage {k} ({self.cfg.stage_sizes[k]}px)"] = count_parameters(stage)
         counts["G_l (same as G_f)"] = count_parameters(g.lateral)
         for k, size in enumerate(self.cfg.stage_sizes):
-            counts[f"critic stage {k} ({size}px), per view"] = count_parameters(Critic(size, self.cfg.text.out_dim,
-                                                                                        self.cfg))
+            counts[f"critic stage {k} ({size}px), per view"] = count_parameters(
+                Critic(size, self.cfg.text.out_dim, self.cfg)
+            )
         return counts

@@ -91,7 +91,6 @@ def mimic_tree(tmp_path):
     return root
 
 
-
 @pytest.fixture(scope="session")
 def tiny_phantom(tmp_path_factory):
     """Phantom at 64 px: 512 train and 64 test cases, vocabulary from the train split (built once)."""

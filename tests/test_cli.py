@@ -13,13 +13,16 @@ def xbench():
     return lambda *args: runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("args,message", [
-    (("data", "info", "nope"), "unknown dataset 'nope'; choose one of: mimic, openi, phantom"),
-    (("data", "info", "openi"), "dataset openi needs its images: set data.root=DIR"),
-    (("data", "info", "phantom", "--on-error", "later"), "data.on_error must be 'raise' or 'skip'"),
-    (("data", "download", "mimic"), "nothing to download for mimic: MIMIC-CXR is credentialed"),
-    (("data", "preview", "phantom", "--cases", "0"), "--cases must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("data", "info", "nope"), "unknown dataset 'nope'; choose one of: mimic, openi, phantom"),
+        (("data", "info", "openi"), "dataset openi needs its images: set data.root=DIR"),
+        (("data", "info", "phantom", "--on-error", "later"), "data.on_error must be 'raise' or 'skip'"),
+        (("data", "download", "mimic"), "nothing to download for mimic: MIMIC-CXR is credentialed"),
+        (("data", "preview", "phantom", "--cases", "0"), "--cases must be at least 1"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(xbench, args, message):
     result = xbench(*args)
     assert result.exit_code == 2

@@ -17,9 +17,14 @@ def test_unknown_dataset_lists_the_valid_ones():
     assert set(DATASETS) == {"phantom", "openi", "mimic"}
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"on_error": "ignore"}, "data.on_error"), ({"image_size": 100}, "power of two"), ({"max_cases": 0}, "max_cases"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"on_error": "ignore"}, "data.on_error"),
+        ({"image_size": 100}, "power of two"),
+        ({"max_cases": 0}, "max_cases"),
+    ],
+)
 def test_bad_data_config_values(bad, match):
     with pytest.raises(XbenchError, match=match):
         DataConfig(**bad)
@@ -44,7 +49,9 @@ def test_openi_without_root_says_how_to_get_images():
 def test_missing_image_is_raised_or_skipped(openi_tree):
     row = first_rows("openi.csv.gz", 1)[0]
     (openi_tree / "NLMCXR_png" / f"{row.lateral}.png").unlink()
-    with pytest.raises(XbenchError, match=re.escape(f"openi case {row.case_id}: missing image") + ".*data.on_error=skip"):
+    with pytest.raises(
+        XbenchError, match=re.escape(f"openi case {row.case_id}: missing image") + ".*data.on_error=skip"
+    ):
         get_dataset("openi", DataConfig(root=str(openi_tree), max_cases=2)).splits()
     splits = get_dataset("openi", DataConfig(root=str(openi_tree), max_cases=1, on_error="skip")).splits()
     assert list(splits.skipped) == [row.case_id] and splits.train[0].case_id != row.case_id
@@ -100,6 +107,7 @@ def test_mimic_loads_a_fixture_tree(mimic_tree):
 
 def test_mimic_checks_view_positions(mimic_tree):
     import gzip
+
     meta = mimic_tree / "mimic-cxr-2.0.0-metadata.csv.gz"
     text = gzip.open(meta, "rt").read().replace("LATERAL", "AP", 1)
     with gzip.open(meta, "wt") as f:

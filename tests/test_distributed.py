@@ -19,10 +19,16 @@ def _free_port() -> int:
 
 def _train_rank(rank: int, world_size: int, port: int, vocab, train, out_dir) -> None:
     import os
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank))
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(Config.tiny(), epochs=(1, 1), warmup_epochs=1, batch_sizes=(16, 16),
-                              vcn=dataclasses.replace(Config.tiny().vcn, epochs=1))
+    cfg = dataclasses.replace(
+        Config.tiny(),
+        epochs=(1, 1),
+        warmup_epochs=1,
+        batch_sizes=(16, 16),
+        vcn=dataclasses.replace(Config.tiny().vcn, epochs=1),
+    )
     method = XRayGAN(cfg, vocab, image_size=64, device="cpu", seed=5)
     try:
         method.fit(train, None, out_dir / "run")
@@ -40,4 +46,4 @@ def test_two_processes_end_with_identical_weights(tiny_phantom, tmp_path):
         assert torch.equal(states[0][key], states[1][key]), key
     single = XRayGAN(Config.tiny(), vocab, image_size=64, device="cpu", seed=5).state_dict()["generators"]
     assert any(not torch.equal(single[k], states[0][k]) for k in single)  # training changed the weights
-    assert (tmp_path / "run" / "ckpt" / "final.pt").is_file()            # written once, by rank 0
+    assert (tmp_path / "run" / "ckpt" / "final.pt").is_file()  # written once, by rank 0

@@ -19,8 +19,8 @@ from benchmark.errors import XbenchError
 class _State:
     def __init__(self):
         self.files: dict[str, bytes] = {}
-        self.ignore_range = False   # answer 200 with the whole file even when asked for a range
-        self.fail_midway = 0        # the next N requests send half of their body, then close
+        self.ignore_range = False  # answer 200 with the whole file even when asked for a range
+        self.fail_midway = 0  # the next N requests send half of their body, then close
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.lock = threading.Lock()
 
@@ -138,8 +138,7 @@ def test_full_download_with_checksum(server, tmp_path):
     data = _payload()
     server.files["/a.bin"] = data
     dest = tmp_path / "out" / "a.bin"
-    digest = download(f"{server.url}/a.bin", dest, sha256=_sha(data).upper(), progress=False,
-                      chunk_size=4096)
+    digest = download(f"{server.url}/a.bin", dest, sha256=_sha(data).upper(), progress=False, chunk_size=4096)
     assert digest == _sha(data)
     assert dest.read_bytes() == data
     assert not dest.with_suffix(".bin.part").exists()
@@ -255,8 +254,10 @@ def test_connection_refused_is_an_xbench_error(tmp_path):
 
 
 def test_safe_extract_good_archive(tmp_path):
-    archive = _tar(tmp_path / "good.tgz", [("top/a.txt", b"a"), ("top/sub/b.txt", b"bb"), ("c.txt", b"ccc"),
-                                            _link("top/link", "a.txt")])
+    archive = _tar(
+        tmp_path / "good.tgz",
+        [("top/a.txt", b"a"), ("top/sub/b.txt", b"bb"), ("c.txt", b"ccc"), _link("top/link", "a.txt")],
+    )
     target = tmp_path / "out"
     assert safe_extract(archive, target) == 3
     assert (target / "top" / "sub" / "b.txt").read_bytes() == b"bb"
@@ -276,18 +277,21 @@ def test_safe_extract_merges_into_existing_target(tmp_path):
     assert (target / "top" / "keep.txt").read_text() == "keep"
 
 
-@pytest.mark.parametrize("entries, words", [
-    ([("ok.txt", b"fine"), ("../evil.txt", b"evil")], "'..'"),
-    ([("ok.txt", b"fine"), ("sub/../../evil.txt", b"evil")], "'..'"),
-    ([("ok.txt", b"fine"), ("/tmp/evil.txt", b"evil")], "absolute"),
-    ([("ok.txt", b"fine"), _link("evil", "../outside.txt")], "outside"),
-    ([("ok.txt", b"fine"), _link("evil", "/etc/passwd")], "absolute"),
-    ([("ok.txt", b"fine"), _link("evil", "../outside.txt", tarfile.LNKTYPE)], "outside"),
-    ([_link("d", "."), _link("d/up", "..")], "outside"),           # escapes only through another link
-    ([("ok.txt", b"fine"), _link("fifo", "", tarfile.FIFOTYPE)], "FIFO"),
-    ([("ok.txt", b"fine"), _link("dev", "", tarfile.CHRTYPE)], "device"),
-    ([("ok.txt", b"fine"), _link("blk", "", tarfile.BLKTYPE)], "device"),
-])
+@pytest.mark.parametrize(
+    "entries, words",
+    [
+        ([("ok.txt", b"fine"), ("../evil.txt", b"evil")], "'..'"),
+        ([("ok.txt", b"fine"), ("sub/../../evil.txt", b"evil")], "'..'"),
+        ([("ok.txt", b"fine"), ("/tmp/evil.txt", b"evil")], "absolute"),
+        ([("ok.txt", b"fine"), _link("evil", "../outside.txt")], "outside"),
+        ([("ok.txt", b"fine"), _link("evil", "/etc/passwd")], "absolute"),
+        ([("ok.txt", b"fine"), _link("evil", "../outside.txt", tarfile.LNKTYPE)], "outside"),
+        ([_link("d", "."), _link("d/up", "..")], "outside"),  # escapes only through another link
+        ([("ok.txt", b"fine"), _link("fifo", "", tarfile.FIFOTYPE)], "FIFO"),
+        ([("ok.txt", b"fine"), _link("dev", "", tarfile.CHRTYPE)], "device"),
+        ([("ok.txt", b"fine"), _link("blk", "", tarfile.BLKTYPE)], "device"),
+    ],
+)
 def test_safe_extract_refuses_unsafe_members(tmp_path, entries, words):
     base = tmp_path / "base"
     base.mkdir()
@@ -344,8 +348,13 @@ def test_download_openi_end_to_end(server, tmp_path, prefix):
     pinned = _sha(reports_tgz.read_bytes())
     archives = (
         Archive("NLMCXR_png.tgz", f"{server.url}/collections/NLMCXR_png.tgz", None, None, "test"),
-        Archive("NLMCXR_reports.tgz", f"{server.url}/collections/NLMCXR_reports.tgz", pinned,
-                reports_tgz.stat().st_size, "test"),
+        Archive(
+            "NLMCXR_reports.tgz",
+            f"{server.url}/collections/NLMCXR_reports.tgz",
+            pinned,
+            reports_tgz.stat().st_size,
+            "test",
+        ),
     )
     root = tmp_path / "openi"
     images = download_openi(root, progress=False, archives=archives)
@@ -369,5 +378,6 @@ def test_download_openi_without_pngs_is_an_xbench_error(server, tmp_path):
     reports_tgz = _tar(tmp_path / "r.tgz", [("ecgen-radiology/1.xml", b"<x/>")])
     server.files["/r.tgz"] = reports_tgz.read_bytes()
     with pytest.raises(XbenchError, match="no PNG images"):
-        download_openi(tmp_path / "root", progress=False,
-                       archives=(Archive("r.tgz", f"{server.url}/r.tgz", None, None, "test"),))
+        download_openi(
+            tmp_path / "root", progress=False, archives=(Archive("r.tgz", f"{server.url}/r.tgz", None, None, "test"),)
+        )

@@ -46,7 +46,7 @@ def test_read_gray_formats_and_errors(tmp_path):
     rgb[..., 1] = 200
     Image.fromarray(rgb).save(tmp_path / "rgb.png")
     assert read_gray(tmp_path / "rgb.png").shape == (4, 6)
-    deep = (np.arange(24, dtype=np.uint16).reshape(4, 6) * 1000)
+    deep = np.arange(24, dtype=np.uint16).reshape(4, 6) * 1000
     Image.fromarray(deep).save(tmp_path / "deep.png")
     out = read_gray(tmp_path / "deep.png")
     assert out.dtype == np.uint8 and out.min() == 0 and out.max() == 255  # full 16-bit range kept

@@ -37,11 +37,12 @@ def normal():
 
 # ------------------------------------------------------------------------------------ basics
 
+
 def test_shape_dtype_range_and_version(normal):
     assert isinstance(RENDERER_VERSION, str) and RENDERER_VERSION
     for img in (normal.frontal, normal.lateral):
         assert img.dtype == np.uint8 and img.shape == (SIZE, SIZE)
-        assert img.min() < 15 and img.max() > 220          # black air outside, bright bone/abdomen
+        assert img.min() < 15 and img.max() > 220  # black air outside, bright bone/abdomen
     small = render(size=128)
     assert small.frontal.shape == small.lateral.shape == (128, 128)
 
@@ -63,8 +64,13 @@ def test_case_id_and_seed_change_the_patient(normal):
 
 
 def test_modelled_and_unmodelled_partition():
-    tags = ["normal", "No Indexing", "Cardiomegaly/mild", "Technical Quality of Image Unsatisfactory",
-            "Lung/azygos lobe"]
+    tags = [
+        "normal",
+        "No Indexing",
+        "Cardiomegaly/mild",
+        "Technical Quality of Image Unsatisfactory",
+        "Lung/azygos lobe",
+    ]
     out = render(tags=tags)
     assert [f.tag for f in out.modelled] == ["Cardiomegaly/mild"]
     assert {f.term for f in out.unmodelled} == {"Technical Quality of Image Unsatisfactory", "Lung"}
@@ -80,6 +86,7 @@ def test_import_is_light():
 
 # ------------------------------------------------------------------------------------ anatomy
 
+
 def test_lungs_darker_than_mediastinum_and_abdomen(normal):
     anat = build_case("case-7", [])[0]
     views = make_views(anat, SIZE)
@@ -89,18 +96,18 @@ def test_lungs_darker_than_mediastinum_and_abdomen(normal):
         def at(p):
             c, r, _ = v.to_pixels(np.asarray(p, float))
             r, c = int(round(r)), int(round(c))
-            return float(img[r - 2:r + 3, c - 2:c + 3].mean())
+            return float(img[r - 2 : r + 3, c - 2 : c + 3].mean())
 
         lung = at(anat.lungs["right"].point(0.6, 0.0, 0.55))
         abdomen = at([-6.0, 0.0, anat.lungs["right"].dome_top - 6.0])
         assert abdomen > lung + 50, name
         if name == "frontal":
-            spine = at([0.0, 0.0, anat.lungs["right"].dome_top + 4.0])     # spine behind the heart
+            spine = at([0.0, 0.0, anat.lungs["right"].dome_top + 4.0])  # spine behind the heart
             assert spine > lung + 60
     # the lung columns of the frontal view are darker than the mediastinal column
     mid_rows = slice(SIZE // 3, SIZE // 2)
-    centre = normal.frontal[mid_rows, SIZE // 2 - 6:SIZE // 2 + 6].mean()
-    right_lung = normal.frontal[mid_rows, SIZE // 4 - 10:SIZE // 4 + 10].mean()
+    centre = normal.frontal[mid_rows, SIZE // 2 - 6 : SIZE // 2 + 6].mean()
+    right_lung = normal.frontal[mid_rows, SIZE // 4 - 10 : SIZE // 4 + 10].mean()
     assert centre > right_lung + 60
 
 
@@ -116,9 +123,10 @@ def test_heart_mostly_left_of_midline():
 
 # ------------------------------------------------------------------------------------ both views, one patient
 
+
 def _dome_row(img, row_hint, col, span=25):
     """Row of the steepest brightening (lung -> abdomen) near row_hint in one column band."""
-    prof = img[row_hint - span:row_hint + span, col - 2:col + 3].astype(float).mean(axis=1)
+    prof = img[row_hint - span : row_hint + span, col - 2 : col + 3].astype(float).mean(axis=1)
     grad = np.convolve(np.diff(prof), np.ones(3) / 3, mode="same")
     return row_hint - span + int(np.argmax(grad))
 
@@ -133,7 +141,7 @@ def test_dome_height_agrees_between_views():
         rows = {}
         for name, img in (("frontal", out.frontal), ("lateral", out.lateral)):
             c, r, _ = views[name].to_pixels(top)
-            col = int(round(c)) if name == "frontal" else int(round(c)) + 8   # lateral: just behind the peak
+            col = int(round(c)) if name == "frontal" else int(round(c)) + 8  # lateral: just behind the peak
             rows[name] = _dome_row(img, int(round(r)), col)
             assert abs(rows[name] - r) <= 6, (tags, name, rows[name], r)
         assert abs(rows["frontal"] - rows["lateral"]) <= 6
@@ -143,10 +151,10 @@ def test_elevated_dome_moves_up_in_both_views(normal):
     up = render(tags=("Diaphragm/elevated/right",))
     for a, b in ((up.frontal, normal.frontal), (up.lateral, normal.lateral)):
         d = diff(a, b)
-        assert (d > 25).sum() > 150            # abdomen density now where lung was
+        assert (d > 25).sum() > 150  # abdomen density now where lung was
     # frontal: patient's right = image left; the image right (left lung) is unchanged
     d = diff(up.frontal, normal.frontal)
-    assert (d[:, :SIZE // 2] > 25).sum() > 10 * max((d[:, SIZE // 2 + 20:] > 25).sum(), 1)
+    assert (d[:, : SIZE // 2] > 25).sum() > 10 * max((d[:, SIZE // 2 + 20 :] > 25).sum(), 1)
 
 
 def test_cardiomegaly_widens_heart_on_frontal_and_deepens_it_on_lateral(normal):
@@ -156,11 +164,11 @@ def test_cardiomegaly_widens_heart_on_frontal_and_deepens_it_on_lateral(normal):
     assert cardiothoracic_ratio(build_case("case-7", [F("Cardiomegaly/mild")])[0]) == pytest.approx(0.55, abs=0.03)
     d = diff(big.frontal, normal.frontal)
     cols = np.flatnonzero((d > 15).sum(axis=0) > 3)
-    assert cols.min() < SIZE // 2 - 15 < SIZE // 2 + 25 < cols.max()       # wider on both sides
+    assert cols.min() < SIZE // 2 - 15 < SIZE // 2 + 25 < cols.max()  # wider on both sides
     inv0, inv1 = (np.linalg.inv(a.heart.M) for a in (a0, a1))
-    assert np.sqrt(inv1[1, 1]) > 1.15 * np.sqrt(inv0[1, 1])                # deeper (AP) heart ...
+    assert np.sqrt(inv1[1, 1]) > 1.15 * np.sqrt(inv0[1, 1])  # deeper (AP) heart ...
     dl = diff(big.lateral, normal.lateral)
-    assert (dl > 15).sum() > 300                                             # ... visible on the lateral
+    assert (dl > 15).sum() > 300  # ... visible on the lateral
     lateral_cols = np.flatnonzero((dl > 15).sum(axis=0) > 3)
     heart_col = make_views(a1, SIZE)["lateral"].to_pixels(a1.heart.center)[0]
     assert lateral_cols.min() < heart_col < lateral_cols.max()
@@ -168,13 +176,14 @@ def test_cardiomegaly_widens_heart_on_frontal_and_deepens_it_on_lateral(normal):
 
 # ------------------------------------------------------------------------------------ findings act where they should
 
+
 def test_right_effusion_acts_on_image_left_base_only(normal):
     eff = render(tags=("Pleural Effusion/right/moderate",))
     d = diff(eff.frontal, normal.frontal)
     lower = slice(SIZE // 2, SIZE)
-    assert np.abs(d[:, SIZE // 2 + 10:]).mean() < 0.3           # patient's left (image right) untouched
-    assert d[lower, :SIZE // 2].mean() > 5                       # right base brighter
-    assert (d[: SIZE // 3] > 10).sum() == 0                      # apices untouched
+    assert np.abs(d[:, SIZE // 2 + 10 :]).mean() < 0.3  # patient's left (image right) untouched
+    assert d[lower, : SIZE // 2].mean() > 5  # right base brighter
+    assert (d[: SIZE // 3] > 10).sum() == 0  # apices untouched
     dl = diff(eff.lateral, normal.lateral)
     assert dl[lower].mean() > 2 and (dl[: SIZE // 3] > 10).sum() == 0
     # the posterior sulcus fills first: on the lateral (anterior on the left) fluid sits right of centre
@@ -183,10 +192,15 @@ def test_right_effusion_acts_on_image_left_base_only(normal):
 
 
 def test_left_findings_act_on_image_right(normal):
-    for tag in ("Opacity/lung/base/left", "Pleural Effusion/left/small", "Pulmonary Atelectasis/base/left",
-                "Pneumothorax/left/moderate", "Implanted Medical Device/left"):
+    for tag in (
+        "Opacity/lung/base/left",
+        "Pleural Effusion/left/small",
+        "Pulmonary Atelectasis/base/left",
+        "Pneumothorax/left/moderate",
+        "Implanted Medical Device/left",
+    ):
         d = np.abs(diff(render(tags=(tag,)).frontal, normal.frontal)).astype(float)
-        assert d[:, SIZE // 2:].sum() > 4 * d[:, : SIZE // 2].sum(), tag
+        assert d[:, SIZE // 2 :].sum() > 4 * d[:, : SIZE // 2].sum(), tag
 
 
 def test_effusion_severity_order(normal):
@@ -194,12 +208,11 @@ def test_effusion_severity_order(normal):
     for sev in ("small", "moderate", "large"):
         d = diff(render(tags=(f"Pleural Effusion/right/{sev}",)).frontal, normal.frontal)
         area[sev] = int((d > 15).sum())
-        assert (d[:, :SIZE // 2] > 15).sum() > 0.95 * area[sev]
+        assert (d[:, : SIZE // 2] > 15).sum() > 0.95 * area[sev]
     assert 0 < area["small"] < area["moderate"] < area["large"]
 
 
 def test_small_effusion_blunts_the_costophrenic_angle():
-    anat = build_case("case-7", [F("Pleural Effusion/right/small")])[0]
     base = build_case("case-7", [])[0]
     lung = base.lungs["right"]
     # the lateral angle: lowest aerated point at the lateral wall, now fluid
@@ -207,7 +220,7 @@ def test_small_effusion_blunts_the_costophrenic_angle():
     assert base.lungs["right"].is_air(angle)[0]
     d = diff(render(tags=("Pleural Effusion/right/small",)).frontal, render().frontal)
     r, c = pixel("case-7", angle)
-    assert d[r - 3:r + 4, c - 3:c + 4].mean() > 10
+    assert d[r - 3 : r + 4, c - 3 : c + 4].mean() > 10
 
 
 def test_upper_lobe_nodule_in_upper_half(normal):
@@ -228,14 +241,18 @@ def test_calcified_granuloma_smaller_and_denser_than_nodule(normal):
 
 def test_hyperinflation_lowers_domes_and_darkens_lungs(normal):
     base = build_case("case-7", [])[0]
-    for tag in ("Lung/hyperdistention", "Emphysema", "Pulmonary Disease, Chronic Obstructive",
-                "Diaphragm/bilateral/flattened"):
+    for tag in (
+        "Lung/hyperdistention",
+        "Emphysema",
+        "Pulmonary Disease, Chronic Obstructive",
+        "Diaphragm/bilateral/flattened",
+    ):
         anat = build_case("case-7", [F(tag)])[0]
         for side in ("right", "left"):
             assert anat.lungs[side].dome_top < base.lungs[side].dome_top - 1.0, tag
     hyper = render(tags=("Emphysema",))
     d = diff(hyper.frontal, normal.frontal)
-    assert d[SIZE // 4:SIZE // 2, SIZE // 6:SIZE // 3].mean() < -2            # darker right upper lung
+    assert d[SIZE // 4 : SIZE // 2, SIZE // 6 : SIZE // 3].mean() < -2  # darker right upper lung
     low = build_case("case-7", [F("Lung/hypoinflation")])[0]
     assert low.lungs["right"].dome_top > base.lungs["right"].dome_top + 2
 
@@ -248,24 +265,61 @@ def test_pneumothorax_is_apical_lateral_without_markings(normal):
     assert cols.mean() < SIZE / 2 and rows.mean() < SIZE * 0.55
     anat = build_case("case-7", [F("Pneumothorax/right/moderate")])[0]
     base = build_case("case-7", [])[0]
-    assert len(anat.parts.tube_a) < len(base.parts.tube_a)                  # vessels dropped there
+    assert len(anat.parts.tube_a) < len(base.parts.tube_a)  # vessels dropped there
 
 
 def test_every_modelled_family_changes_the_image(normal):
-    tags = ["Cardiac Shadow/enlarged", "Airspace Disease/lung/middle lobe/right", "Consolidation/lung/lower lobe/left",
-            "Infiltrate/lung/base/bilateral", "Pneumonia/upper lobe/right", "Density/retrocardiac",
-            "Pulmonary Edema", "Pulmonary Congestion", "Markings/bronchovascular", "Markings/lung/interstitial",
-            "Pulmonary Atelectasis/lingula", "Mass/lung/upper lobe/left", "Granuloma/lung/base/right",
-            "Calcinosis/lung/hilum/lymph nodes/right", "Calcinosis/mediastinum/lymph nodes",
-            "Lung, Hyperlucent", "Lung/hypoinflation", "Diaphragmatic Eventration/left", "Scoliosis/thoracic vertebrae/right",
-            "Thoracic Vertebrae/degenerative", "Spondylosis/thoracic vertebrae", "Osteophyte/thoracic vertebrae/multiple",
-            "Kyphosis/thoracic vertebrae", "Aorta/tortuous", "Aorta, Thoracic/tortuous/mild", "Atherosclerosis/aorta",
-            "Calcinosis/aorta", "Catheters, Indwelling/right", "Tube, Inserted/trachea", "Medical Device",
-            "Surgical Instruments/mediastinum", "Surgical Instruments/abdomen/right", "Fractures, Bone/ribs/healed/left",
-            "Hernia, Hiatal/large", "Cicatrix/lung/apex/bilateral", "Thickening/pleura/right", "Costophrenic Angle/blunted/left",
-            "Granulomatous Disease", "Pneumoperitoneum", "Spinal Fusion/thoracic vertebrae", "Epicardial Fat/prominent",
-            "Mediastinum/prominent", "Stents/coronary vessels", "Foreign Bodies/thorax/left", "Cavitation",
-            "Deformity/thoracic vertebrae", "Bone Diseases, Metabolic", "Subcutaneous Emphysema", "Nipple Shadow/bilateral"]
+    tags = [
+        "Cardiac Shadow/enlarged",
+        "Airspace Disease/lung/middle lobe/right",
+        "Consolidation/lung/lower lobe/left",
+        "Infiltrate/lung/base/bilateral",
+        "Pneumonia/upper lobe/right",
+        "Density/retrocardiac",
+        "Pulmonary Edema",
+        "Pulmonary Congestion",
+        "Markings/bronchovascular",
+        "Markings/lung/interstitial",
+        "Pulmonary Atelectasis/lingula",
+        "Mass/lung/upper lobe/left",
+        "Granuloma/lung/base/right",
+        "Calcinosis/lung/hilum/lymph nodes/right",
+        "Calcinosis/mediastinum/lymph nodes",
+        "Lung, Hyperlucent",
+        "Lung/hypoinflation",
+        "Diaphragmatic Eventration/left",
+        "Scoliosis/thoracic vertebrae/right",
+        "Thoracic Vertebrae/degenerative",
+        "Spondylosis/thoracic vertebrae",
+        "Osteophyte/thoracic vertebrae/multiple",
+        "Kyphosis/thoracic vertebrae",
+        "Aorta/tortuous",
+        "Aorta, Thoracic/tortuous/mild",
+        "Atherosclerosis/aorta",
+        "Calcinosis/aorta",
+        "Catheters, Indwelling/right",
+        "Tube, Inserted/trachea",
+        "Medical Device",
+        "Surgical Instruments/mediastinum",
+        "Surgical Instruments/abdomen/right",
+        "Fractures, Bone/ribs/healed/left",
+        "Hernia, Hiatal/large",
+        "Cicatrix/lung/apex/bilateral",
+        "Thickening/pleura/right",
+        "Costophrenic Angle/blunted/left",
+        "Granulomatous Disease",
+        "Pneumoperitoneum",
+        "Spinal Fusion/thoracic vertebrae",
+        "Epicardial Fat/prominent",
+        "Mediastinum/prominent",
+        "Stents/coronary vessels",
+        "Foreign Bodies/thorax/left",
+        "Cavitation",
+        "Deformity/thoracic vertebrae",
+        "Bone Diseases, Metabolic",
+        "Subcutaneous Emphysema",
+        "Nipple Shadow/bilateral",
+    ]
     for tag in tags:
         f = F(tag)
         assert is_modelled(f), tag
@@ -279,10 +333,10 @@ def test_every_modelled_family_changes_the_image(normal):
 def test_pacemaker_high_on_the_left_with_leads_to_the_heart(normal):
     d = diff(render(tags=("Implanted Medical Device/left",)).frontal, normal.frontal)
     rows, cols = np.nonzero(d > 60)
-    assert cols.mean() > SIZE / 2 + 20 and rows.mean() < SIZE * 0.4     # generator: image right, high
+    assert cols.mean() > SIZE / 2 + 20 and rows.mean() < SIZE * 0.4  # generator: image right, high
     anat = build_case("case-7", [F("Implanted Medical Device/left")])[0]
     r_heart, _ = pixel("case-7", anat.heart.center)
-    assert (np.nonzero(d > 8)[0] > r_heart - 10).any()                     # leads reach down into the heart
+    assert (np.nonzero(d > 8)[0] > r_heart - 10).any()  # leads reach down into the heart
 
 
 def test_sternotomy_wires_on_the_sternum_in_the_lateral(normal):
@@ -296,6 +350,7 @@ def test_sternotomy_wires_on_the_sternum_in_the_lateral(normal):
 
 
 # ------------------------------------------------------------------------------------ coverage of the real reports
+
 
 def test_coverage_of_abnormal_reports():
     from benchmark.reports import load_reports

@@ -44,6 +44,7 @@ def test_mimic_protocol_sizes():
 @pytest.mark.parametrize("prefix,protocol", [("openi", "openi.csv.gz"), ("MIMIC_p10", "mimic_p10.csv.gz")])
 def test_carried_protocol_equals_the_authors_lists(prefix, protocol):
     """The compact file is a faithful copy of the XRayGAN authors' case lists, order included."""
+
     def read(name):
         with open(SHARED_SPLITS / name, newline="") as f:
             return list(csv.DictReader(f))
@@ -57,14 +58,17 @@ def test_carried_protocol_equals_the_authors_lists(prefix, protocol):
     assert [(r.case_id, r.split, r.frontal, r.lateral) for r in read_protocol(protocol)] == expected
 
 
-@pytest.mark.parametrize("tag,expected", [
-    ("Pleural Effusion/right/small", Finding("Pleural Effusion", (), "right", "small")),
-    ("Calcified Granuloma/lung/upper lobe/right", Finding("Calcified Granuloma", ("lung", "upper lobe"), "right")),
-    ("Cardiomegaly/mild", Finding("Cardiomegaly", severity="mild")),
-    ("Thoracic Vertebrae/degenerative/mild", Finding("Thoracic Vertebrae", (), None, "mild", ("degenerative",))),
-    ("Lung/hypoinflation", Finding("Lung", ("lung",)[:0], descriptors=("hypoinflation",))),
-    ("normal", Finding("normal")),
-])
+@pytest.mark.parametrize(
+    "tag,expected",
+    [
+        ("Pleural Effusion/right/small", Finding("Pleural Effusion", (), "right", "small")),
+        ("Calcified Granuloma/lung/upper lobe/right", Finding("Calcified Granuloma", ("lung", "upper lobe"), "right")),
+        ("Cardiomegaly/mild", Finding("Cardiomegaly", severity="mild")),
+        ("Thoracic Vertebrae/degenerative/mild", Finding("Thoracic Vertebrae", (), None, "mild", ("degenerative",))),
+        ("Lung/hypoinflation", Finding("Lung", ("lung",)[:0], descriptors=("hypoinflation",))),
+        ("normal", Finding("normal")),
+    ],
+)
 def test_mesh_tags_parse_into_slots(tag, expected):
     assert Finding.parse(tag) == expected
 

@@ -8,8 +8,7 @@ from benchmark.errors import XbenchError
 from benchmark.reports import load_reports
 from benchmark.text import Tokens, Vocab
 from methods.base import TextEncoder, TokenBatch, count_parameters
-from methods.text_encoders import (TEXT_ENCODERS, AdditiveAttention, FlatEncoder, HierarchicalEncoder,
-                                   get_text_encoder)
+from methods.text_encoders import TEXT_ENCODERS, AdditiveAttention, FlatEncoder, HierarchicalEncoder, get_text_encoder
 
 TINY = TextEncoder.Config(embed_dim=16, hidden=8, out_dim=12)
 NAMES = sorted(TEXT_ENCODERS)
@@ -101,8 +100,7 @@ def test_extra_padding_changes_nothing(name, vocab, tokens):
     torch.testing.assert_close(b.report, a.report, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(b.words[b.word_mask], a.words[a.word_mask], atol=1e-5, rtol=1e-5)
     if name == "hae":
-        torch.testing.assert_close(b.sentences[b.sentence_mask], a.sentences[a.sentence_mask],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b.sentences[b.sentence_mask], a.sentences[a.sentence_mask], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -150,10 +148,10 @@ def test_additive_attention_on_an_all_pad_row_gives_zeros():
 def test_empty_findings_section_encodes_and_trains_both_branches(vocab, tokens):
     hae = make("hae", vocab).train()
     empty = int(torch.nonzero(tokens.findings.flatten(1).eq(0).all(1))[-1])
-    alone = hae(tokens[empty:empty + 1])
-    sections = hae.encode_sections(tokens[empty:empty + 1])
+    alone = hae(tokens[empty : empty + 1])
+    sections = hae.encode_sections(tokens[empty : empty + 1])
     assert not sections[0].vector.any() and sections[1].vector.abs().sum() > 0
-    assert torch.isfinite(alone.report).all() and not alone.sentence_mask[0, :tokens.findings.shape[1]].any()
+    assert torch.isfinite(alone.report).all() and not alone.sentence_mask[0, : tokens.findings.shape[1]].any()
     pair = tokens[[0, empty]]
     out = hae(pair)
     (out.report.sum() + out.words.sum() + out.sentences.sum()).backward()
@@ -170,9 +168,9 @@ def test_reports_differ_and_batch_of_one_matches_the_batch(name, vocab, tokens):
         batch = encoder(tokens)
         assert torch.cdist(batch.report, batch.report)[~torch.eye(len(tokens), dtype=torch.bool)].min() > 1e-4
         for i in (0, 3, len(tokens) - 1):
-            one = encoder(tokens[i:i + 1])
-            torch.testing.assert_close(one.report, batch.report[i:i + 1], atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(one.words, batch.words[i:i + 1], atol=1e-5, rtol=1e-5)
+            one = encoder(tokens[i : i + 1])
+            torch.testing.assert_close(one.report, batch.report[i : i + 1], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(one.words, batch.words[i : i + 1], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -6,10 +6,17 @@ import torch
 
 from benchmark.errors import XbenchError
 from benchmark.images import resize
-from methods.dummy import Dummy
 from methods.base import PairedData
-from methods.training import (DivergenceGuard, TrainingDiverged, derive_seed, epoch_batches, load_checkpoint,
-                              resident_images, save_checkpoint)
+from methods.dummy import Dummy
+from methods.training import (
+    DivergenceGuard,
+    TrainingDiverged,
+    derive_seed,
+    epoch_batches,
+    load_checkpoint,
+    resident_images,
+    save_checkpoint,
+)
 
 
 def test_derived_seeds_are_stable_and_distinct():

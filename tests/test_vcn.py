@@ -8,8 +8,7 @@ import torch
 
 from benchmark.errors import XbenchError
 from methods.base import count_parameters
-from methods.vcn import (VCN, VCNConfig, _resized, consistency_loss, evaluate_vcn, freeze, load_vcn,
-                         save_vcn, train_vcn)
+from methods.vcn import VCN, VCNConfig, _resized, consistency_loss, evaluate_vcn, freeze, load_vcn, save_vcn, train_vcn
 
 # The official Classifinet(resnet18) incl. its 1-channel conv1, per the reference notes: ~11,236,033.
 REFERENCE_PARAMS = 11_236_033
@@ -88,8 +87,14 @@ def test_training_is_deterministic(trained, small_cfg):
 def test_training_logs_and_continues_from_init(trained):
     logged = []
     init = copy.deepcopy(trained)  # the next stage re-tunes the same network at a higher resolution
-    tuned = train_vcn(synthetic_pairs(16, seed=2, size=80), 64, VCNConfig(epochs=2, batch_size=8), seed=1,
-                      init=init, log=lambda *a: logged.append(a))
+    tuned = train_vcn(
+        synthetic_pairs(16, seed=2, size=80),
+        64,
+        VCNConfig(epochs=2, batch_size=8),
+        seed=1,
+        init=init,
+        log=lambda *a: logged.append(a),
+    )
     assert tuned is init and not tuned.training and not any(p.requires_grad for p in tuned.parameters())
     assert [e for e, _, _ in logged] == [0, 1] and all(loss > 0 and 0 <= acc <= 1 for _, loss, acc in logged)
     assert not torch.equal(tuned.head.weight, trained.head.weight)

@@ -38,8 +38,15 @@ def test_parameter_counts_match_the_reference_at_the_paper_setting():
 
 def test_each_stage_doubles_and_stays_in_range(tiny_phantom):
     vocab, train, _ = tiny_phantom
-    cfg = Config(text=Config.tiny().text, stage_sizes=(32, 64, 128), batch_sizes=(4,) * 3, lrs=(1e-4,) * 3,
-                 epochs=(1,) * 3, prog_channels=32, prog_text=16)
+    cfg = Config(
+        text=Config.tiny().text,
+        stage_sizes=(32, 64, 128),
+        batch_sizes=(4,) * 3,
+        lrs=(1e-4,) * 3,
+        epochs=(1,) * 3,
+        prog_channels=32,
+        prog_text=16,
+    )
     g = Generators(cfg, len(vocab))
     tokens = TokenBatch.of(train.tokens[:3])
     for stage, size in enumerate(cfg.stage_sizes):
@@ -81,9 +88,9 @@ def test_training_learns_the_report(trained, tiny_phantom):
     _, _, test = tiny_phantom
     views = method.generate(test.tokens, seeds=range(len(test)))
     assert views.frontal.shape == (len(test), 1, 64, 64) and views.frontal.dtype == torch.float32
-    fake = torch.cat([views.frontal, views.lateral], dim=1).flatten(1)          # [N, 2*64*64]
+    fake = torch.cat([views.frontal, views.lateral], dim=1).flatten(1)  # [N, 2*64*64]
     real = torch.from_numpy(test.pixels).float().div(127.5).sub(1).flatten(1)
-    dist = torch.cdist(fake, real).square() / fake.shape[1]                     # [N, N] mean squared error
+    dist = torch.cdist(fake, real).square() / fake.shape[1]  # [N, N] mean squared error
     own = dist.diag().mean()
     others = (dist.sum() - dist.diag().sum()) / (len(test) * (len(test) - 1))
     assert own < 0.95 * others, (float(own), float(others))  # 0.90 measured (2 CPU cores, seed 0)
@@ -149,7 +156,9 @@ def test_checkpoints_that_need_pickled_code_are_refused(tmp_path):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_ablation_variants_are_config_values(variant, tiny_phantom, tmp_path):
     vocab, train, _ = tiny_phantom
-    cfg = tiny(epochs=(1, 1), warmup_epochs=1, vcn=dataclasses.replace(Config.tiny().vcn, epochs=1), **VARIANTS[variant])
+    cfg = tiny(
+        epochs=(1, 1), warmup_epochs=1, vcn=dataclasses.replace(Config.tiny().vcn, epochs=1), **VARIANTS[variant]
+    )
     method = XRayGAN(cfg, vocab, image_size=64, device="cpu")
     method.fit(train.subset(np.arange(16)), None, tmp_path)
     stages = {r["stage"] for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())}

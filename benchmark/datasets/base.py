@@ -27,13 +27,13 @@ SPLITS = ("train", "val", "test")
 class DataConfig:
     """The ``data`` section of a run config."""
 
-    root: str | None = None        # local folder of the real images (openi, mimic)
-    reports: str | None = None     # Open-i: XML folder or .tgz (default: torchxrayvision's archive); MIMIC: report root
-    image_size: int = 256          # px, square; the paper trains at 256
-    equalize: bool = True          # global histogram equalisation, as the paper's preprocessing
-    on_error: str = "raise"        # "raise": stop at the first bad case; "skip": skip, list and count bad cases
-    max_cases: int | None = None   # keep only the first N cases of each split (tiny runs and tests)
-    seed: int = 0                  # phantom: the anatomy seed (with the case id)
+    root: str | None = None  # local folder of the real images (openi, mimic)
+    reports: str | None = None  # Open-i: XML folder or .tgz (default: torchxrayvision's archive); MIMIC: report root
+    image_size: int = 256  # px, square; the paper trains at 256
+    equalize: bool = True  # global histogram equalisation, as the paper's preprocessing
+    on_error: str = "raise"  # "raise": stop at the first bad case; "skip": skip, list and count bad cases
+    max_cases: int | None = None  # keep only the first N cases of each split (tiny runs and tests)
+    seed: int = 0  # phantom: the anatomy seed (with the case id)
 
     def __post_init__(self):
         if self.on_error not in ("raise", "skip"):
@@ -53,11 +53,11 @@ class Case:
     """One protocol case: a report with one frontal and one lateral image of the same study."""
 
     case_id: str
-    split: str       # "train" | "val" | "test"
+    split: str  # "train" | "val" | "test"
     report: Report
-    frontal: str     # image id (Open-i: "CXR1_1_IM-0001-4001"; MIMIC: the dicom id)
+    frontal: str  # image id (Open-i: "CXR1_1_IM-0001-4001"; MIMIC: the dicom id)
     lateral: str
-    subject_id: str = ""   # MIMIC's patient (p10xxxxxx, the image folder); empty for Open-i
+    subject_id: str = ""  # MIMIC's patient (p10xxxxxx, the image folder); empty for Open-i
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ class ProtocolRow:
     split: str
     frontal: str
     lateral: str
-    subject_id: str = ""   # MIMIC's patient folder (p10xxxxxx); empty for Open-i
+    subject_id: str = ""  # MIMIC's patient folder (p10xxxxxx); empty for Open-i
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Splits:
     train: tuple[Case, ...]
     val: tuple[Case, ...]
     test: tuple[Case, ...]
-    skipped: dict[str, str] = dataclasses.field(default_factory=dict)   # case id -> why (on_error = "skip")
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # case id -> why (on_error = "skip")
 
     def __getitem__(self, split: str) -> tuple[Case, ...]:
         if split not in SPLITS:
@@ -156,16 +156,23 @@ class Dataset(ABC):
             if problem is not None:
                 self._fail_or_skip(row.case_id, problem, skipped)
                 continue
-            kept[row.split].append(Case(row.case_id, row.split, reports[row.case_id], row.frontal, row.lateral, row.subject_id))
+            kept[row.split].append(
+                Case(row.case_id, row.split, reports[row.case_id], row.frontal, row.lateral, row.subject_id)
+            )
         return Splits(*(tuple(kept[s]) for s in SPLITS), skipped=skipped)
 
     def images(self, cases: Sequence[Case]) -> Pairs:
         """Both views of ``cases`` through the pipeline; cached on disk by what produced them."""
         pipeline = self.cfg.pipeline
-        key = cache.content_key({
-            "dataset": self.name, "source": self.fingerprint(), "pipeline": dataclasses.asdict(pipeline),
-            "cases": [(c.case_id, c.frontal, c.lateral) for c in cases], "on_error": self.cfg.on_error,
-        })
+        key = cache.content_key(
+            {
+                "dataset": self.name,
+                "source": self.fingerprint(),
+                "pipeline": dataclasses.asdict(pipeline),
+                "cases": [(c.case_id, c.frontal, c.lateral) for c in cases],
+                "on_error": self.cfg.on_error,
+            }
+        )
         hit = cache.load("images", key)
         if hit is None:
             hit = self._preprocess(cases, pipeline)

@@ -45,8 +45,10 @@ class Archive:
     note: str
 
 
-_UNPINNED = ("NLM publishes no checksum; the sha256 computed on the first download is written beside the "
-             "archive as <name>.sha256 so it can be pinned here")
+_UNPINNED = (
+    "NLM publishes no checksum; the sha256 computed on the first download is written beside the "
+    "archive as <name>.sha256 so it can be pinned here"
+)
 
 OPENI_ARCHIVES: tuple[Archive, ...] = (
     Archive(
@@ -101,20 +103,26 @@ def _make_progress(enabled: bool, description: str):
         TransferSpeedColumn,
     )
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
 
 
 def _network_error(url: str, part: Path, exc: BaseException) -> XbenchError:
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) and not isinstance(
-        exc, urllib.error.HTTPError) else exc
+    reason = (
+        exc.reason if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError) else exc
+    )
     if isinstance(exc, urllib.error.HTTPError):
         reason = f"HTTP {exc.code} {exc.reason}"
     reason = " ".join(str(reason).split()) or type(exc).__name__
     kept = part.stat().st_size if part.exists() else 0
     if kept:
-        tail = (f"the partial file {part} ({kept} bytes) is kept and a re-run of the same command resumes "
-                "from it")
+        tail = f"the partial file {part} ({kept} bytes) is kept and a re-run of the same command resumes from it"
     else:
         tail = "nothing was saved; check the URL and your connection, then re-run the same command"
     if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500:
@@ -133,8 +141,15 @@ def _content_range(header: str | None) -> tuple[int, int | None] | None:
     return int(match.group(1)), total
 
 
-def download(url: str, dest: Path, *, sha256: str | None = None, progress: bool = True,
-             chunk_size: int = 1 << 20, timeout: float = 60) -> str:
+def download(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    progress: bool = True,
+    chunk_size: int = 1 << 20,
+    timeout: float = 60,
+) -> str:
     """Download ``url`` to ``dest`` and return the file's SHA-256 (hex).
 
     The bytes go to ``<dest>.part`` first; an existing ``.part`` is resumed with ``Range: bytes=N-``. The
@@ -167,7 +182,8 @@ def download(url: str, dest: Path, *, sha256: str | None = None, progress: bool 
         raise XbenchError(
             f"checksum mismatch for {dest.name} downloaded from {url}: expected sha256 {expected}, got "
             f"{actual}; the bad file was removed: re-run to download it again, and if the mismatch persists "
-            "the file on the server changed, so check the source and update the pinned sha256")
+            "the file on the server changed, so check the source and update the pinned sha256"
+        )
     os.replace(part, dest)
     return actual
 
@@ -205,10 +221,15 @@ def _fetch(url: str, part: Path, bar, chunk_size: int, timeout: float) -> str:
                     part.unlink()  # an answer for other bytes than asked: start again cleanly
                     if attempt == 0:
                         continue
-                    raise XbenchError(f"download of {url} failed: the server answered a range request with "
-                                      "the wrong bytes; re-run the same command to download from scratch")
-                total = content_range[1] if content_range[1] is not None else (
-                    offset + length if length is not None else None)
+                    raise XbenchError(
+                        f"download of {url} failed: the server answered a range request with "
+                        "the wrong bytes; re-run the same command to download from scratch"
+                    )
+                total = (
+                    content_range[1]
+                    if content_range[1] is not None
+                    else (offset + length if length is not None else None)
+                )
                 mode = "ab"
             else:  # 200: the whole file (a server that ignores Range also lands here)
                 offset = 0
@@ -235,12 +256,13 @@ def _fetch(url: str, part: Path, bar, chunk_size: int, timeout: float) -> str:
                 raise _network_error(url, part, exc) from exc
 
         if total is not None and received < total:
-            raise _network_error(url, part, ConnectionError(
-                f"connection closed after {received} of {total} bytes"))
+            raise _network_error(url, part, ConnectionError(f"connection closed after {received} of {total} bytes"))
         if total is not None and received > total:
             part.unlink()
-            raise XbenchError(f"download of {url} failed: received {received} bytes but the server announced "
-                              f"{total}; the file was removed, re-run the same command to download it again")
+            raise XbenchError(
+                f"download of {url} failed: received {received} bytes but the server announced "
+                f"{total}; the file was removed, re-run the same command to download it again"
+            )
         return digest.hexdigest()
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -277,9 +299,12 @@ def _resolve(path: str, links: dict[str, str], depth: int = 0) -> list[str] | No
 
 def _check_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
     """Raise XbenchError on the first member that could write outside the target or is a device file."""
+
     def refuse(member: tarfile.TarInfo, why: str) -> XbenchError:
-        return XbenchError(f"refusing to extract {archive}: member {member.name!r} {why}; the archive is "
-                           "unsafe or corrupt, delete it and download it again from a trusted source")
+        return XbenchError(
+            f"refusing to extract {archive}: member {member.name!r} {why}; the archive is "
+            "unsafe or corrupt, delete it and download it again from a trusted source"
+        )
 
     links: dict[str, str] = {}
     for member in members:
@@ -323,8 +348,9 @@ def _plan_moves(src: Path, dst: Path, moves: list[tuple[Path, Path]]) -> None:
         if entry_is_dir and there_is_dir:
             _plan_moves(entry, there, moves)
         elif there_is_dir:
-            raise XbenchError(f"cannot extract {entry.name!r} over the existing folder {there}; "
-                              "move or delete that folder and re-run")
+            raise XbenchError(
+                f"cannot extract {entry.name!r} over the existing folder {there}; move or delete that folder and re-run"
+            )
         else:
             moves.append((entry, there))
 
@@ -344,8 +370,7 @@ def safe_extract(archive: Path, target: Path) -> int:
             members = tar.getmembers()
             _check_members(archive, members)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name or 'extract'}.", suffix=".partial",
-                                        dir=target.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name or 'extract'}.", suffix=".partial", dir=target.parent))
             try:
                 tar.extractall(tmp, members=members, filter="data")
                 moves: list[tuple[Path, Path]] = []
@@ -363,12 +388,15 @@ def safe_extract(archive: Path, target: Path) -> int:
     except XbenchError:
         raise
     except tarfile.FilterError as exc:
-        raise XbenchError(f"refusing to extract {archive}: {exc}; the archive is unsafe, delete it and "
-                          "download it again from a trusted source") from exc
+        raise XbenchError(
+            f"refusing to extract {archive}: {exc}; the archive is unsafe, delete it and "
+            "download it again from a trusted source"
+        ) from exc
     except corrupt as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise XbenchError(f"cannot extract {archive}: it is corrupt or truncated ({detail}); delete it and "
-                          "download it again") from exc
+        raise XbenchError(
+            f"cannot extract {archive}: it is corrupt or truncated ({detail}); delete it and download it again"
+        ) from exc
     return sum(1 for member in members if member.isreg())
 
 
@@ -382,8 +410,7 @@ def _find_images(root: Path, skip: Iterable[Path]) -> tuple[Path, int] | None:
     best_dir: Path | None = None
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames
-                             if not d.startswith(".") and (here / d).resolve() not in skip)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in skip)
         count = sum(1 for f in filenames if f.lower().endswith(".png"))
         if not count:
             continue
@@ -393,8 +420,7 @@ def _find_images(root: Path, skip: Iterable[Path]) -> tuple[Path, int] | None:
     return None if best_dir is None else (best_dir, -best[0])
 
 
-def download_openi(root: Path, *, progress: bool = True,
-                   archives: Iterable[Archive] = OPENI_ARCHIVES) -> Path:
+def download_openi(root: Path, *, progress: bool = True, archives: Iterable[Archive] = OPENI_ARCHIVES) -> Path:
     """Download the Open-i archives into ``root/downloads/``, extract them into ``root`` and return the folder
     that holds the PNG images (``root/NLMCXR_png`` or ``root`` itself, depending on the archive layout)."""
     root = Path(root)
@@ -417,13 +443,17 @@ def download_openi(root: Path, *, progress: bool = True,
         digest = download(archive.url, dest, sha256=expected, progress=progress)
         if archive.size is not None and (actual_size := dest.stat().st_size) != archive.size:
             dest.unlink()
-            raise XbenchError(f"{archive.name} from {archive.url} has {actual_size} bytes, expected "
-                              f"{archive.size}; the file was removed: re-run to download it again")
+            raise XbenchError(
+                f"{archive.name} from {archive.url} has {actual_size} bytes, expected "
+                f"{archive.size}; the file was removed: re-run to download it again"
+            )
         if archive.sha256 is None:
             sidecar.write_text(f"{digest}  {archive.name}\n")
             if console is not None:
-                console.print(f"{archive.name}: sha256 {digest} (no published checksum; saved to {sidecar}, "
-                              "pin it in OPENI_ARCHIVES)")
+                console.print(
+                    f"{archive.name}: sha256 {digest} (no published checksum; saved to {sidecar}, "
+                    "pin it in OPENI_ARCHIVES)"
+                )
         marker = dest.with_name(dest.name + ".extracted")
         if marker.is_file() and marker.read_text().strip() == digest:
             continue  # already extracted from this very file
@@ -434,8 +464,10 @@ def download_openi(root: Path, *, progress: bool = True,
 
     found = _find_images(root, skip=[downloads])
     if found is None:
-        raise XbenchError(f"no PNG images found under {root} after extracting "
-                          f"{', '.join(a.name for a in archives)}; delete {downloads} and re-run")
+        raise XbenchError(
+            f"no PNG images found under {root} after extracting "
+            f"{', '.join(a.name for a in archives)}; delete {downloads} and re-run"
+        )
     images, count = found
     if console is not None:
         console.print(f"images: {images} ({count} PNG files)")

@@ -32,7 +32,7 @@ def report_sections(text: str) -> dict[str, str]:
     """{HEADING: text} of a MIMIC-CXR free-text report, white space collapsed."""
     marks = list(_HEADING.finditer(text))
     return {
-        m.group(1).strip(): " ".join(text[m.end(): nxt.start() if nxt else len(text)].split())
+        m.group(1).strip(): " ".join(text[m.end() : nxt.start() if nxt else len(text)].split())
         for m, nxt in zip(marks, [*marks[1:], None])
     }
 
@@ -94,7 +94,11 @@ class Mimic(Dataset):
                 return f"mimic case {row.case_id}: missing image {path}"
             view = self.view_positions.get(dicom_id)
             if view not in views:
-                return f"mimic case {row.case_id}: {dicom_id} has ViewPosition {view!r} in the metadata, expected {'/'.join(sorted(views))}"
+                expected = "/".join(sorted(views))
+                return (
+                    f"mimic case {row.case_id}: {dicom_id} has ViewPosition {view!r} in the metadata, "
+                    f"expected {expected}"
+                )
         return None
 
     def _read_pair(self, case: Case) -> tuple[np.ndarray, np.ndarray]:

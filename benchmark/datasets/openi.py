@@ -27,7 +27,8 @@ class OpenI(Dataset):
         if not self.cfg.root:
             raise XbenchError(
                 "dataset openi needs its images: set data.root=DIR (a folder of NLMCXR_png), "
-                "or fetch them with `xbench data download openi --root DIR`")
+                "or fetch them with `xbench data download openi --root DIR`"
+            )
         root = Path(self.cfg.root).expanduser()
         for folder in (root / "NLMCXR_png", root):
             if folder.is_dir() and next(folder.glob("CXR*.png"), None) is not None:

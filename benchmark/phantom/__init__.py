@@ -22,10 +22,10 @@ __all__ = ["RENDERER_VERSION", "RenderedCase", "is_modelled", "render_case", "bu
 
 @dataclasses.dataclass(frozen=True)
 class RenderedCase:
-    frontal: np.ndarray                 # uint8 [size, size], PA, radiological convention
-    lateral: np.ndarray                 # uint8 [size, size], anterior on the left
-    modelled: tuple[Finding, ...]       # findings the renderer drew
-    unmodelled: tuple[Finding, ...]     # abnormal findings it does not model
+    frontal: np.ndarray  # uint8 [size, size], PA, radiological convention
+    lateral: np.ndarray  # uint8 [size, size], anterior on the left
+    modelled: tuple[Finding, ...]  # findings the renderer drew
+    unmodelled: tuple[Finding, ...]  # abnormal findings it does not model
 
 
 def is_modelled(finding: Finding) -> bool:

@@ -12,12 +12,18 @@ import hashlib
 import numpy as np
 
 from benchmark.phantom.geometry import (
-    SHARP, Component, Ellipsoid, HalfSpace, Parts, above, below, frame, rotation,
+    Component,
+    Ellipsoid,
+    Parts,
+    above,
+    below,
+    frame,
+    rotation,
 )
 
-MU_SOFT = 0.20      # soft tissue / water, per cm (diagnostic energies)
-MU_LUNG = 0.045     # aerated lung
-MU_BONE = 0.48      # cortical-ish bone, as drawn in tubes
+MU_SOFT = 0.20  # soft tissue / water, per cm (diagnostic energies)
+MU_LUNG = 0.045  # aerated lung
+MU_BONE = 0.48  # cortical-ish bone, as drawn in tubes
 MU_METAL = 3.0
 
 
@@ -37,39 +43,39 @@ class Patient:
     """Everything that varies between normal patients, plus the knobs findings turn."""
 
     female: bool
-    half_width: float        # trunk half-width W (cm)
-    half_depth: float        # trunk half-depth D
-    wall: float              # chest wall thickness
-    apex_z: float            # lung apex height
-    dome_r: float            # right hemidiaphragm dome height
+    half_width: float  # trunk half-width W (cm)
+    half_depth: float  # trunk half-depth D
+    wall: float  # chest wall thickness
+    apex_z: float  # lung apex height
+    dome_r: float  # right hemidiaphragm dome height
     dome_l: float
-    dome_depth: float        # dome curvature (smaller: flatter)
-    ctr: float               # cardiothoracic ratio target
-    heart_round: float       # 0 = normal shape, 1 = globular
-    rib_step: float          # vertebral height + disc (rib spacing)
-    yaw: float               # posture (radians)
+    dome_depth: float  # dome curvature (smaller: flatter)
+    ctr: float  # cardiothoracic ratio target
+    heart_round: float  # 0 = normal shape, 1 = globular
+    rib_step: float  # vertebral height + disc (rib spacing)
+    yaw: float  # posture (radians)
     tilt: float
     roll: float
-    lung_mu: float           # attenuation of aerated lung
-    breast: float            # breast radius (0 = none)
-    exposure: float          # window centre shift
-    contrast: float          # window width factor
-    noise: float             # quantum noise level
-    fov_top: float           # z of the image's top row
-    fov_shift: float         # x/y centring error
-    scoliosis: float = 0.0   # lateral deviation amplitude (cm, sign = convex side; + = patient's left)
+    lung_mu: float  # attenuation of aerated lung
+    breast: float  # breast radius (0 = none)
+    exposure: float  # window centre shift
+    contrast: float  # window width factor
+    noise: float  # quantum noise level
+    fov_top: float  # z of the image's top row
+    fov_shift: float  # x/y centring error
+    scoliosis: float = 0.0  # lateral deviation amplitude (cm, sign = convex side; + = patient's left)
     scoliosis_low: bool = False
-    kyphosis: float = 0.0    # extra thoracic kyphosis (cm)
-    knob: float = 1.0        # aortic knob size factor
+    kyphosis: float = 0.0  # extra thoracic kyphosis (cm)
+    knob: float = 1.0  # aortic knob size factor
     aorta_tortuous: float = 0.0
-    bone: float = 1.0        # bone density factor
+    bone: float = 1.0  # bone density factor
     vessel_scale: float = 1.0
     vessel_mu: float = 1.0
     hilum_scale: float = 1.0
     mediastinum: float = 1.0
-    barrel: float = 0.0      # AP widening of the chest (hyperinflation)
+    barrel: float = 0.0  # AP widening of the chest (hyperinflation)
     degenerative: float = 0.0
-    ref_lung_mu: float = MU_LUNG   # the anatomy's own lung attenuation (the film window ignores findings)
+    ref_lung_mu: float = MU_LUNG  # the anatomy's own lung attenuation (the film window ignores findings)
 
 
 def sample_patient(rng: np.random.Generator) -> Patient:
@@ -78,13 +84,27 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     W = u(14.0, 17.0) - (0.8 if female else 0.0)
     insp = u(-1.2, 1.2)
     p = Patient(
-        female=female, half_width=W, half_depth=u(10.0, 12.5), wall=u(1.6, 2.6),
-        apex_z=u(23.5, 25.5), dome_r=insp, dome_l=insp - u(1.0, 2.0), dome_depth=u(5.5, 7.0),
-        ctr=u(0.41, 0.48), heart_round=0.0, rib_step=u(2.3, 2.55),
-        yaw=np.radians(u(-3, 3)), tilt=np.radians(u(-3, 3)), roll=np.radians(u(-1.5, 1.5)),
-        lung_mu=MU_LUNG * u(0.85, 1.15), breast=u(3.0, 6.0) if female else 0.0,
-        exposure=u(-0.15, 0.15), contrast=u(0.9, 1.1), noise=u(0.6, 1.4),
-        fov_top=u(28.0, 31.0), fov_shift=u(-1.0, 1.0),
+        female=female,
+        half_width=W,
+        half_depth=u(10.0, 12.5),
+        wall=u(1.6, 2.6),
+        apex_z=u(23.5, 25.5),
+        dome_r=insp,
+        dome_l=insp - u(1.0, 2.0),
+        dome_depth=u(5.5, 7.0),
+        ctr=u(0.41, 0.48),
+        heart_round=0.0,
+        rib_step=u(2.3, 2.55),
+        yaw=np.radians(u(-3, 3)),
+        tilt=np.radians(u(-3, 3)),
+        roll=np.radians(u(-1.5, 1.5)),
+        lung_mu=MU_LUNG * u(0.85, 1.15),
+        breast=u(3.0, 6.0) if female else 0.0,
+        exposure=u(-0.15, 0.15),
+        contrast=u(0.9, 1.1),
+        noise=u(0.6, 1.4),
+        fov_top=u(28.0, 31.0),
+        fov_shift=u(-1.0, 1.0),
     )
     p.ref_lung_mu = p.lung_mu
     return p
@@ -98,14 +118,14 @@ def _ellipse_top(e_center, semi, x, y):
 
 @dataclasses.dataclass
 class Lung:
-    side: int               # -1 right, +1 left (sign of x)
+    side: int  # -1 right, +1 left (sign of x)
     center: np.ndarray
     semi: np.ndarray
     floor: float
     dome_center: np.ndarray
     dome_semi: np.ndarray
     hilum: np.ndarray
-    carve: list             # solids that are not lung (heart, mediastinum, aorta, dome)
+    carve: list  # solids that are not lung (heart, mediastinum, aorta, dome)
     apex: float = 24.0
 
     @property
@@ -143,8 +163,7 @@ class Lung:
         return float(np.sqrt(max(min(t1, 1.7**2 * t2), 0.0)))
 
     def top_height(self, x, y):
-        return np.minimum(_ellipse_top(self.center, self.semi, x, y),
-                          _ellipse_top(self.center, self.cap_semi, x, y))
+        return np.minimum(_ellipse_top(self.center, self.semi, x, y), _ellipse_top(self.center, self.cap_semi, x, y))
 
     def point(self, nx, ny, nz) -> np.ndarray:
         """Lung-normalised coordinates -> patient coordinates. nx: medial (-1) .. lateral (+1),
@@ -169,14 +188,14 @@ class Anatomy:
     patient: Patient
     components: list
     parts: Parts
-    lungs: dict             # "right"/"left" -> Lung
+    lungs: dict  # "right"/"left" -> Lung
     heart: Ellipsoid
-    spine: list             # vertebra centres (3,), top to bottom, with their names
-    ribs: dict              # (side, k) -> array of rib points
+    spine: list  # vertebra centres (3,), top to bottom, with their names
+    ribs: dict  # (side, k) -> array of rib points
     knob: np.ndarray
     carina: np.ndarray
-    sternum: np.ndarray     # points top -> bottom
-    vessel_zones: list = dataclasses.field(default_factory=list)   # solids where no vessels are drawn
+    sternum: np.ndarray  # points top -> bottom
+    vessel_zones: list = dataclasses.field(default_factory=list)  # solids where no vessels are drawn
     notes: dict = dataclasses.field(default_factory=dict)
 
 
@@ -185,12 +204,13 @@ def _heart(p: Patient, thorax_w: float, dome_l: float, depth: float) -> Ellipsoi
     two thirds of it lies left of the midline."""
     axis = np.array([0.80, 0.30, -0.50])
     R = frame(axis, up=(0.0, 1.0, 0.0))
-    semi0 = np.array([6.4, 4.7, 4.4]) * np.array([1 - 0.12 * p.heart_round, 1 + 0.08 * p.heart_round,
-                                                  1 + 0.12 * p.heart_round])
+    semi0 = np.array([6.4, 4.7, 4.4]) * np.array(
+        [1 - 0.12 * p.heart_round, 1 + 0.08 * p.heart_round, 1 + 0.12 * p.heart_round]
+    )
     k, xc = 1.0, 1.5
     for _ in range(4):
         semi = semi0 * k
-        inv = R @ np.diag(semi**2) @ R.T                 # M^-1
+        inv = R @ np.diag(semi**2) @ R.T  # M^-1
         hw = np.sqrt(inv[0, 0])
         zc = dome_l + 0.45 * np.sqrt(inv[2, 2]) + 0.6
         xc = hw / 3
@@ -276,8 +296,9 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     comps.append(Component(MU_SOFT, [neck], [torso, shoulders]))
     if p.breast > 0:
         for s in (-1, 1):
-            b = Ellipsoid.make([s * Wi * 0.52, D - 0.6 * p.breast, p.apex_z - 20.5],
-                               [p.breast * 1.15, p.breast * 1.2, p.breast * 0.95])
+            b = Ellipsoid.make(
+                [s * Wi * 0.52, D - 0.6 * p.breast, p.apex_z - 20.5], [p.breast * 1.15, p.breast * 1.2, p.breast * 0.95]
+            )
             comps.append(Component(MU_SOFT * 0.92, [b], [torso]))
 
     # ------------------------------------------------------------------ mediastinum and heart
@@ -290,10 +311,12 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     knob_c = np.array([2.3 + 0.5 * kn + 0.6 * p.aorta_tortuous, -0.6, knob_z])
     knob = Ellipsoid.make(knob_c, [1.6 * kn, 2.6, 1.9 * kn])
     desc_x = 1.9 + 0.8 * p.aorta_tortuous
-    desc = Ellipsoid.make([desc_x, -D + 7.8, knob_z - 11.0], [1.25 + 0.2 * p.aorta_tortuous, 1.3, 11.0],
-                          rotation("y", -0.05 * p.aorta_tortuous))
-    asc = Ellipsoid.make([-1.9 - 0.4 * p.aorta_tortuous, 1.4, carina_z - 2.2], [1.7 + 0.3 * p.aorta_tortuous,
-                                                                               2.2, 5.5])
+    desc = Ellipsoid.make(
+        [desc_x, -D + 7.8, knob_z - 11.0],
+        [1.25 + 0.2 * p.aorta_tortuous, 1.3, 11.0],
+        rotation("y", -0.05 * p.aorta_tortuous),
+    )
+    asc = Ellipsoid.make([-1.9 - 0.4 * p.aorta_tortuous, 1.4, carina_z - 2.2], [1.7 + 0.3 * p.aorta_tortuous, 2.2, 5.5])
     pa_trunk = Ellipsoid.make([2.5, 1.4, knob_z - 4.6], [1.5, 1.8, 1.5])
 
     # ------------------------------------------------------------------ lungs (air carved out of the body)
@@ -315,13 +338,13 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             comps.append(Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed], [asc]))
         else:
             lung.carve = [dome, heart, supmed, knob, desc, pa_trunk]
-            comps.append(Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed],
-                                   [knob, desc, pa_trunk]))
+            comps.append(Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed], [knob, desc, pa_trunk]))
         lungs[name] = lung
     # gastric air bubble under the left dome
     ld = lungs["left"]
-    comps.append(Component(-MU_SOFT * 0.95, [Ellipsoid.make([ld.center[0] + 1.0, 0.5, p.dome_l - 2.6],
-                                                          [2.8, 3.2, 1.5])]))
+    comps.append(
+        Component(-MU_SOFT * 0.95, [Ellipsoid.make([ld.center[0] + 1.0, 0.5, p.dome_l - 2.6], [2.8, 3.2, 1.5])])
+    )
 
     # ------------------------------------------------------------------ spine
     spine = []
@@ -330,7 +353,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
         c = spine_center(p, zc)
         spine.append((name, c, h, r))
         top, bot = c + [0, 0, h / 2 - 0.2], c - [0, 0, h / 2 - 0.2]
-        parts.tube(bot, top, r, 0.36 * bone, inner=r - 0.2, mu_inner=-0.26 * bone)   # cortex, marrow
+        parts.tube(bot, top, r, 0.36 * bone, inner=r - 0.2, mu_inner=-0.26 * bone)  # cortex, marrow
         for sx in (-1, 1):
             parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.36, 0.7, 0.5]), 0.45 * bone)
             parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.22, 0.5, 0.32]), -0.3 * bone)
@@ -362,7 +385,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             nseg = len(pts) - 1
             fade = np.linspace(0.72, 0.45, nseg)
             parts.polyline(pts, rr, bone * fade, inner=rr * 0.6, mu_inner=-0.55 * bone * fade)
-            if k <= 10:   # faint costal cartilage to the sternum
+            if k <= 10:  # faint costal cartilage to the sternum
                 end = pts[-1]
                 stern = np.array([s * 1.4, D - 1.6, end[2] - 1.5 - 0.3 * k])
                 parts.tube(end, stern, rr * 0.9, 0.06)
@@ -373,17 +396,25 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     sternum = np.linspace(st_top, st_bot, 7)
     parts.polyline(sternum, 0.75, 0.45 * bone, inner=0.5, mu_inner=-0.25 * bone)
     for s in (-1, 1):
-        cl = np.array([[s * 1.6, D - 1.3, notch_z], [s * 5.5, D - 1.5, notch_z + 0.6],
-                       [s * 10.0, D - 3.0, notch_z + 1.2], [s * (W - 1.0), D * 0.15 - 1.5, notch_z + 3.0],
-                       [s * (W + 0.6), -1.0, notch_z + 3.6]])
-        parts.polyline(cl, [0.75, 0.65, 0.6, 0.6], bone * 0.9, inner=[0.45, 0.38, 0.35, 0.35],
-                       mu_inner=-0.4 * bone)
+        cl = np.array(
+            [
+                [s * 1.6, D - 1.3, notch_z],
+                [s * 5.5, D - 1.5, notch_z + 0.6],
+                [s * 10.0, D - 3.0, notch_z + 1.2],
+                [s * (W - 1.0), D * 0.15 - 1.5, notch_z + 3.0],
+                [s * (W + 0.6), -1.0, notch_z + 3.6],
+            ]
+        )
+        parts.polyline(cl, [0.75, 0.65, 0.6, 0.6], bone * 0.9, inner=[0.45, 0.38, 0.35, 0.35], mu_inner=-0.4 * bone)
         head = np.array([s * (W + 1.2), -1.0, notch_z + 1.2])
         comps.append(Component(0.55 * bone, [Ellipsoid.make(head, [2.3, 2.3, 2.5])]))
         comps.append(Component(-0.25 * bone, [Ellipsoid.make(head, [1.9, 1.9, 2.1])]))
         parts.tube(head - [s * 0.2, 0, 1.5], head + [s * 0.6, 0, -6], 1.1, 0.5 * bone)
-        scap = Ellipsoid.make([s * (Wi - 2.4), -D + 2.6, notch_z - 4.5], [5.2, 0.35, 7.5],
-                              rotation("z", -s * 0.65) @ rotation("y", s * 0.2))
+        scap = Ellipsoid.make(
+            [s * (Wi - 2.4), -D + 2.6, notch_z - 4.5],
+            [5.2, 0.35, 7.5],
+            rotation("z", -s * 0.65) @ rotation("y", s * 0.2),
+        )
         comps.append(Component(0.8 * bone, [scap]))
         parts.tube(head + [-s * 1.5, -1.0, 0.5], [s * (Wi - 5.5), -D + 2.2, notch_z - 2.0], 0.45, bone * 0.8)
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.phantom.anatomy import MU_BONE, MU_METAL, MU_SOFT, Anatomy, Patient, spine_center
-from benchmark.phantom.geometry import SHARP, SOFT, Component, Ellipsoid, above, below, frame, rotation
+from benchmark.phantom.geometry import SHARP, SOFT, Component, Ellipsoid, above, below, rotation
 from benchmark.reports import Finding
 
-SEVERITY = {None: 1.0, "borderline": 0.5, "mild": 0.75, "small": 0.85, "moderate": 1.25, "large": 1.65,
-            "severe": 1.9}
+SEVERITY = {None: 1.0, "borderline": 0.5, "mild": 0.75, "small": 0.85, "moderate": 1.25, "large": 1.65, "severe": 1.9}
 
 
 def _has(f: Finding, *words: str) -> bool:
@@ -45,8 +44,17 @@ def handler_name(f: Finding) -> str | None:
         return "effusion" if _has(f, "blunted", "obscured") or not f.descriptors else None
     if t in {"pneumothorax", "hemopneumothorax", "hydropneumothorax"}:
         return "pneumothorax"
-    if t in {"opacity", "density", "infiltrate", "airspace disease", "consolidation", "pneumonia",
-             "tuberculosis", "bronchitis", "bronchiolitis"}:
+    if t in {
+        "opacity",
+        "density",
+        "infiltrate",
+        "airspace disease",
+        "consolidation",
+        "pneumonia",
+        "tuberculosis",
+        "bronchitis",
+        "bronchiolitis",
+    }:
         if _has(f, "interstitial", "reticular"):
             return "interstitial"
         if _has(f, "round") and t in {"opacity", "density"}:
@@ -84,8 +92,14 @@ def handler_name(f: Finding) -> str | None:
         if _has(f, "interstitial"):
             return "interstitial"
         return None
-    if t in {"emphysema", "pulmonary emphysema", "pulmonary disease, chronic obstructive", "lung, hyperlucent",
-             "bullous emphysema", "cystic fibrosis"}:
+    if t in {
+        "emphysema",
+        "pulmonary emphysema",
+        "pulmonary disease, chronic obstructive",
+        "lung, hyperlucent",
+        "bullous emphysema",
+        "cystic fibrosis",
+    }:
         return "hyperinflation"
     if t == "diaphragm":
         if _has(f, "flattened"):
@@ -154,6 +168,7 @@ def handler_name(f: Finding) -> str | None:
 
 # ------------------------------------------------------------------------------------------ helpers
 
+
 def _sides(f: Finding, rng: np.random.Generator, default_both: bool = False) -> list[int]:
     if f.laterality == "right":
         return [-1]
@@ -209,22 +224,33 @@ def _sev(f: Finding) -> float:
 def _lung_blob(anat: Anatomy, side: int, e: Ellipsoid, mu: float, layer: int = SOFT) -> None:
     """A density confined to the aerated lung of one side."""
     lung = _lung(anat, side)
-    anat.components.append(Component(mu, [e, *lung.solids], [lung.dome, anat.heart]
-                                     if side < 0 else [lung.dome, anat.heart], [], layer))
+    anat.components.append(
+        Component(mu, [e, *lung.solids], [lung.dome, anat.heart] if side < 0 else [lung.dome, anat.heart], [], layer)
+    )
 
 
 def _random_rot(rng) -> np.ndarray:
-    return rotation("z", rng.uniform(0, np.pi)) @ rotation("x", rng.uniform(-0.6, 0.6)) @ \
-        rotation("y", rng.uniform(-0.6, 0.6))
+    return (
+        rotation("z", rng.uniform(0, np.pi))
+        @ rotation("x", rng.uniform(-0.6, 0.6))
+        @ rotation("y", rng.uniform(-0.6, 0.6))
+    )
 
 
 # ------------------------------------------------------------------------------------------ phase 1
 
+
 def adjust(name: str, f: Finding, p: Patient, rng: np.random.Generator) -> None:
     s = _sev(f)
     if name in ("cardiomegaly", "heart_failure", "pericardial_effusion"):
-        ranges = {"borderline": (0.505, 0.52), "mild": (0.53, 0.57), "small": (0.53, 0.57),
-                  "moderate": (0.60, 0.65), "large": (0.66, 0.71), "severe": (0.67, 0.72)}
+        ranges = {
+            "borderline": (0.505, 0.52),
+            "mild": (0.53, 0.57),
+            "small": (0.53, 0.57),
+            "moderate": (0.60, 0.65),
+            "large": (0.66, 0.71),
+            "severe": (0.67, 0.72),
+        }
         lo, hi = ranges.get(f.severity, (0.55, 0.60))
         p.ctr = max(p.ctr, rng.uniform(lo, hi))
         if name == "pericardial_effusion":
@@ -290,6 +316,7 @@ def adjust(name: str, f: Finding, p: Patient, rng: np.random.Generator) -> None:
 
 # ------------------------------------------------------------------------------------------ phase 2
 
+
 def add(name: str, f: Finding, anat: Anatomy, rng: np.random.Generator) -> None:
     fn = _ADDERS.get(name)
     if fn is not None:
@@ -302,8 +329,15 @@ def _effusion(f, anat, rng, frac=None):
         lung = _lung(anat, side)
         sev = f.severity
         if frac is None:
-            level = {"borderline": -0.03, "mild": -0.02, "small": 0.0, None: 0.12, "moderate": 0.22,
-                     "large": 0.42, "severe": 0.55}.get(sev, 0.12)
+            level = {
+                "borderline": -0.03,
+                "mild": -0.02,
+                "small": 0.0,
+                None: 0.12,
+                "moderate": 0.22,
+                "large": 0.42,
+                "severe": 0.55,
+            }.get(sev, 0.12)
             if f.term.lower() == "costophrenic angle":
                 level = -0.04
         else:
@@ -313,24 +347,32 @@ def _effusion(f, anat, rng, frac=None):
         h = dome + level * (lung.apex - dome)
         rise = 2.0 + 5.0 * max(level, 0)
         c = lung.center
-        inner = Ellipsoid.make([c[0] - side * 0.9, c[1] + 1.3, h + rise],
-                               [lung.semi[0] * 0.97, lung.semi[1] * 0.93, rise])
-        anat.components.append(Component(MU_SOFT - p.lung_mu, [*lung.solids, below(h + rise)],
-                                         [inner, lung.dome, anat.heart], [], SHARP))
+        inner = Ellipsoid.make(
+            [c[0] - side * 0.9, c[1] + 1.3, h + rise], [lung.semi[0] * 0.97, lung.semi[1] * 0.93, rise]
+        )
+        anat.components.append(
+            Component(MU_SOFT - p.lung_mu, [*lung.solids, below(h + rise)], [inner, lung.dome, anat.heart], [], SHARP)
+        )
 
 
 def _pneumothorax(f, anat, rng):
     p = anat.patient
     for side in _sides(f, rng):
         lung = _lung(anat, side)
-        k = {"small": 0.9, "mild": 0.9, "borderline": 0.93, None: 0.86, "moderate": 0.78,
-             "large": 0.66, "severe": 0.58}.get(f.severity, 0.86)
+        k = {
+            "small": 0.9,
+            "mild": 0.9,
+            "borderline": 0.93,
+            None: 0.86,
+            "moderate": 0.78,
+            "large": 0.66,
+            "severe": 0.58,
+        }.get(f.severity, 0.86)
         c = lung.center.copy()
         semi = np.array([lung.semi[0] * k, lung.semi[1] * (0.5 + 0.5 * k), lung.semi[2] * k])
         top = min(lung.apex, c[2] + lung.semi[2]) - 2.5 / k + 1.0
         cz = top - semi[2] * 0.8
-        col = Ellipsoid.make([c[0] - side * lung.semi[0] * (1 - k) * 0.9, c[1], cz],
-                             [semi[0], semi[1], semi[2] * 0.8])
+        col = Ellipsoid.make([c[0] - side * lung.semi[0] * (1 - k) * 0.9, c[1], cz], [semi[0], semi[1], semi[2] * 0.8])
         inner = Ellipsoid.make(col.center, [semi[0] - 0.12, semi[1] - 0.12, semi[2] * 0.8 - 0.12])
         anat.components.append(Component(-p.lung_mu * 0.95, list(lung.solids), [col, lung.dome, anat.heart]))
         anat.components.append(Component(0.25, [col, *lung.solids], [inner]))
@@ -343,8 +385,14 @@ def _airspace(f, anat, rng):
     p = anat.patient
     s = _sev(f)
     t = f.term.lower()
-    dens = {"density": 0.5, "infiltrate": 0.55, "opacity": 0.55, "airspace disease": 0.62,
-            "consolidation": 0.8, "pneumonia": 0.72}.get(t, 0.55) * (MU_SOFT - p.lung_mu)
+    dens = {
+        "density": 0.5,
+        "infiltrate": 0.55,
+        "opacity": 0.55,
+        "airspace disease": 0.62,
+        "consolidation": 0.8,
+        "pneumonia": 0.72,
+    }.get(t, 0.55) * (MU_SOFT - p.lung_mu)
     streaky = _has(f, "streaky", "patchy")
     n_sites = 2 if _has(f, "multiple", "multilobar", "diffuse", "scattered") else 1
     for side in _sides(f, rng):
@@ -356,7 +404,9 @@ def _airspace(f, anat, rng):
                 r = rng.uniform(1.6, 2.8) * s * np.array([1.0, rng.uniform(0.8, 1.3), rng.uniform(0.7, 1.1)])
                 if streaky:
                     r = r * [1.6, 1.0, 0.35]
-                e = Ellipsoid.make(centre + off, r, _random_rot(rng) if not streaky else rotation("y", rng.normal(0, 0.3)))
+                e = Ellipsoid.make(
+                    centre + off, r, _random_rot(rng) if not streaky else rotation("y", rng.normal(0, 0.3))
+                )
                 _lung_blob(anat, side, e, dens * rng.uniform(0.6, 1.0))
 
 
@@ -369,7 +419,7 @@ def _edema(f, anat, rng, strength=1.0):
             c = lung.hilum + [side * rng.uniform(1.5, 5.0), rng.uniform(-2, 2), rng.uniform(-4, 3)]
             e = Ellipsoid.make(c, rng.uniform(3.0, 4.5, 3) * [1.0, 1.3, 1.2])
             _lung_blob(anat, side, e, 0.13 * strength * s * (MU_SOFT - p.lung_mu))
-        if strength > 0.5:   # Kerley B lines at the lateral bases
+        if strength > 0.5:  # Kerley B lines at the lateral bases
             for _ in range(6):
                 q = lung.point(rng.uniform(0.85, 0.97), rng.uniform(-0.3, 0.5), rng.uniform(0.03, 0.25))
                 anat.parts.tube(q - [side * 0.9, 0, 0], q + [side * 0.6, 0, 0], 0.07, 0.5)
@@ -383,16 +433,18 @@ def _interstitial(f, anat, rng):
     for side in sides:
         lung = _lung(anat, side)
         n = int(70 * s)
-        nz = rng.uniform(0.03, 0.6 if base else 0.9, n) if not _has(f, "upper lobe", "apex") else \
-            rng.uniform(0.5, 0.95, n)
+        nz = (
+            rng.uniform(0.03, 0.6 if base else 0.9, n)
+            if not _has(f, "upper lobe", "apex")
+            else rng.uniform(0.5, 0.95, n)
+        )
         pts = lung.point(rng.uniform(-0.3, 0.95, n), rng.uniform(-0.8, 0.8, n), nz)
         dirs = rng.normal(0, 1, (n, 3))
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         ln = rng.uniform(0.6, 1.6, n)
         ok = lung.is_air(pts)
         for k in np.flatnonzero(ok):
-            anat.parts.tube(pts[k] - dirs[k] * ln[k], pts[k] + dirs[k] * ln[k], 0.09,
-                            1.1 * (MU_SOFT - p.lung_mu))
+            anat.parts.tube(pts[k] - dirs[k] * ln[k], pts[k] + dirs[k] * ln[k], 0.09, 1.1 * (MU_SOFT - p.lung_mu))
         for _ in range(2):
             c = _site(anat, f, side, rng, ((-0.2, 0.8), (-0.5, 0.5), (0.1, 0.4 if base else 0.7)))
             _lung_blob(anat, side, Ellipsoid.make(c, [4, 5, 4]), 0.12 * s * (MU_SOFT - p.lung_mu))
@@ -402,7 +454,6 @@ def _atelectasis(f, anat, rng):
     p = anat.patient
     s = _sev(f)
     for side in _sides(f, rng):
-        lung = _lung(anat, side)
         if not f.locations or _has(f, "base", "lower lobe"):
             zone = ((0.0, 0.7), (-0.4, 0.3), (0.08, 0.3))
         else:
@@ -432,8 +483,7 @@ def _scar(f, anat, rng):
 def _apical_cap(anat, lung, thick):
     mu = MU_SOFT - anat.patient.lung_mu
     down = [np.array([0, 0, -thick])]
-    shifted = (Ellipsoid.make(lung.center + down[0], lung.semi), Ellipsoid.make(lung.center + down[0],
-                                                                                lung.cap_semi))
+    shifted = (Ellipsoid.make(lung.center + down[0], lung.semi), Ellipsoid.make(lung.center + down[0], lung.cap_semi))
     anat.components.append(Component(mu, [*lung.solids, above(lung.apex - 6)], [shifted]))
 
 
@@ -445,8 +495,10 @@ def _pleural_thickening(f, anat, rng):
             _apical_cap(anat, lung, 0.5 + 0.4 * rng.random())
         else:
             z0 = lung.dome_top + rng.uniform(2, 8)
-            narrow = (Ellipsoid.make(lung.center, lung.semi * [0.93, 1.0, 1.0]),
-                      Ellipsoid.make(lung.center, lung.cap_semi * [0.93, 1, 1]))
+            narrow = (
+                Ellipsoid.make(lung.center, lung.semi * [0.93, 1.0, 1.0]),
+                Ellipsoid.make(lung.center, lung.cap_semi * [0.93, 1, 1]),
+            )
             anat.components.append(Component(mu, [*lung.solids, above(z0), below(z0 + 8)], [narrow]))
 
 
@@ -488,13 +540,22 @@ def _hilar_calcified(anat, rng, sides, mediastinal=False):
 
 def _calcinosis(f, anat, rng):
     loc = _loc_text(f)
-    if "hilum" in loc or "lymph nodes" in loc or "mediastinum" in loc or "paratracheal" in loc \
-            or "trachea" in loc or not f.locations:
+    if (
+        "hilum" in loc
+        or "lymph nodes" in loc
+        or "mediastinum" in loc
+        or "paratracheal" in loc
+        or "trachea" in loc
+        or not f.locations
+    ):
         mediastinal = ("mediastinum" in loc or "paratracheal" in loc or "trachea" in loc) and "hilum" not in loc
         if not f.locations:
             mediastinal = False
-        sides = _sides(f, rng) if not mediastinal else [-1 if f.laterality == "right" else
-                                                        (1 if f.laterality == "left" else -1)]
+        sides = (
+            _sides(f, rng)
+            if not mediastinal
+            else [-1 if f.laterality == "right" else (1 if f.laterality == "left" else -1)]
+        )
         _hilar_calcified(anat, rng, sides, mediastinal)
     else:
         _granuloma(Finding("Calcified Granuloma", f.locations, f.laterality, f.severity, f.descriptors), anat, rng)
@@ -513,8 +574,9 @@ def _aorta_calcification(f, anat, rng):
     knob = anat.notes["knob"]
     semi = np.sqrt(1.0 / np.diag(knob.M))
     t = np.linspace(-0.3, 1.7, 12) + rng.normal(0, 0.03, 12)
-    pts = knob.center + np.stack([semi[0] * np.cos(t) * 0.97, rng.normal(0, 0.2, 12) - 0.5,
-                                  semi[2] * np.sin(t) * 0.97], axis=1)
+    pts = knob.center + np.stack(
+        [semi[0] * np.cos(t) * 0.97, rng.normal(0, 0.2, 12) - 0.5, semi[2] * np.sin(t) * 0.97], axis=1
+    )
     anat.parts.polyline(pts, 0.12, 2.2)
 
 
@@ -524,8 +586,14 @@ def _catheter(f, anat, rng):
     nz = anat.notes["notch_z"]
     W = p.half_width
     tip_z = anat.carina[2] - rng.uniform(3.0, 5.5)
-    pts = [[s * (W + 2), 0.5, nz - 1.5], [s * (W - 3), 2.0, nz - 0.5], [s * 7.0, 3.0, nz - 0.8],
-           [s * 3.5, 2.5, nz - 1.2], [-1.9, 1.8, nz - 3.5], [-1.7, 1.6, tip_z]]
+    pts = [
+        [s * (W + 2), 0.5, nz - 1.5],
+        [s * (W - 3), 2.0, nz - 0.5],
+        [s * 7.0, 3.0, nz - 0.8],
+        [s * 3.5, 2.5, nz - 1.2],
+        [-1.9, 1.8, nz - 3.5],
+        [-1.7, 1.6, tip_z],
+    ]
     anat.parts.polyline(np.array(pts) + rng.normal(0, 0.3, (6, 3)) * [1, 1, 1], 0.13, 1.6)
 
 
@@ -534,8 +602,12 @@ def _tube(f, anat, rng):
     loc = _loc_text(f)
     if "abdomen" in loc or "stomach" in loc or "esophagus" in loc:
         ys = anat.spine[8][1][1] + 2.5
-        pts = [[0.4, ys + 1.0, p.fov_top + 2], [0.6, ys, anat.carina[2]], [1.6, ys - 0.2, p.dome_l - 0.5],
-               [_lung(anat, 1).center[0] + 1, 0.5, p.dome_l - 3.5]]
+        pts = [
+            [0.4, ys + 1.0, p.fov_top + 2],
+            [0.6, ys, anat.carina[2]],
+            [1.6, ys - 0.2, p.dome_l - 0.5],
+            [_lung(anat, 1).center[0] + 1, 0.5, p.dome_l - 3.5],
+        ]
         anat.parts.polyline(pts, 0.22, 0.5)
         anat.parts.polyline(pts, 0.06, 2.0)
         return
@@ -560,8 +632,9 @@ def _pacemaker(anat, rng, s):
     entry = [s * 6.0, 2.5, nz - 1.0]
     svc = [-1.8, 1.6, anat.carina[2] - 3.0]
     for tip, off in ((apex, 0.0), (ra, 0.5)):
-        pts = np.array([gen + [-s * 1.5, 0, 1.0], entry, [s * 2.5, 2.2, nz - 1.8], svc,
-                        [-2.0, 1.8, h.center[2] + 2.0], tip]) + [0, off, 0]
+        pts = np.array(
+            [gen + [-s * 1.5, 0, 1.0], entry, [s * 2.5, 2.2, nz - 1.8], svc, [-2.0, 1.8, h.center[2] + 2.0], tip]
+        ) + [0, off, 0]
         anat.parts.polyline(pts, 0.08, 2.0)
 
 
@@ -617,8 +690,13 @@ def _surgical(f, anat, rng):
         _clips(anat, rng, np.array([s * 7.0, p.half_depth + 1.0, p.dome_r + 5.0]), int(rng.integers(2, 5)))
     elif f.laterality in ("right", "left") and "mediastinum" not in loc:
         s = -1 if f.laterality == "right" else 1
-        _clips(anat, rng, np.array([s * (p.half_width - 3), 0.0, anat.notes["notch_z"] - 5.0]),
-               int(rng.integers(3, 6)), 2.0)
+        _clips(
+            anat,
+            rng,
+            np.array([s * (p.half_width - 3), 0.0, anat.notes["notch_z"] - 5.0]),
+            int(rng.integers(3, 6)),
+            2.0,
+        )
     else:
         _sternotomy(anat, rng)
         if "mediastinum" in loc:
@@ -724,9 +802,10 @@ def _degenerative(f, anat, rng):
         name, c, h, r = levels[int(i)]
         for end in (-1, 1):
             ez = c[2] + end * (h / 2 - 0.25)
-            anat.parts.tube(np.array([c[0], c[1], ez - 0.12]), np.array([c[0], c[1], ez + 0.12]), r - 0.1,
-                            0.55 * bone)   # endplate sclerosis
-            for ang in rng.uniform(-1.3, 1.3, 2) + np.pi / 2:   # anterior / lateral spurs
+            anat.parts.tube(
+                np.array([c[0], c[1], ez - 0.12]), np.array([c[0], c[1], ez + 0.12]), r - 0.1, 0.55 * bone
+            )  # endplate sclerosis
+            for ang in rng.uniform(-1.3, 1.3, 2) + np.pi / 2:  # anterior / lateral spurs
                 d = np.array([np.cos(ang) * (1 if rng.random() < 0.5 else -1), np.sin(ang), 0.0])
                 base = np.array([c[0], c[1], ez]) + d * (r - 0.1)
                 tip = base + d * rng.uniform(0.4, 0.8) * min(s, 1.4) + [0, 0, end * rng.uniform(0.2, 0.5)]
@@ -754,7 +833,7 @@ def _spinal_fusion(f, anat, rng):
         return
     names = [x for x in anat.spine if (x[0].startswith("L") if "lumbar" in loc else x[0].startswith("T"))]
     start = int(rng.integers(0, max(len(names) - 4, 1)))
-    chosen = names[start:start + 4]
+    chosen = names[start : start + 4]
     for s in (-1, 1):
         pts = [c + [s * 1.6, -r - 1.6, 0] for _, c, h, r in chosen]
         anat.parts.polyline(pts, 0.3, MU_METAL)
@@ -765,7 +844,6 @@ def _spinal_fusion(f, anat, rng):
 def _hiatal_hernia(f, anat, rng):
     p = anat.patient
     s = _sev(f)
-    lung = anat.lungs["left"]
     r = 2.6 * min(s, 1.5) + rng.uniform(-0.3, 0.3)
     spine_y = spine_center(p, p.dome_l + 3)[1]
     c = np.array([0.8, spine_y + 4.6, p.dome_l + 0.6 * r])
@@ -798,17 +876,27 @@ def _subcutaneous(f, anat, rng):
     p = anat.patient
     for side in _sides(f, rng, default_both=True):
         for _ in range(6):
-            c = np.array([side * (p.half_width - rng.uniform(0.5, 1.2)), rng.uniform(-5, 5),
-                          rng.uniform(p.dome_r, anat.notes["notch_z"])])
-            e = Ellipsoid.make(c, [0.25, rng.uniform(1, 3), rng.uniform(1.5, 3.5)], rotation("y", rng.normal(0, .4)))
+            c = np.array(
+                [
+                    side * (p.half_width - rng.uniform(0.5, 1.2)),
+                    rng.uniform(-5, 5),
+                    rng.uniform(p.dome_r, anat.notes["notch_z"]),
+                ]
+            )
+            e = Ellipsoid.make(c, [0.25, rng.uniform(1, 3), rng.uniform(1.5, 3.5)], rotation("y", rng.normal(0, 0.4)))
             anat.components.append(Component(-MU_SOFT * 0.9, [e, anat.notes["trunk"]]))
 
 
 def _nipples(f, anat, rng):
     p = anat.patient
     for side in _sides(f, rng, default_both=True):
-        c = np.array([side * (p.half_width - p.wall) * 0.5, p.half_depth + 0.3 + 1.1 * p.breast,
-                      p.dome_r + 3.0 + rng.uniform(-1, 1)])
+        c = np.array(
+            [
+                side * (p.half_width - p.wall) * 0.5,
+                p.half_depth + 0.3 + 1.1 * p.breast,
+                p.dome_r + 3.0 + rng.uniform(-1, 1),
+            ]
+        )
         anat.parts.blob(Ellipsoid.make(c, [0.8, 0.7, 0.8]), MU_SOFT * 1.3)
 
 

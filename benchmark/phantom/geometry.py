@@ -43,8 +43,8 @@ def frame(long_axis: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)) -> 
 
 @dataclasses.dataclass(frozen=True)
 class Ellipsoid:
-    center: np.ndarray   # (3,)
-    M: np.ndarray        # (3, 3): (x - c)^T M (x - c) <= 1
+    center: np.ndarray  # (3,)
+    M: np.ndarray  # (3, 3): (x - c)^T M (x - c) <= 1
 
     @classmethod
     def make(cls, center, semi, rot: np.ndarray | None = None) -> "Ellipsoid":
@@ -63,7 +63,7 @@ class Ellipsoid:
 
 @dataclasses.dataclass(frozen=True)
 class HalfSpace:
-    normal: np.ndarray   # (3,): normal . x <= offset
+    normal: np.ndarray  # (3,): normal . x <= offset
     offset: float
 
     def contains(self, p: np.ndarray) -> np.ndarray:
@@ -83,9 +83,9 @@ Convex = Ellipsoid | HalfSpace
 
 @dataclasses.dataclass
 class Component:
-    mu: float                                  # attenuation per cm added inside the solid
-    base: list                                 # intersection; base[0] is an Ellipsoid (bounds)
-    minus: list = dataclasses.field(default_factory=list)          # exact (inclusion-exclusion)
+    mu: float  # attenuation per cm added inside the solid
+    base: list  # intersection; base[0] is an Ellipsoid (bounds)
+    minus: list = dataclasses.field(default_factory=list)  # exact (inclusion-exclusion)
     minus_disjoint: list = dataclasses.field(default_factory=list)  # assumed disjoint from the rest
     layer: int = SHARP
 
@@ -123,8 +123,7 @@ class Parts:
         self.blob_mu: list = []
         self.blob_layer: list = []
 
-    def tube(self, a, b, r: float, mu: float, layer: int = SHARP, inner: float = 0.0,
-             mu_inner: float = 0.0) -> None:
+    def tube(self, a, b, r: float, mu: float, layer: int = SHARP, inner: float = 0.0, mu_inner: float = 0.0) -> None:
         """A finite cylinder; ``inner`` > 0 adds a coaxial cylinder of that radius with ``mu_inner``
         (a hollow bone: dense cortex, lighter marrow)."""
         self.tube_ri.append(float(inner))
@@ -154,9 +153,15 @@ class Parts:
         if not self.tube_a:
             z = np.zeros((0, 3))
             return z, z, np.zeros(0), np.zeros(0), np.zeros(0, int), np.zeros(0), np.zeros(0)
-        return (np.array(self.tube_a), np.array(self.tube_b), np.array(self.tube_r),
-                np.array(self.tube_mu), np.array(self.tube_layer), np.array(self.tube_ri),
-                np.array(self.tube_mui))
+        return (
+            np.array(self.tube_a),
+            np.array(self.tube_b),
+            np.array(self.tube_r),
+            np.array(self.tube_mu),
+            np.array(self.tube_layer),
+            np.array(self.tube_ri),
+            np.array(self.tube_mui),
+        )
 
     def blob_arrays(self):
         if not self.blob_c:

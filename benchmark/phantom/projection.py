@@ -26,7 +26,7 @@ class View:
     eu: np.ndarray
     ev: np.ndarray
     d: np.ndarray
-    px: float      # cm per pixel
+    px: float  # cm per pixel
     size: int
 
     @property
@@ -79,11 +79,11 @@ def _ellipsoid_interval(e: Ellipsoid, view: View, box):
 
 def _halfspace_interval(h: HalfSpace, view: View, box):
     i0, i1, j0, j1 = box
-    n = view.basis.T @ h.normal                      # normal in (u, v, d)
+    n = view.basis.T @ h.normal  # normal in (u, v, d)
     off = (h.offset - h.normal @ view.origin) / view.px
     u = (np.arange(j0, j1) + 0.5).astype(F)
     v = (np.arange(i0, i1) + 0.5).astype(F)
-    rest = off - (n[0] * u)[None, :] - (n[1] * v)[:, None]   # n_d * s <= rest
+    rest = off - (n[0] * u)[None, :] - (n[1] * v)[:, None]  # n_d * s <= rest
     if abs(n[2]) < 1e-9:
         ok = rest >= 0
         return np.where(ok, F(-BIG), F(BIG)), np.where(ok, F(BIG), F(-BIG))
@@ -94,7 +94,7 @@ def _halfspace_interval(h: HalfSpace, view: View, box):
 
 
 def _interval(s, view, box):
-    if isinstance(s, (list, tuple)):           # an intersection of convex solids
+    if isinstance(s, (list, tuple)):  # an intersection of convex solids
         lo, hi = _interval(s[0], view, box)
         for t in s[1:]:
             l2, h2 = _interval(t, view, box)
@@ -135,8 +135,8 @@ def component_chord(comp: Component, view: View):
 
 # ---------------------------------------------------------------- batched tubes (finite cylinders)
 
-def _tube_batch(acc, pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mui, xmajor: bool,
-                lmax: float) -> None:
+
+def _tube_batch(acc, pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mui, xmajor: bool, lmax: float) -> None:
     """Add mu * chord(r) + mui * chord(ri) of each piece (ri = 0: solid) into the padded flat accumulator
     ``acc`` (row length size + 2 pad), over a strip that follows the piece: for x-major pieces every image
     column it crosses, and a window of rows around its centre line (y-major pieces: rows and columns
@@ -147,20 +147,23 @@ def _tube_batch(acc, pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mu
     cylinder spans depth mid +- half with mid = w cos / sin^2, half = sqrt(r^2 sin^2 - cross^2) / sin^2, and
     the end caps bound it to [-w / cos, (L - w) / cos]."""
     n_row = view.size + 2 * pad
-    if not xmajor:      # swap the roles of rows and columns
+    if not xmajor:  # swap the roles of rows and columns
         ua, va, au, av = va, ua, av, au
     rmax = float(r.max())
     n_along = int(np.ceil(lmax + 2 * rmax)) + 3
     n_across = int(np.ceil(2 * rmax * 1.415)) + 3
     start = np.floor(np.minimum(ua, ua + au * length) - rmax - 1).astype(np.int64)
     start = np.clip(start, -pad, view.size + pad - n_along)
-    along = start[:, None] + np.arange(n_along)[None, :]                       # (N, A) integer positions
+    along = start[:, None] + np.arange(n_along)[None, :]  # (N, A) integer positions
     slope = av / np.where(np.abs(au) > 1e-9, au, 1e-9)
     centre = va[:, None] + (along - ua[:, None]) * slope[:, None]
     first = np.floor(centre - n_across / 2 + 0.5).astype(np.int64)
     first = np.clip(first, -pad, view.size + pad - n_across)
-    col = lambda x: np.asarray(x, F)[:, None, None]
-    du = (along - ua[:, None]).astype(F)[:, None, :]                            # (N, 1, A)
+
+    def col(x):
+        return np.asarray(x, F)[:, None, None]
+
+    du = (along - ua[:, None]).astype(F)[:, None, :]  # (N, 1, A)
     dv = (first - va[:, None]).astype(F)[:, None, :] + np.arange(n_across, dtype=F)[None, :, None]  # (N, C, A)
     au_, av_ = col(au), col(av)
     sin2 = np.maximum(au_ * au_ + av_ * av_, F(1e-6))
@@ -170,9 +173,9 @@ def _tube_batch(acc, pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mu
     w += du * au_
     cross = dv * au_
     np.subtract(du * av_, cross, out=cross)
-    np.multiply(cross, cross, out=cross)                                     # cross^2
+    np.multiply(cross, cross, out=cross)  # cross^2
     mid = w * (c * inv_sin2)
-    np.multiply(w, -1 / c, out=w)                                            # s_lo
+    np.multiply(w, -1 / c, out=w)  # s_lo
     s_lo = w
     s_hi = s_lo + col(length) / c
 
@@ -193,7 +196,7 @@ def _tube_batch(acc, pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mu
     chord = chord_of(col(r), col(mu * view.px))
     if np.any(ri > 0):
         chord += chord_of(col(ri), col(mui * view.px))
-    rows = first[:, None, :] + np.arange(n_across)[None, :, None]             # (N, C, A)
+    rows = first[:, None, :] + np.arange(n_across)[None, :, None]  # (N, C, A)
     if xmajor:
         idx = (rows + pad) * n_row + (along[:, None, :] + pad)
     else:
@@ -219,12 +222,12 @@ def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, m
     mu = np.where(thin, mu * (r / 0.7) ** 2, mu)
     r = np.maximum(r, 0.7)
     keep = length > 1e-6
-    flip = seg[:, 2] < 0                       # orient every axis with d . a >= 0 (chords are symmetric)
+    flip = seg[:, 2] < 0  # orient every axis with d . a >= 0 (chords are symmetric)
     pa = np.where(flip[:, None], pa + seg, pa)
     seg = np.where(flip[:, None], -seg, seg)
     axis = seg / np.maximum(length, 1e-9)[:, None]
     xmaj = np.abs(axis[:, 0]) >= np.abs(axis[:, 1])
-    plen = length * np.maximum(np.abs(axis[:, 0]), np.abs(axis[:, 1]))      # extent along the major axis
+    plen = length * np.maximum(np.abs(axis[:, 0]), np.abs(axis[:, 1]))  # extent along the major axis
     margin = r + 1
     umin = np.minimum(pa[:, 0], pa[:, 0] + seg[:, 0]) - margin
     umax = np.maximum(pa[:, 0], pa[:, 0] + seg[:, 0]) + margin
@@ -237,7 +240,7 @@ def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, m
             continue
         groups = []
         pad = 0
-        for r_lo, r_hi in ((-1.0, 1.6), (1.6, 3.5), (3.5, 7.0), (7.0, 16.0), (16.0, 1e9)):   # radius classes
+        for r_lo, r_hi in ((-1.0, 1.6), (1.6, 3.5), (3.5, 7.0), (7.0, 16.0), (16.0, 1e9)):  # radius classes
             for hollow in (False, True):
                 for xm in (True, False):
                     sub = sel_l & (r > r_lo) & (r <= r_hi) & ((ri > 0) == hollow) & (xmaj == xm)
@@ -256,9 +259,24 @@ def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, m
             frac = 1.0 / np.repeat(n_pieces, n_pieces)
             start = pa[rep] + seg[rep] * (k * frac)[:, None]
             ax = axis[rep]
-            _tube_batch(flat, pad, view, start[:, 0], start[:, 1], ax[:, 0], ax[:, 1], ax[:, 2],
-                        length[rep] * frac, r[rep], mu[rep], ri[rep], mui[rep], xm, lmax)
-        img = flat.reshape(size + 2 * pad, size + 2 * pad)[pad:pad + size, pad:pad + size]
+            _tube_batch(
+                flat,
+                pad,
+                view,
+                start[:, 0],
+                start[:, 1],
+                ax[:, 0],
+                ax[:, 1],
+                ax[:, 2],
+                length[rep] * frac,
+                r[rep],
+                mu[rep],
+                ri[rep],
+                mui[rep],
+                xm,
+                lmax,
+            )
+        img = flat.reshape(size + 2 * pad, size + 2 * pad)[pad : pad + size, pad : pad + size]
         acc[lay] += img.ravel()
 
 
@@ -271,8 +289,7 @@ def blobs_into(acc: list[np.ndarray], view: View, centers, mats, mu, layer) -> N
     c = view.to_pixels(centers)
     inv = np.linalg.inv(Mv)
     ext_u, ext_v = np.sqrt(inv[:, 0, 0]), np.sqrt(inv[:, 1, 1])
-    on = (c[:, 0] + ext_u >= 0) & (c[:, 0] - ext_u < view.size) & (c[:, 1] + ext_v >= 0) & \
-         (c[:, 1] - ext_v < view.size)
+    on = (c[:, 0] + ext_u >= 0) & (c[:, 0] - ext_u < view.size) & (c[:, 1] + ext_v >= 0) & (c[:, 1] - ext_v < view.size)
     if not on.any():
         return
     Mv, c, ext_u, ext_v, mu, layer = Mv[on], c[on], ext_u[on], ext_v[on], mu[on], layer[on]

@@ -8,7 +8,7 @@ from benchmark.phantom.anatomy import MU_SOFT, Anatomy
 from benchmark.phantom.geometry import SHARP, SOFT, rotation
 from benchmark.phantom.projection import View, blobs_into, component_chord, tubes_into
 
-FOV = 40.0          # cm, both views
+FOV = 40.0  # cm, both views
 
 
 def make_views(anat: Anatomy, size: int) -> dict[str, View]:
@@ -82,8 +82,9 @@ def box_blur(img: np.ndarray, r: int) -> np.ndarray:
         return img
     out = img
     for axis in (0, 1):
-        pad = np.concatenate([np.repeat(np.take(out, [0], axis), r + 1, axis), out,
-                              np.repeat(np.take(out, [-1], axis), r, axis)], axis)
+        pad = np.concatenate(
+            [np.repeat(np.take(out, [0], axis), r + 1, axis), out, np.repeat(np.take(out, [-1], axis), r, axis)], axis
+        )
         cs = np.cumsum(pad, axis=axis, dtype=np.float32)
         n = out.shape[axis]
         hi = np.take(cs, np.arange(2 * r + 1, 2 * r + 1 + n), axis)
@@ -128,8 +129,9 @@ def window(anat: Anatomy, view_name: str) -> tuple[float, float]:
     return centre, width
 
 
-def develop(anat: Anatomy, view_name: str, sharp: np.ndarray, soft: np.ndarray,
-            noise_rng: np.random.Generator) -> np.ndarray:
+def develop(
+    anat: Anatomy, view_name: str, sharp: np.ndarray, soft: np.ndarray, noise_rng: np.random.Generator
+) -> np.ndarray:
     p = anat.patient
     size = sharp.shape[0]
     px = FOV / size

@@ -1,0 +1,64 @@
+"""Layers and losses shared by several methods (XRayGAN and the baselines that reuse its pieces)."""
+
+import math
+
+import torch
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    """conv3x3 - activation - conv3x3, plus the input (no normalisation, as XRayGAN's reference)."""
+
+    def __init__(self, channels: int, act: nn.Module):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            act,
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class BaseGenerator(nn.Module):
+    """XRayGAN's basic generator G^(1): a vector as a 1x1 map, then log2(size) Res-Upsample blocks
+    (residual block, bilinear x2, conv3x3 halving the channels, LeakyReLU), then conv1x1 + tanh.
+
+    Reference: UCSD-AI4H/XRayGAN ``models/Decoder.py`` baseDecoderv3 (no FC, no noise, no normalisation);
+    7,856,657 parameters at in_dim 512 and size 32. GAN-INT-CLS uses it with 8 blocks (size 256).
+    """
+
+    def __init__(self, in_dim: int, size: int = 32):
+        super().__init__()
+        layers, c = [], in_dim
+        for _ in range(int(math.log2(size))):
+            layers += [
+                ResBlock(c, nn.LeakyReLU(0.2)),
+                nn.Upsample(scale_factor=2, mode="bilinear"),
+                nn.Conv2d(c, max(c // 2, 1), 3, padding=1, bias=False),
+                nn.LeakyReLU(0.2),
+            ]
+            c = max(c // 2, 1)
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Conv2d(c, 1, 1), nn.Tanh())
+
+    def forward(self, vector: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(vector[:, :, None, None]))  # [B, 1, size, size]
+
+
+def interpolates(real, fake) -> list[torch.Tensor]:
+    """Random points between real and fake images (one alpha per sample, shared by the views)."""
+    alpha = torch.rand(real[0].shape[0], 1, 1, 1, device=real[0].device)
+    return [(alpha * r + (1 - alpha) * f.detach()).requires_grad_(True) for r, f in zip(real, fake)]
+
+
+def wgan_gp_loss(scores: torch.Tensor, interp: torch.Tensor, gp_weight: float) -> torch.Tensor:
+    """WGAN-GP critic loss E[D(fake)] - E[D(real)] + lambda E[(||grad D(interp)|| - 1)^2] (Gulrajani et al.).
+
+    ``scores`` are the critic's outputs on [real; fake; interp] stacked in that order (one forward pass).
+    """
+    s_real, s_fake, s_interp = scores.float().chunk(3)
+    (grad,) = torch.autograd.grad(s_interp.sum(), interp, create_graph=True)
+    penalty = (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
+    return s_fake.mean() - s_real.mean() + gp_weight * penalty
