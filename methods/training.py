@@ -259,6 +259,7 @@ def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
         method.networks.load_state_dict(state["networks"])
         resume_at, step = (state["phase_index"], state["epoch"] + 1), state["step"]
     log, guard = JsonlLog(run_dir / "log.jsonl"), DivergenceGuard(device)
+    method.pairs_seen = 0  # frontal + lateral pairs trained on by this process, for throughput
     stage, current = None, None
     for index, phase in enumerate(method.phases()):
         if index < resume_at[0]:
@@ -282,6 +283,7 @@ def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
             with progress:
                 for i, batch in enumerate(batches):
                     step += 1
+                    method.pairs_seen += len(batch)
                     losses = stage.step(phase, batch.to(device))
                     guard.watch(step, losses)
                     if step % cfg.log_every == 0 or i == len(batches) - 1:

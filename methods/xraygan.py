@@ -237,6 +237,7 @@ def critic_loss(critics: nn.Module, real: tuple, fake: tuple, c: torch.Tensor, g
 class XRayGAN(Method):
     name = "xraygan"
     Config = Config
+    variants = VARIANTS
 
     def __init__(self, cfg: Config, vocab: Vocab, *, image_size: int = 256, device=None, seed: int = 0):
         super().__init__(cfg, vocab, image_size=image_size, device=device, seed=seed)

@@ -1,0 +1,107 @@
+"""Every row of docs/reproduction.md that names a config key: the key exists and does what the row says."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark.config import load_config
+from methods.training import Phase
+from methods.xraygan import XRayGAN
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reproduction.md"
+
+
+def doc_keys() -> dict[int, str]:
+    """{row number: the key column} for the rows of the differences table that name a key."""
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[0].isdigit() and cells[5] != "none":
+            rows[int(cells[0])] = cells[5]
+    return rows
+
+
+def paper(*sets: str, variant: str | None = None, method: str = "xraygan"):
+    return load_config(method, "phantom", setting="paper", variant=variant, sets=sets)
+
+
+def check_vc_weight(key):
+    assert paper().model.vc_weight == 1.0 and paper("model.vc_weight=0.1").model.vc_weight == 0.1
+
+
+def check_eval_metrics(key):
+    names = set(paper().eval.metrics)
+    assert {"fid_inception", "kid_inception", "is_inception", "fid_chexnet", "is_chexnet"} <= names
+    assert paper('eval.metrics=["fid_chexnet", "is_chexnet"]').eval.metrics == ("fid_chexnet", "is_chexnet")
+
+
+def check_xraygan_protocol(key):
+    from methods import METHODS
+
+    baselines = [name for name in METHODS if name not in ("xraygan", "dummy")]
+    assert baselines, "the baselines are registered"
+    for name in baselines:
+        faithful, official = paper(method=name), paper(variant="xraygan_protocol", method=name)
+        assert official.model != faithful.model and official.variant == "xraygan_protocol"
+
+
+def check_equalize(key):
+    import numpy as np
+
+    cfg = paper("data.equalize=false").data
+    image = np.random.default_rng(0).integers(50, 100, (256, 256), dtype=np.uint8)
+    assert cfg.equalize is False and cfg.pipeline(image).max() < 101 and paper().data.pipeline(image).max() == 255
+
+
+def check_lr_decay(key):
+    assert paper().model.lr_decay_every == 20 and paper("model.lr_decay_every=45").model.lr_decay_every == 45
+
+
+def check_batch_sizes(key):
+    assert paper().model.batch_sizes == (96, 48, 24, 12)
+    assert paper("model.batch_sizes=[96,56,24,12]").model.batch_sizes == (96, 56, 24, 12)
+
+
+def check_warmup(key):
+    assert paper().model.warmup_epochs == 20
+    phases = _phases(paper("model.warmup_epochs=0").model)
+    assert phases[0] == Phase(0, "warmup", 0, 96)
+
+
+def check_epochs(key):
+    assert paper().model.epochs == (90, 90, 120, 120)
+
+
+def check_no_mscgan(key):
+    cfg = paper(variant="no_mscgan").model
+    assert cfg.schedule == "one_shot"
+    assert [(p.stage, p.name) for p in _phases(cfg)] == [(3, "warmup"), (3, "gan")]
+
+
+def check_no_hae(key):
+    assert paper(variant="no_hae").model.encoder == "flat" and paper().model.encoder == "hae"
+
+
+def _phases(model_cfg):
+    from benchmark.text import Vocab
+
+    vocab = Vocab(("<pad>", "<unk>", "<sep>", "a"), 1, 1, 2)
+    return XRayGAN(model_cfg, vocab, image_size=256, device="cpu").phases()
+
+
+CHECKS = {  # row of docs/reproduction.md -> the check of its key
+    2: check_vc_weight, 8: check_eval_metrics, 11: check_xraygan_protocol, 13: check_equalize, 14: check_lr_decay,
+    15: check_batch_sizes, 16: check_warmup, 17: check_epochs, 18: check_no_mscgan, 19: check_no_hae,
+}
+
+
+def test_every_row_with_a_key_has_a_check():
+    assert set(doc_keys()) == set(CHECKS)
+
+
+@pytest.mark.parametrize("row", sorted(CHECKS))
+def test_the_key_does_what_the_row_says(row):
+    key = doc_keys()[row]
+    assert re.search(r"`--(set|variant) ", key), key
+    CHECKS[row](key)
