@@ -188,6 +188,7 @@ def ablate_command(
     dataset: DatasetOpt = "phantom",
     config: ConfigOpt = "tiny",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")] = "0",
+    set_: SetOpt = None,
     record: Annotated[bool, typer.Option("--record", help="Copy each result under leaderboards/records/.")] = False,
     launcher: Annotated[str, typer.Option(help="'local' (one after another) or 'slurm' (submitit).")] = "local",
     runs_dir: RunsOpt = Path("runs"),
@@ -198,7 +199,7 @@ def ablate_command(
     from benchmark.leaderboard import TABLE2_VARIANTS
 
     seed_list = _parse_seeds(seeds)
-    configs = [load_config("xraygan", dataset, setting=config, variant=v, seed=s)
+    configs = [load_config("xraygan", dataset, setting=config, variant=v, seed=s, sets=set_ or ())
                for v in TABLE2_VARIANTS for s in seed_list]
     print_results(launch(configs, launcher=launcher, runs_dir=runs_dir, record=record))
 
@@ -395,7 +396,7 @@ def print_results(results) -> None:
     table = Table("run", "N", "view", "metrics", title="results")
     for r in results:
         for view, values in r.metrics.items():
-            if view == "unavailable" or not values:
+            if view not in ("frontal", "lateral", "pair") or not values:
                 continue
             shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items()
                               if isinstance(v, float) and not k.endswith(("_n", "_ci")))

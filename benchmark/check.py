@@ -1,7 +1,8 @@
 """``xbench check``: re-run recorded configurations and compare every metric with its recorded value.
 
-A record's configuration is resolved again from today's defaults and config files; if it no longer hashes
-to the recorded one, the record is stale (re-record it) and the check fails without running. Tolerances
+A record stores its whole resolved configuration; that configuration is re-run. If it no longer hashes to
+the recorded one (a setting was added, renamed or removed), the record is stale and the check fails
+without running. Tolerances
 live in ``leaderboards/tolerances.toml``, each with its reason.
 """
 
@@ -10,7 +11,7 @@ import math
 import tomllib
 from pathlib import Path
 
-from benchmark.config import load_config
+from benchmark.config import config_from_dict
 from benchmark.errors import XbenchError
 from benchmark.results import RunResult, load_result
 
@@ -70,11 +71,10 @@ def check_record(path: Path, runs_dir: Path, tolerances: dict[str, Tolerance]) -
     from benchmark.runner import run
 
     recorded = load_result(path)
-    cfg = load_config(recorded.method, recorded.dataset, setting=recorded.setting, variant=recorded.variant,
-                      seed=recorded.seed)
-    if cfg.config_hash != recorded.config_hash:
+    cfg = config_from_dict(recorded.config)
+    if cfg.config_hash != recorded.config_hash:  # a setting was added, renamed or removed since
         return [Comparison(path.name, "-", "config", None, None, None, False,
-                           f"configuration changed since recording ({recorded.config_hash} -> {cfg.config_hash}); "
-                           "re-record with `xbench run ... --record`")]
+                           f"the configuration schema changed since recording ({recorded.config_hash} -> "
+                           f"{cfg.config_hash}); re-record with `xbench run ... --record`")]
     now = run(cfg, runs_dir=runs_dir)
     return compare(path.name, recorded, now, tolerances)

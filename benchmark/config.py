@@ -108,6 +108,23 @@ def load_config(
                      sections["eval"])
 
 
+def config_from_dict(data: dict) -> RunConfig:
+    """The RunConfig a run directory or record stored (config.json, result.json's "config")."""
+    from methods import get_method
+    from metrics import EvalConfig
+
+    try:
+        method_cls = get_method(data["method"])
+        return RunConfig(
+            data["method"], data["dataset"], data["setting"], data["variant"], int(data["seed"]),
+            apply_changes(method_cls.Config(), data["model"], "stored config model"),
+            apply_changes(DataConfig(), data["data"], "stored config data"),
+            apply_changes(EvalConfig(), data["eval"], "stored config eval"),
+        )
+    except (KeyError, TypeError) as err:
+        raise XbenchError(f"stored run configuration is incomplete ({err!r}); re-run to record it again") from None
+
+
 def _toml_tables(path: Path, dataset: str) -> list[dict]:
     """The file's general tables, then its ``[datasets.<dataset>]`` tables (none if the file is absent)."""
     if not path.is_file():

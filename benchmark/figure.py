@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.config import apply_changes
-from benchmark.datasets import DataConfig, get_dataset
+from benchmark.config import config_from_dict
+from benchmark.datasets import get_dataset
 from benchmark.errors import XbenchError
 from benchmark.images import read_gray
 from benchmark.leaderboard import load_records
@@ -25,8 +25,7 @@ def comparison_figure(dataset: str, n_cases: int, out: Path, *, runs_dir: Path) 
         if not samples.is_dir():
             raise XbenchError(f"samples of {record.run_id} not found under {runs_dir}; re-run it or pass --runs-dir")
         runs.append((record, samples))
-    data_cfg = apply_changes(DataConfig(), records[0].config["data"], "record data")
-    ds = get_dataset(dataset, data_cfg)
+    ds = get_dataset(dataset, config_from_dict(records[0].config).data)
     cases = ds.splits().test[:n_cases]
     truth = ds.images(cases)
     legend = "columns: ground truth | " + " | ".join(f"{r.method} [{r.variant}]" for r, _ in runs)

@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from benchmark.config import apply_changes
+from benchmark.config import config_from_dict
 from benchmark.errors import XbenchError
 from benchmark.images import save_png, to_uint8
 from benchmark.sheets import contact_sheet, save_sheet
@@ -45,11 +45,9 @@ def generate_from_report(run_dir: Path, text: str, out: Path, *, seed: int = 0) 
     for path in (config_path, vocab_path, ckpt):
         if not path.is_file():
             raise XbenchError(f"--checkpoint {run_dir}: missing {path.name}; point it at a finished run directory")
-    config = json.loads(config_path.read_text())
-    method_cls = get_method(config["method"])
-    model_cfg = apply_changes(method_cls.Config(), config["model"], f"{config_path} model")
+    cfg = config_from_dict(json.loads(config_path.read_text()))
     vocab = Vocab.load(vocab_path)
-    method = method_cls(model_cfg, vocab, image_size=config["data"]["image_size"], seed=config["seed"])
+    method = get_method(cfg.method)(cfg.model, vocab, image_size=cfg.data.image_size, seed=cfg.seed)
     method.load_state_dict(load_checkpoint(ckpt, method.device))
 
     findings, impression = report_sections(text)
@@ -58,6 +56,6 @@ def generate_from_report(run_dir: Path, text: str, out: Path, *, seed: int = 0) 
     paths = [out / "frontal.png", out / "lateral.png"]
     save_png(frontal, paths[0])
     save_png(lateral, paths[1])
-    caption = f"FINDINGS: {findings}\nIMPRESSION: {impression}\n({config['method']}, {run_dir.name})"
+    caption = f"FINDINGS: {findings}\nIMPRESSION: {impression}\n({cfg.method}, {run_dir.name})"
     paths.append(save_sheet(contact_sheet([([frontal, lateral], caption)]), out / "sheet.png"))
     return paths, vocab.unknown(f"{findings} {impression}")

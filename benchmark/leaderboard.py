@@ -45,12 +45,13 @@ class Table:
     notes: tuple[str, ...]
 
 
-def load_records(dataset: str, records_dir: Path = LEADERBOARDS / "records") -> list[RunResult]:
-    folder = records_dir / dataset
+def load_records(dataset: str) -> list[RunResult]:
+    folder = LEADERBOARDS / "records" / dataset
     return [load_result(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
-def load_reported(path: Path = LEADERBOARDS / "reported.toml") -> dict:
+def load_reported() -> dict:
+    path = LEADERBOARDS / "reported.toml"
     try:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:

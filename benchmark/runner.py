@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark import leaderboard
 from benchmark.config import RunConfig
 from benchmark.datasets import Case, get_dataset
 from benchmark.errors import XbenchError
@@ -20,14 +21,13 @@ from benchmark.results import RunResult, environment, now, save_result
 from benchmark.text import Vocab
 
 RUNS_DIR = Path("runs")
-RECORDS_DIR = Path(__file__).resolve().parents[1] / "leaderboards" / "records"
 
 
 def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None, record: bool = False) -> RunResult:
     """Train, generate the test split, evaluate; returns (and writes) the result."""
     from methods import get_method
     from methods.base import PairedData, default_device
-    from methods.training import derive_seed
+    from methods.training import derive_seed, save_checkpoint
     from metrics import ImageSet, evaluate
 
     run_dir = _prepare_run_dir(cfg, runs_dir, resume)
@@ -48,6 +48,7 @@ def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None
     start = time.perf_counter()
     method.fit(train, val, run_dir, resume=resume is not None)
     fit_s = time.perf_counter() - start
+    save_checkpoint(method.state_dict(), run_dir / "ckpt" / "final.pt")  # what `xbench generate` loads
 
     # Generate the test split, one seed per case: sha256 of (run seed, case id).
     test = dataset.images(splits.test)
@@ -101,9 +102,9 @@ def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None
     return result
 
 
-def record_result(result: RunResult, path: Path, records_dir: Path = RECORDS_DIR) -> Path:
+def record_result(result: RunResult, path: Path) -> Path:
     """Copy a result under ``leaderboards/records/<dataset>/``, where ``xbench table`` and ``check`` read it."""
-    target = records_dir / result.dataset / f"{result.method}_{result.variant}_{result.setting}_s{result.seed}.json"
+    target = leaderboard.LEADERBOARDS / "records" / result.dataset / f"{result.method}_{result.variant}_{result.setting}_s{result.seed}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     return target

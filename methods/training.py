@@ -305,7 +305,6 @@ def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
                     },
                     ckpt_path,
                 )
-    save_checkpoint(method.state_dict(), run_dir / "ckpt" / "final.pt")
 
 
 def stage_progress(description: str, total: int, enabled: bool):

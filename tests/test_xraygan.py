@@ -102,7 +102,7 @@ def test_run_directory_has_logs_checkpoints_and_the_vcn(trained):
     assert any('"phase": "gan"' in r and '"vc"' in r for r in records)
     assert any('"phase": "vcn"' in r for r in records)
     assert sorted(p.name for p in (run_dir / "vcn").glob("*.pt")) == ["stage0_32px.pt", "stage1_64px.pt"]
-    assert (run_dir / "ckpt" / "final.pt").is_file()
+    assert (run_dir / "ckpt" / "last.pt").is_file()
 
 
 def test_same_seed_same_weights_and_resume_after_a_kill(tiny_phantom, tmp_path, monkeypatch):

@@ -1,0 +1,137 @@
+"""End to end through the CLI: run, ablate, table, check, generate, figure, and every bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import benchmark.leaderboard as leaderboard
+from benchmark.results import load_result
+from cli import app
+
+FAST = ["--set", "data.max_cases=12", "--set", 'eval.metrics=["ssim"]', "--set", "eval.bootstrap=20"]
+
+
+@pytest.fixture
+def xbench(tmp_path, monkeypatch):
+    """The CLI, with records and leaderboards in a temporary folder instead of the repository's."""
+    monkeypatch.setattr(leaderboard, "LEADERBOARDS", tmp_path / "leaderboards")
+    (tmp_path / "leaderboards").mkdir()
+    (tmp_path / "leaderboards" / "reported.toml").write_text((leaderboard.Path(__file__).parents[1] / "leaderboards" /
+                                                              "reported.toml").read_text())
+    runner_ = CliRunner()
+    return lambda *args: runner_.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def dummy_run(xbench, tmp_path):
+    result = xbench("run", "--method", "dummy", *FAST, "--record", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run_dir = next((tmp_path / "runs").iterdir())
+    return run_dir
+
+
+def test_run_writes_the_run_directory_and_a_record(dummy_run, tmp_path):
+    for name in ("config.json", "env.json", "vocab.json", "result.json", "ckpt/final.pt"):
+        assert (dummy_run / name).is_file(), name
+    result = load_result(dummy_run / "result.json")
+    assert result.n_test_cases == 12 and 0 < result.metrics["frontal"]["ssim"] <= 1
+    lo, hi = result.metrics["frontal"]["ssim_ci"]
+    assert lo <= result.metrics["frontal"]["ssim"] <= hi
+    assert len(list((dummy_run / "samples" / "lateral").glob("*.png"))) == 12
+    assert [p.name for p in (tmp_path / "leaderboards" / "records" / "phantom").iterdir()] == [
+        "dummy_default_tiny_s0.json"]
+
+
+def test_dry_run_prints_the_config_and_writes_nothing(xbench, tmp_path):
+    result = xbench("run", "--method", "xraygan", "--set", "model.vc_weight=0.1", "--dry-run", "--runs-dir",
+                    tmp_path / "runs")
+    assert result.exit_code == 0 and '"vc_weight": 0.1' in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_passes_then_fails_on_a_perturbed_record(dummy_run, xbench, tmp_path):
+    record = tmp_path / "leaderboards" / "records" / "phantom" / "dummy_default_tiny_s0.json"
+    ok = xbench("check", record, "--runs-dir", tmp_path / "check")
+    assert ok.exit_code == 0, ok.output
+    assert "all" in ok.output and "within tolerance" in ok.output
+    data = json.loads(record.read_text())
+    data["metrics"]["frontal"]["ssim"] += 0.05
+    record.write_text(json.dumps(data))
+    bad = xbench("check", record, "--runs-dir", tmp_path / "check")
+    assert bad.exit_code == 1 and "REGRESSION" in bad.output
+
+
+def test_table_renders_the_records_beside_the_paper(dummy_run, xbench, tmp_path):
+    result = xbench("table", "--format", "md")
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "leaderboards" / "phantom.md").read_text()
+    assert "## Table 1: methods on phantom" in markdown and "dummy [default, tiny]" in markdown
+    assert "ssim (F)" in markdown and "**" in markdown  # best per column marked
+    assert (tmp_path / "leaderboards" / "phantom.csv").read_text().startswith("table,row,kind,seeds,metric")
+    openi = xbench("table", "--dataset", "openi", "--format", "md")
+    assert "GAN-INT-CLS (reported)" in openi.output and "272.7" in openi.output
+
+
+def test_generate_from_a_written_report(dummy_run, xbench, tmp_path):
+    out = tmp_path / "gen"
+    result = xbench("generate", "--checkpoint", dummy_run, "--report",
+                    "FINDINGS: Large right pleural effusion, zorblat. IMPRESSION: Effusion.", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "zorblat" in result.output  # words outside the vocabulary are reported
+    with Image.open(out / "frontal.png") as img:
+        assert img.size == (64, 64) and img.mode == "L"
+    assert (out / "lateral.png").is_file() and (out / "sheet.png").is_file()
+
+
+def test_figure_shows_ground_truth_and_each_recorded_run(dummy_run, xbench, tmp_path):
+    out = tmp_path / "figure.png"
+    result = xbench("figure", "--cases", 2, "--out", out, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as img:
+        assert img.height >= 2 * 64 and img.width >= 4 * 64
+
+
+def test_ablate_runs_every_table2_variant(xbench, tmp_path):
+    tiny_xraygan = ["--set", "model.epochs=[1,1]", "--set", "model.warmup_epochs=1", "--set", "model.vcn.epochs=1"]
+    result = xbench("ablate", *FAST, *tiny_xraygan, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name.split("_s0_")[0] for p in (tmp_path / "runs").iterdir())
+    assert names == ["xraygan_phantom_full", "xraygan_phantom_no_hae", "xraygan_phantom_no_mscgan",
+                     "xraygan_phantom_no_vcn"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("run", "--method", "gan"), "unknown method 'gan'"),
+    (("run", "--dataset", "chexpert"), "unknown dataset 'chexpert'"),
+    (("run", "--set", 'eval.metrics=["fidd"]'), "unknown metric 'fidd'"),
+    (("run", "--set", "model.vc_wieght=1"), "unknown key 'vc_wieght'"),
+    (("run", "--set", "data.image_size=big"), "expected int like 64"),
+    (("generate", "--checkpoint", "nowhere", "--report", "x"), "missing config.json"),
+    (("ablate", "--seeds", "a,b"), "--seeds must be comma-separated integers"),
+    (("table", "--format", "tex"), "--format must be md, csv or rich"),
+])
+def test_bad_input_is_one_line_and_exit_2(xbench, args, message):
+    result = xbench(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_an_empty_report_and_a_corrupt_result_are_errors(dummy_run, xbench, tmp_path):
+    empty = xbench("generate", "--checkpoint", dummy_run, "--report", "  .  ")
+    assert empty.exit_code == 2 and "the report is empty" in empty.stderr
+    corrupt = tmp_path / "leaderboards" / "records" / "phantom" / "broken.json"
+    corrupt.write_text("{not json")
+    result = xbench("table")
+    assert result.exit_code == 2 and "corrupt result file" in result.stderr and "broken.json" in result.stderr
+
+
+def test_launch_through_submitit_local_executor(tmp_path):
+    from benchmark.config import load_config
+    from benchmark.launch import launch
+
+    cfg = load_config("dummy", "phantom", sets=["data.max_cases=8", 'eval.metrics=["ssim"]', "eval.bootstrap=0"])
+    (result,) = launch([cfg], launcher="submitit-local", runs_dir=tmp_path, record=False)
+    assert result.method == "dummy" and np.isfinite(result.metrics["frontal"]["ssim"])
