@@ -1,0 +1,12 @@
+"""xbench metrics: IS / FID / KID (torch-fidelity), SSIM, view consistency and finding fidelity.
+
+``METRICS`` is the registry (a metric name is a frozen protocol); ``evaluate(fake, real, cfg, dataset=...,
+reference=...)`` computes the requested metrics per view and per pair with N and 95% bootstrap intervals.
+Weights: ``metrics.weights`` (manifest, resolution, ``xbench weights list|verify|import``).
+"""
+
+from metrics.base import EvalConfig, ImageSet, Unavailable
+from metrics.evaluate import evaluate
+from metrics.registry import METRICS, MetricSpec, get_metric
+
+__all__ = ["METRICS", "EvalConfig", "ImageSet", "MetricSpec", "Unavailable", "evaluate", "get_metric"]

