@@ -199,8 +199,11 @@ def ablate_command(
     from benchmark.leaderboard import TABLE2_VARIANTS
 
     seed_list = _parse_seeds(seeds)
-    configs = [load_config("xraygan", dataset, setting=config, variant=v, seed=s, sets=set_ or ())
-               for v in TABLE2_VARIANTS for s in seed_list]
+    configs = [
+        load_config("xraygan", dataset, setting=config, variant=v, seed=s, sets=set_ or ())
+        for v in TABLE2_VARIANTS
+        for s in seed_list
+    ]
     print_results(launch(configs, launcher=launcher, runs_dir=runs_dir, record=record))
 
 
@@ -244,7 +247,9 @@ def table_command(
 @app.command("check")
 @user_errors
 def check_command(
-    records: Annotated[list[Path] | None, typer.Argument(help="Record files (default: every committed tiny record).")] = None,
+    records: Annotated[
+        list[Path] | None, typer.Argument(help="Record files (default: every committed tiny record).")
+    ] = None,
     runs_dir: RunsOpt = Path("runs/check"),
 ):
     """Re-run recorded tiny configurations; compare every metric within leaderboards/tolerances.toml."""
@@ -260,8 +265,15 @@ def check_command(
     for r in rows:
         tol = f"abs {r.tolerance.abs:g} / rel {r.tolerance.rel:g}" if r.tolerance else ""
         fmt = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
-        table.add_row(r.record, r.view, r.metric, fmt(r.recorded), fmt(r.now), tol,
-                      "ok" if r.ok else f"[red]REGRESSION[/red] {r.why}")
+        table.add_row(
+            r.record,
+            r.view,
+            r.metric,
+            fmt(r.recorded),
+            fmt(r.now),
+            tol,
+            "ok" if r.ok else f"[red]REGRESSION[/red] {r.why}",
+        )
     console.print(table)
     failed = [r for r in rows if not r.ok]
     if failed:
@@ -305,6 +317,36 @@ def figure_command(
     console.print(f"wrote {path}")
 
 
+@app.command("bench")
+@user_errors
+def bench_command(
+    config: ConfigOpt = "tiny",
+    steps: Annotated[int, typer.Option(help="Timed steps per stage (after 5 warm-up steps).")] = 20,
+    out: Annotated[Path, typer.Option(help="Where to write the rows as JSON.")] = Path("bench.json"),
+):
+    """XRayGAN training throughput per stage, fp32 and bf16 (bf16 on CUDA only), on synthetic inputs."""
+    import json
+
+    from benchmark.bench import xraygan_rows
+
+    rows = xraygan_rows(config, steps=steps)
+    table = Table("stage", "batch", "bf16", "ms/step", "pairs/s", "peak GiB", "device")
+    for r in rows:
+        peak = "" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
+        table.add_row(
+            str(r["stage"]),
+            str(r["batch"]),
+            str(r["bf16"]),
+            f"{r['ms_per_step']:.1f}",
+            f"{r['pairs_per_s']:.1f}",
+            peak,
+            r["device"],
+        )
+    console.print(table)
+    _atomic_text(out, json.dumps(rows, indent=1) + "\n")
+    console.print(f"wrote {out}")
+
+
 # Listings.
 @ls_app.command("datasets")
 def ls_datasets():
@@ -317,7 +359,9 @@ def ls_datasets():
 
 @ls_app.command("methods")
 @user_errors
-def ls_methods(params: Annotated[bool, typer.Option("--params", help="Parameter counts at the paper setting.")] = False):
+def ls_methods(
+    params: Annotated[bool, typer.Option("--params", help="Parameter counts at the paper setting.")] = False,
+):
     """The registered methods and their variants (and parameter counts with --params)."""
     from methods import METHODS
 
@@ -347,8 +391,7 @@ def ls_metrics():
 
     table = Table("name", "", "scope", "weights", "protocol")
     for name, spec in METRICS.items():
-        table.add_row(name, spec.arrow, "/".join(spec.scope), ", ".join(spec.weights) or "-",
-                      spec.protocol_note)
+        table.add_row(name, spec.arrow, "/".join(spec.scope), ", ".join(spec.weights) or "-", spec.protocol_note)
     console.print(table)
 
 
@@ -359,8 +402,14 @@ def weights_list():
 
     table = Table("name", "file", "used by", "found at", "sha256", "source")
     for row in weights_table():
-        table.add_row(row["name"], row["file"], ", ".join(row["used_by"]), row["path"] or "[red]missing[/red]",
-                      row["sha256"][:16], row["source"])
+        table.add_row(
+            row["name"],
+            row["file"],
+            ", ".join(row["used_by"]),
+            row["path"] or "[red]missing[/red]",
+            row["sha256"][:16],
+            row["source"],
+        )
     console.print(table)
 
 
@@ -398,8 +447,9 @@ def print_results(results) -> None:
         for view, values in r.metrics.items():
             if view not in ("frontal", "lateral", "pair") or not values:
                 continue
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items()
-                              if isinstance(v, float) and not k.endswith(("_n", "_ci")))
+            shown = ", ".join(
+                f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float) and not k.endswith(("_n", "_ci"))
+            )
             table.add_row(r.run_id, str(r.n_test_cases), view, shown)
     console.print(table)
 

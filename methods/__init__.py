@@ -5,6 +5,7 @@ line below. Text encoders shared by every method are in ``methods.text_encoders.
 """
 
 from benchmark.errors import unknown_name
+from methods.attngan import AttnGAN
 from methods.base import Method
 from methods.dummy import Dummy
 from methods.text_encoders import TEXT_ENCODERS, get_text_encoder
@@ -13,6 +14,7 @@ from methods.xraygan import XRayGAN
 METHODS: dict[str, type[Method]] = {
     "dummy": Dummy,
     "xraygan": XRayGAN,
+    "attngan": AttnGAN,
 }
 
 

@@ -245,6 +245,7 @@ class XRayGAN(Method):
             raise ValueError(f"xraygan: the last stage size {cfg.stage_sizes[-1]} must equal image_size {image_size}")
         seed_everything(derive_seed(seed, "init"))
         self.generators = Generators(cfg, len(vocab)).to(self.device)
+        self._vcn: VCN | None = None  # the current stage's frozen VCN
         if cfg.channels_last:
             self.generators.to(memory_format=torch.channels_last)
 
@@ -254,7 +255,6 @@ class XRayGAN(Method):
         return self.generators
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
-        self._vcn = None
         fit_staged(self, train, run_dir, resume=resume)
         self.generators.requires_grad_(True)
 
