@@ -216,8 +216,16 @@ def table_command(
     out: Annotated[Path | None, typer.Option(help="Folder for <dataset>.md/.csv (default: leaderboards/).")] = None,
 ):
     """Table 1 and Table 2 from the recorded results, beside the paper's reported numbers."""
-    from benchmark.leaderboard import LEADERBOARDS, build_tables, load_records, load_reported, render_markdown
-    from benchmark.leaderboard import render_plots, render_rich, to_frame
+    from benchmark.leaderboard import (
+        LEADERBOARDS,
+        build_tables,
+        load_records,
+        load_reported,
+        render_markdown,
+        render_plots,
+        render_rich,
+        to_frame,
+    )
 
     if format not in ("md", "csv", "rich"):
         raise XbenchError(f"--format must be md, csv or rich, not {format!r}")

@@ -29,13 +29,13 @@ class RunResult:
     config_hash: str
     git_sha: str
     git_dirty: bool
-    versions: dict           # python, torch, cuda, xbench
+    versions: dict  # python, torch, cuda, xbench
     device: str
     n_test_cases: int
-    metrics: dict            # {"frontal": {name: value, name_ci: [lo, hi], name_n: N}, "lateral": ..., "pair": ...}
-    timing_s: dict           # fit, generate, evaluate
-    throughput: dict         # train_pairs_per_s
-    config: dict             # the resolved RunConfig, so a record can be re-run by ``xbench check``
+    metrics: dict  # {"frontal": {name: value, name_ci: [lo, hi], name_n: N}, "lateral": ..., "pair": ...}
+    timing_s: dict  # fit, generate, evaluate
+    throughput: dict  # train_pairs_per_s
+    config: dict  # the resolved RunConfig, so a record can be re-run by ``xbench check``
     created: str
     schema: int = SCHEMA
 
@@ -81,9 +81,9 @@ def git_state() -> tuple[str, bool]:
 
 def environment(device) -> dict:
     """What ran the numbers: env.json of every run directory."""
-    import torch
-
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch
 
     def ver(name: str) -> str:
         try:
