@@ -8,12 +8,16 @@ from benchmark.errors import unknown_name
 from methods.attngan import AttnGAN
 from methods.base import Method
 from methods.dummy import Dummy
+from methods.gan_int_cls import GanIntCls
+from methods.stackgan import StackGAN
 from methods.text_encoders import TEXT_ENCODERS, get_text_encoder
 from methods.xraygan import XRayGAN
 
 METHODS: dict[str, type[Method]] = {
     "dummy": Dummy,
     "xraygan": XRayGAN,
+    "gan_int_cls": GanIntCls,
+    "stackgan": StackGAN,
     "attngan": AttnGAN,
 }
 

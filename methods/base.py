@@ -132,7 +132,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    variants: ClassVar[dict[str, dict]] = {"default": {}}   # named config deviations; the first is the default
+    variants: ClassVar[dict[str, dict]] = {"default": {}}  # named config deviations; the first is the default
 
     def __init__(
         self, cfg, vocab: Vocab, *, image_size: int = 256, device: str | torch.device | None = None, seed: int = 0

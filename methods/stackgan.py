@@ -1,0 +1,599 @@
+"""StackGAN: report -> HAE report vector -> conditioning augmentation -> Stage-I sketch at low resolution ->
+Stage-II refinement to the final size, for the frontal and the lateral view.
+
+Paper: Zhang, Xu, Li, Zhang, Wang, Huang, Metaxas, "StackGAN: Text to Photo-realistic Image Synthesis with
+Stacked Generative Adversarial Networks" (ICCV 2017). Reference code: hanzhanggit/StackGAN-Pytorch (v1, MIT)
+``code/model.py`` (CA_NET, STAGE1_G/D, STAGE2_G/D), ``code/miscc/utils.py`` (losses), ``code/trainer.py``.
+A Table 1 baseline of Yang et al., XRayGAN (arXiv 2006.10552), where every method's text encoder is the
+hierarchical attentional encoder (``hae``). Written from ``../shared/research/xraygan_reference.md`` sections
+11.2 and 12.2; no code copied.
+
+Faithful parts (the defaults, v1 at the paper's settings):
+- Conditioning augmentation: Linear(text -> 2 x 128) -> mu, log sigma^2; c = mu + sigma * eps;
+  KL(N(mu, sigma^2) || N(0, I)) averaged over elements, weight 2 in the generator loss. Each stage has its own.
+- Stage-I G: [c 128, z 100] -> Linear -> 8 gf x 4 x 4 (gf 128: 1024) + BN + ReLU -> up-blocks (nearest x2,
+  conv3x3, BN, ReLU) halving the channels to the Stage-I size (4 blocks to 64 px) -> conv3x3 + tanh.
+- Stage-II G: the frozen Stage-I image -> conv3x3 + ReLU, 2 x (conv4x4 s2, BN, ReLU) -> 4 gf x 16 x 16 (gf 128),
+  c tiled beside -> conv3x3 + BN + ReLU -> 4 residual blocks -> up-blocks to the final size (4 to 256 px) ->
+  conv3x3 + tanh.
+- D (each stage, each view): conv4x4 s2 + LeakyReLU, then conv4x4 s2 + BN + LeakyReLU doubling the channels
+  down to 4 x 4 (Stage-II at 256 px: to 32 ndf), conv3x3 blocks back to 8 ndf; the conditional logit from mu
+  tiled beside (conv3x3 + BN + LeakyReLU, conv4x4 s4); Stage-II also an unconditional logit (conv4x4 s4).
+- Losses (BCE): D = mean(real terms) + mean(fake, mismatch (+ unconditional fake) terms), i.e. Stage-I
+  real + (fake + wrong) / 2 and Stage-II (real_c + real_u) / 2 + (fake_c + wrong_c + fake_u) / 3, where
+  "wrong" is a real image with the previous case's mu; D sees mu detached; G = BCE(fake -> real) per head
+  + 2 x KL. Init N(0, 0.02) (BN scales N(1, 0.02)).
+- Order: Stage-I first; then Stage-II with Stage-I frozen. The paper: 600 + 600 epochs, batch 64, Adam 2e-4,
+  betas (0.5, 0.999), lr halved every 100 epochs.
+
+Departures, each deliberate:
+- No ReLU after the CA's linear layer. v1 applies one to mu and log sigma^2 alike (a known quirk: sigma >= 1,
+  mu >= 0, and a unit the KL term pushes below zero never comes back): measured at ``tiny()`` after six Stage-I
+  epochs, 97% of the CA units were dead and mu was the same for every report (the text gone from c); without
+  it, 53% and mu varies with the report. The paper's CA is a fully connected layer, as here.
+- Text: the shared HAE report vector (512-d) replaces the fixed pretrained 1024-d char-CNN-RNN embedding. It
+  trains with Stage-I (in the generator optimiser, from the generator loss) and is frozen with Stage-I during
+  Stage-II, since Stage-I's input must not drift under its frozen weights.
+- One channel; Stage-I at ``stage1_size`` and Stage-II to the run's image size (v1: 64 -> 256, also the default
+  here); the up-block counts follow from the sizes.
+- Two views: a Stage-I and a Stage-II generator (each with its CAs) and their discriminators per view; both
+  views get the same report vector, the same z and the same CA noise eps per case (two samples of one case
+  share their randomness). The two views' losses are summed; one Adam over a stage's generators, one over its Ds.
+- The frozen Stage-I runs in eval mode during Stage-II (v1 leaves its batch norms in training mode, so their
+  statistics keep moving under frozen weights): Stage-II refines exactly what ``generate`` feeds it.
+- Mismatching pairs: v1 rolls the batch by one, so does this; pairs whose two reports are identical token for
+  token (normal studies often are) are true matches and are left out of the mismatch term.
+- BCE on logits instead of sigmoid + BCE (the same loss, stable). No image augmentation (v1: random crop and
+  flip; xbench's image pipeline is shared by every method).
+
+Variant ``xraygan_protocol`` (config values, ``VARIANTS``): the XRayGAN authors' StackGAN (notes 11.2) trained
+WGAN-GP critics plus 100 x pixel L2 with no KL, no mismatching pairs and conditional logits only. Here:
+``loss = "wgan_gp"`` (per head E[D(fake)] - E[D(real)], + 10 x gradient penalty), ``d_norm = "instance"``
+(batch norm breaks the per-sample penalty; layers that see the tiled mu get no norm, since an instance norm
+would cancel it), ``kl_weight = 0`` (the CA still samples: noise injection, as theirs), ``mismatch_pairs =
+False``, ``stage2_uncond = False``, ``l2_weight = 100`` per stage and view, Adam betas (0.9, 0.999). The
+networks and the sequential v1 order stay this file's (theirs was the v2 tree trained jointly, without z).
+Their schedule (150 epochs, batch 24, lr 1e-4 x 0.2 at epochs 40 and 80) is ``XRAYGAN_SCHEDULE``, for a
+paper-scale config: not in the variant, so ``tiny()`` + variant stays tiny.
+"""
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.text import Tokens, Vocab
+from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from methods.layers import interpolates
+from methods.text_encoders import get_text_encoder
+from methods.training import (
+    Phase,
+    Stage,
+    autocast,
+    derive_seed,
+    fit_staged,
+    resident_images,
+    seed_everything,
+    unwrap,
+    wrap_ddp,
+)
+
+VARIANTS = {
+    "faithful": {},
+    "xraygan_protocol": {  # the XRayGAN authors' objective (notes 11.2): no KL, no mismatching pairs
+        "loss": "wgan_gp",
+        "d_norm": "instance",
+        "kl_weight": 0.0,
+        "mismatch_pairs": False,
+        "stage2_uncond": False,
+        "l2_weight": 100.0,
+        "betas": (0.9, 0.999),
+    },
+}
+# The authors' optimisation schedule (``trainer_stackgan.py``), per stage here, for paper-scale configs.
+XRAYGAN_SCHEDULE = {
+    "batch_sizes": (24, 24),
+    "epochs": (150, 150),
+    "lr": 1e-4,
+    "lr_decay": 0.2,
+    "lr_milestones": (40, 80),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # Text.
+    encoder: str = "hae"
+    text: TextEncoder.Config = TextEncoder.Config()
+    # Generators.
+    z_dim: int = 100
+    c_dim: int = 128  # conditioning augmentation output (v1 CONDITION_DIM)
+    gf: int = 128  # v1 GF_DIM: Stage-I starts at 8 gf channels, Stage-II works at 4 gf
+    res_blocks: int = 4  # Stage-II residual blocks (v1 R_NUM)
+    stage1_size: int = 64  # px; Stage-II refines to the run's image size
+    # Discriminators.
+    ndf: int = 64  # v1 DF_DIM
+    d_norm: str = "batch"  # "batch" (v1) | "instance" (WGAN-GP critics)
+    stage2_uncond: bool = True  # Stage-II D's unconditional logit (v1)
+    # Objective.
+    loss: str = "bce"  # "bce" (v1) | "wgan_gp" (the XRayGAN authors')
+    kl_weight: float = 2.0  # v1 TRAIN.COEFF.KL; 0 = CA without its KL term
+    mismatch_pairs: bool = True  # (real image, mismatching mu) as a D negative
+    l2_weight: float = 0.0  # pixel MSE per view and stage (the XRayGAN authors: 100)
+    gp_weight: float = 10.0  # WGAN-GP lambda (loss = "wgan_gp" only)
+    # Optimisation (the paper: batch 64, 600 epochs per stage, Adam 2e-4 (0.5, 0.999), lr x 0.5 every 100).
+    batch_sizes: tuple[int, int] = (64, 64)  # Stage-I, Stage-II
+    epochs: tuple[int, int] = (600, 600)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_decay: float = 0.5
+    lr_milestones: tuple[int, ...] = (100, 200, 300, 400, 500)  # epochs of a stage at which lr *= lr_decay
+    # Bookkeeping.
+    checkpoint_every: int = 20  # epochs; and always at the end of a stage
+    log_every: int = 50  # steps between host syncs / log lines
+    channels_last: bool = True
+    bf16: bool = True  # autocast on CUDA only
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.loss not in ("bce", "wgan_gp"):
+            raise ValueError(f"stackgan: loss must be 'bce' or 'wgan_gp', not {self.loss!r}")
+        if self.d_norm not in ("batch", "instance"):
+            raise ValueError(f"stackgan: d_norm must be 'batch' or 'instance', not {self.d_norm!r}")
+        if self.loss == "wgan_gp" and self.d_norm == "batch":
+            raise ValueError(
+                "stackgan: loss 'wgan_gp' needs d_norm 'instance' (batch norm mixes the samples "
+                "whose gradients the penalty takes one by one)"
+            )
+        if len(self.batch_sizes) != 2 or len(self.epochs) != 2:
+            raise ValueError(
+                f"stackgan: batch_sizes and epochs need one value per stage (2): {self.batch_sizes}, {self.epochs}"
+            )
+        if self.stage1_size < 8 or self.stage1_size & (self.stage1_size - 1):
+            raise ValueError(f"stackgan: stage1_size must be a power of two >= 8, not {self.stage1_size}")
+
+    @classmethod
+    def tiny(cls) -> "Config":
+        """Stage-I at 16 px, Stage-II to 64 px, narrow networks: about 36 s on 512 phantom cases on 1 CPU core."""
+        return cls(
+            text=TextEncoder.Config(embed_dim=32, hidden=32, out_dim=128),
+            z_dim=16,
+            c_dim=16,
+            gf=32,
+            res_blocks=1,
+            stage1_size=16,
+            ndf=8,
+            batch_sizes=(32, 32),
+            epochs=(4, 4),
+            lr=5e-4,
+            lr_milestones=(),
+            checkpoint_every=2,
+            log_every=10,
+            progress=False,
+        )
+
+
+# Generators.
+class CondAugment(nn.Module):
+    """The paper's CA: (mu, log sigma^2) = Linear(text) split in two; c = mu + sigma * eps (v1 adds a ReLU: see top)."""
+
+    def __init__(self, text_dim: int, c_dim: int):
+        super().__init__()
+        self.fc = nn.Linear(text_dim, 2 * c_dim)
+
+    def forward(self, text: torch.Tensor, eps: torch.Tensor):
+        mu, logvar = self.fc(text).chunk(2, dim=1)
+        return mu + (0.5 * logvar).exp() * eps, mu, logvar
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)), averaged over elements (v1 KL_loss)."""
+    return -0.5 * (1 + logvar.float() - mu.float().square() - logvar.float().exp()).mean()
+
+
+def up_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    )
+
+
+class ResidualBlock(nn.Module):
+    """v1's: ReLU(x + BN(conv3x3(ReLU(BN(conv3x3(x))))))."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return F.relu(x + self.body(x))
+
+
+class StageOneGenerator(nn.Module):
+    """[c, z] -> 8 gf x 4 x 4 -> up-blocks -> [B, 1, stage1_size, stage1_size]."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        c = 8 * cfg.gf
+        self.ca = CondAugment(cfg.text.out_dim, cfg.c_dim)
+        self.fc = nn.Sequential(nn.Linear(cfg.c_dim + cfg.z_dim, c * 16, bias=False), nn.BatchNorm1d(c * 16), nn.ReLU())
+        ups = []
+        for _ in range(int(math.log2(cfg.stage1_size // 4))):
+            ups.append(up_block(c, c // 2))
+            c //= 2
+        self.ups = nn.Sequential(*ups)
+        self.head = nn.Sequential(nn.Conv2d(c, 1, 3, padding=1, bias=False), nn.Tanh())
+
+    def forward(self, text: torch.Tensor, z: torch.Tensor, eps: torch.Tensor):
+        c, mu, logvar = self.ca(text, eps)
+        h = self.fc(torch.cat([c, z], dim=1)).view(len(z), -1, 4, 4)
+        return self.head(self.ups(h)), mu, logvar
+
+
+class StageTwoGenerator(nn.Module):
+    """Stage-I image -> 4 gf x (s/4) x (s/4), c tiled beside -> residual blocks -> up-blocks -> [B, 1, size, size]."""
+
+    def __init__(self, cfg: Config, size: int):
+        super().__init__()
+        g = cfg.gf
+        self.ca = CondAugment(cfg.text.out_dim, cfg.c_dim)
+        self.encode = nn.Sequential(
+            nn.Conv2d(1, g, 3, padding=1, bias=False), nn.ReLU(),
+            nn.Conv2d(g, 2 * g, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * g), nn.ReLU(),
+            nn.Conv2d(2 * g, 4 * g, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * g), nn.ReLU(),
+        )  # fmt: skip
+        self.joint = nn.Sequential(
+            nn.Conv2d(4 * g + cfg.c_dim, 4 * g, 3, padding=1, bias=False), nn.BatchNorm2d(4 * g), nn.ReLU()
+        )
+        self.residual = nn.Sequential(*[ResidualBlock(4 * g) for _ in range(cfg.res_blocks)])
+        ups, c = [], 4 * g
+        for _ in range(int(math.log2(size // (cfg.stage1_size // 4)))):
+            ups.append(up_block(c, max(c // 2, 1)))
+            c = max(c // 2, 1)
+        self.ups = nn.Sequential(*ups)
+        self.head = nn.Sequential(nn.Conv2d(c, 1, 3, padding=1, bias=False), nn.Tanh())
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, eps: torch.Tensor):
+        c, mu, logvar = self.ca(text, eps)
+        h = self.encode(image)
+        h = self.joint(torch.cat([h, c[:, :, None, None].expand(-1, -1, *h.shape[-2:])], dim=1))
+        return self.head(self.ups(self.residual(h))), mu, logvar
+
+
+class ViewGenerator(nn.Module):
+    """One view's Stage-I and Stage-II. ``noise`` = [z, eps_I, eps_II] per case, [B, z_dim + 2 c_dim]."""
+
+    def __init__(self, cfg: Config, size: int):
+        super().__init__()
+        self.split = (cfg.z_dim, cfg.c_dim, cfg.c_dim)
+        self.stage1 = StageOneGenerator(cfg)
+        self.stage2 = StageTwoGenerator(cfg, size)
+        self.apply(dcgan_init)
+
+    def forward(self, text: torch.Tensor, noise: torch.Tensor, stage: int):
+        """(image, mu, logvar) of ``stage`` (1 or 2); Stage-II gets Stage-I's image without gradient."""
+        z, eps1, eps2 = noise.split(self.split, dim=1)
+        if stage == 1:
+            return self.stage1(text, z, eps1)
+        with torch.no_grad():
+            sketch = self.stage1(text, z, eps1)[0]
+        return self.stage2(sketch, text, eps2)
+
+
+class Generators(nn.Module):
+    """The text encoder and both views' generators (what ``generate`` uses and the checkpoints hold)."""
+
+    def __init__(self, cfg: Config, vocab_size: int, size: int):
+        super().__init__()
+        self.encoder = get_text_encoder(cfg.encoder, cfg.text, vocab_size)
+        self.frontal = ViewGenerator(cfg, size)
+        self.lateral = ViewGenerator(cfg, size)
+
+    def forward(self, findings, impression, flat, noise: torch.Tensor, stage: int):
+        """((fake_f, mu_f, logvar_f), (fake_l, mu_l, logvar_l)) at ``stage``; the encoder is frozen in Stage-II."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and stage == 1):
+            text = self.encoder(TokenBatch(findings, impression, flat)).report
+        return self.frontal(text, noise, stage), self.lateral(text, noise, stage)
+
+
+# Discriminators.
+def _norm(kind: str, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if kind == "batch" else nn.InstanceNorm2d(channels)
+
+
+class Discriminator(nn.Module):
+    """v1 STAGE1_D / STAGE2_D for one channel at any size: logits [B, 1] (conditional) or [B, 2] (+ unconditional)."""
+
+    def __init__(self, size: int, cfg: Config, uncond: bool):
+        super().__init__()
+        ndf, norm = cfg.ndf, cfg.d_norm
+        layers, c = [nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)], ndf
+        for _ in range(int(math.log2(size // 4)) - 1):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), _norm(norm, 2 * c), nn.LeakyReLU(0.2)]
+            c *= 2
+        while c > 8 * ndf:  # Stage-II at 256 px: 32 ndf -> 16 ndf -> 8 ndf
+            layers += [nn.Conv2d(c, c // 2, 3, padding=1, bias=False), _norm(norm, c // 2), nn.LeakyReLU(0.2)]
+            c //= 2
+        self.image = nn.Sequential(*layers)
+        # An instance norm after the tiled mu would subtract it away (XRayGAN's critic bug): no norm there.
+        batch = norm == "batch"
+        self.cond = nn.Sequential(
+            nn.Conv2d(c + cfg.c_dim, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c) if batch else nn.Identity(),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 1, 4, stride=4),
+        )
+        self.uncond = nn.Conv2d(c, 1, 4, stride=4) if uncond else None
+        self.apply(dcgan_init)
+
+    def forward(self, image: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        h = self.image(image)  # [B, 8ndf, 4, 4]
+        logits = [self.cond(torch.cat([h, mu[:, :, None, None].expand(-1, -1, *h.shape[-2:])], dim=1))]
+        if self.uncond is not None:
+            logits.append(self.uncond(h))
+        return torch.cat(logits, dim=1).flatten(1)  # [B, heads]
+
+
+class Discriminators(nn.Module):
+    """The frontal and the lateral D of one stage. Each (frontal, lateral, mu_f, mu_l) group is its own forward
+    pass, as v1's separate real / wrong / fake passes (batch-norm statistics are never mixed across groups)."""
+
+    def __init__(self, size: int, cfg: Config, uncond: bool):
+        super().__init__()
+        self.frontal = Discriminator(size, cfg, uncond)
+        self.lateral = Discriminator(size, cfg, uncond)
+
+    def forward(self, groups: list[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(self.frontal(f, mu_f), self.lateral(l, mu_l)) for f, l, mu_f, mu_l in groups]
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """v1's weights_init: convs and linears N(0, 0.02), batch-norm scales N(1, 0.02), biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+# Losses.
+def mismatched(mu: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each case's mismatching condition (the previous case's, the batch rolled by one) and a mask [B] that is 0
+    where the two reports are identical token for token (a true match, left out of the mismatch term)."""
+    return mu.roll(1, dims=0), (flat != flat.roll(1, dims=0)).any(dim=1).float()
+
+
+def _term(scores: torch.Tensor, real: bool, kind: str, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """One D term: BCE against the label, or the WGAN critic's -score (real) / +score (fake); weighted mean."""
+    s = scores.float()
+    if kind == "bce":
+        per = F.binary_cross_entropy_with_logits(s, torch.full_like(s, float(real)), reduction="none")
+    else:
+        per = -s if real else s
+    if weight is None:
+        return per.mean()
+    return (per * weight).sum() / weight.sum().clamp(min=1)
+
+
+def _penalty(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """(||d score / d input|| - 1)^2 per sample, averaged (Gulrajani et al.)."""
+    (grad,) = torch.autograd.grad(scores.float().sum(), inputs, create_graph=True)
+    return (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
+
+
+def discriminator_loss(discriminators: nn.Module, real, fake, mu, wrong, cfg: Config) -> dict[str, torch.Tensor]:
+    """Both views' D loss ("d") and its terms: the mean of the positive terms (real, conditional and
+    unconditional) plus the mean of the negative ones (fake, mismatch, unconditional fake), as v1; WGAN-GP adds
+    the penalty. ``mu`` = (mu_f, mu_l) detached; ``wrong`` = ((wrong_f, wrong_l), mask) or None."""
+    groups = [(*real, *mu), (*fake, *mu)]
+    if wrong is not None:
+        groups.append((*real, *wrong[0]))
+    if cfg.loss == "wgan_gp":
+        interp = interpolates(real, fake)
+        groups.append((*interp, *mu))
+    scores = discriminators(groups)
+    heads = scores[0][0].shape[1]  # 1 conditional, or 2 with the unconditional logit
+
+    def terms(group: int, real_label: bool, head: int, weight=None) -> torch.Tensor:
+        return sum(_term(s[:, head], real_label, cfg.loss, weight) for s in scores[group])
+
+    positive = [terms(0, True, h) for h in range(heads)]
+    negative = [terms(1, False, 0)]
+    out = {"d_real": sum(positive) / heads, "d_fake": terms(1, False, 0)}
+    if wrong is not None:
+        out["d_mismatch"] = terms(2, False, 0, wrong[1])
+        negative.append(out["d_mismatch"])
+    if heads == 2:
+        out["d_fake_uncond"] = terms(1, False, 1)
+        negative.append(out["d_fake_uncond"])
+    d = sum(positive) / len(positive) + sum(negative) / len(negative)
+    if cfg.loss == "wgan_gp":
+        out["gp"] = sum(_penalty(s.sum(dim=1), x) for s, x in zip(scores[-1], interp))
+        d = d + cfg.gp_weight * out["gp"]
+    return {"d": d, **out}
+
+
+def generator_adversarial(discriminators: nn.Module, fake, mu, cfg: Config) -> torch.Tensor:
+    """Both views' adversarial G loss: every head's (BCE to "real", or -score), summed over heads as v1."""
+    (scores,) = discriminators([(*fake, *mu)])
+    if cfg.loss == "bce":
+        return sum(F.binary_cross_entropy_with_logits(s.float(), torch.ones_like(s.float())) * s.shape[1]
+                   for s in scores)  # fmt: skip
+    return sum(-s.float().mean(dim=0).sum() for s in scores)
+
+
+def case_noise(seeds: Sequence[int], dim: int, device: torch.device) -> torch.Tensor:
+    """Noise per case, [B, dim]: drawn on the CPU from a generator seeded by the case seed alone, so a case's
+    noise is the same whatever batch it is in and on whatever device."""
+    rows = [torch.randn(dim, generator=torch.Generator().manual_seed(derive_seed(s))) for s in seeds]
+    return torch.stack(rows).to(device)
+
+
+# The method.
+class StackGAN(Method):
+    name = "stackgan"
+    variants = VARIANTS
+    Config = Config
+
+    def __init__(self, cfg: Config, vocab: Vocab, *, image_size: int = 256, device=None, seed: int = 0):
+        super().__init__(cfg, vocab, image_size=image_size, device=device, seed=seed)
+        if image_size <= cfg.stage1_size or image_size & (image_size - 1):
+            raise ValueError(
+                f"stackgan: image_size must be a power of two above stage1_size {cfg.stage1_size}, not {image_size}"
+            )
+        seed_everything(derive_seed(seed, "init"))
+        self.generators = Generators(cfg, len(vocab), image_size).to(self.device)
+        if cfg.channels_last:
+            self.generators.to(memory_format=torch.channels_last)
+
+    @property
+    def noise_dim(self) -> int:
+        return self.cfg.z_dim + 2 * self.cfg.c_dim
+
+    # Training.
+    @property
+    def networks(self) -> nn.Module:
+        return self.generators
+
+    def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
+        fit_staged(self, train, run_dir, resume=resume)
+        self.generators.requires_grad_(True)
+        self.generators.train()
+
+    def phases(self) -> list[Phase]:
+        cfg = self.cfg
+        return [Phase(k, "gan", cfg.epochs[k - 1], cfg.batch_sizes[k - 1]) for k in (1, 2) if cfg.epochs[k - 1] > 0]
+
+    def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> Stage:
+        cfg, device, g = self.cfg, self.device, self.generators
+        # Stage-I trains the encoder and both Stage-I generators; Stage-II only the Stage-II generators.
+        g.requires_grad_(False)
+        trained = (
+            [g.encoder, g.frontal.stage1, g.lateral.stage1] if stage == 1 else [g.frontal.stage2, g.lateral.stage2]
+        )
+        for module in trained:
+            module.requires_grad_(True)
+        size = cfg.stage1_size if stage == 1 else self.image_size
+        seed_everything(derive_seed(self.seed, "discriminators", stage))  # the same Ds on a resumed run
+        discriminators = Discriminators(size, cfg, uncond=stage == 2 and cfg.stage2_uncond).to(device)
+        if cfg.channels_last:
+            discriminators.to(memory_format=torch.channels_last)
+        generators, discriminators_ddp = wrap_ddp(g, device), wrap_ddp(discriminators, device)
+        opt_g = self._adam([p for m in trained for p in m.parameters()])
+        opt_d = self._adam(discriminators.parameters())
+        tokens = TokenBatch.of(train.tokens, device)
+        real = resident_images(train.pixels, size, device)
+
+        def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+            g.train()
+            if stage == 2:  # the frozen Stage-I (and encoder) run as at generation time
+                for module in (g.encoder, g.frontal.stage1, g.lateral.stage1):
+                    module.eval()
+            return self._train_step(
+                generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens[index], real[index], stage
+            )
+
+        def set_epoch(phase: Phase, epoch: int) -> None:  # lr x lr_decay at each milestone
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * cfg.lr_decay ** sum(epoch >= m for m in cfg.lr_milestones)
+
+        return Stage(
+            {"discriminators": discriminators}, {"generators": opt_g, "discriminators": opt_d}, step, set_epoch
+        )
+
+    def _train_step(self, generators, discriminators, discriminators_ddp, opt_g, opt_d, batch, real, stage):
+        cfg, device = self.cfg, self.device
+        target = to_unit_range(real)  # [B, 2, H, W]
+        if cfg.channels_last:
+            target = target.contiguous(memory_format=torch.channels_last)
+        real_views = (target[:, :1], target[:, 1:])
+        noise = torch.randn(len(batch), self.noise_dim, device=device)
+        with autocast(device, cfg.bf16):
+            (fake_f, mu_f, logvar_f), (fake_l, mu_l, logvar_l) = generators(
+                batch.findings, batch.impression, batch.flat, noise, stage
+            )
+        # Update the discriminators: real + match, real + mismatch, fake + match (detached fakes and mu).
+        mu = (mu_f.detach(), mu_l.detach())
+        wrong = None
+        if cfg.mismatch_pairs:
+            (wrong_f, mask), (wrong_l, _) = mismatched(mu[0], batch.flat), mismatched(mu[1], batch.flat)
+            wrong = ((wrong_f, wrong_l), mask)
+        with autocast(device, cfg.bf16):
+            d = discriminator_loss(discriminators_ddp, real_views, (fake_f.detach(), fake_l.detach()), mu, wrong, cfg)
+        opt_d.zero_grad(set_to_none=True)
+        d["d"].backward()
+        opt_d.step()
+        losses = {k: v.detach() for k, v in d.items()}
+        # Update the generators (and, in Stage-I, the text encoder): one combined step for both views.
+        with autocast(device, cfg.bf16):
+            discriminators.requires_grad_(False)  # the plain module: DDP must not see a frozen forward
+            adv = generator_adversarial(discriminators, (fake_f, fake_l), (mu_f, mu_l), cfg)
+            discriminators.requires_grad_(True)
+            loss_g = adv
+            losses["adv"] = adv.detach()
+            if cfg.kl_weight > 0:
+                kl = kl_divergence(mu_f, logvar_f) + kl_divergence(mu_l, logvar_l)
+                loss_g = loss_g + cfg.kl_weight * kl
+                losses["kl"] = kl.detach()
+            if cfg.l2_weight > 0:
+                l2 = F.mse_loss(fake_f.float(), real_views[0]) + F.mse_loss(fake_l.float(), real_views[1])
+                loss_g = loss_g + cfg.l2_weight * l2
+                losses["l2"] = l2.detach()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        losses["generator"] = loss_g.detach()
+        return losses
+
+    def _adam(self, params) -> torch.optim.Adam:
+        fused = self.device.type == "cuda"
+        return torch.optim.Adam(params, lr=self.cfg.lr, betas=self.cfg.betas, fused=fused)
+
+    # Sampling.
+    @torch.no_grad()
+    def generate(self, tokens: Tokens, seeds: Sequence[int], batch_size: int = 64) -> Views:
+        """One frontal + lateral pair per report (Stage-II output); ``seeds[i]`` fixes report i's z and CA noise,
+        shared by its two views."""
+        if len(seeds) != len(tokens):
+            raise ValueError(f"generate: {len(tokens)} reports but {len(seeds)} seeds")
+        self.generators.eval()
+        frontal, lateral = [], []
+        for start in range(0, len(tokens), batch_size):
+            batch = TokenBatch.of(tokens[start : start + batch_size], self.device)
+            noise = case_noise(seeds[start : start + batch_size], self.noise_dim, self.device)
+            with autocast(self.device, self.cfg.bf16):
+                (f, _, _), (l, _, _) = self.generators(batch.findings, batch.impression, batch.flat, noise, 2)
+            frontal.append(f.float().clamp(-1, 1).cpu())
+            lateral.append(l.float().clamp(-1, 1).cpu())
+        self.generators.train()
+        return Views(torch.cat(frontal).contiguous(), torch.cat(lateral).contiguous())
+
+    # Checkpoints.
+    def state_dict(self) -> dict:
+        return {"generators": unwrap(self.generators).state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generators.load_state_dict(state["generators"])
+
+    def parameter_counts(self) -> dict[str, int]:
+        g, cfg, s1, s2 = self.generators, self.cfg, self.cfg.stage1_size, self.image_size
+        return {
+            "text encoder": count_parameters(g.encoder),
+            f"G_f Stage-I ({s1}px, with its CA)": count_parameters(g.frontal.stage1),
+            f"G_f Stage-II ({s2}px, with its CA)": count_parameters(g.frontal.stage2),
+            "G_l (same as G_f)": count_parameters(g.lateral),
+            f"D Stage-I ({s1}px), per view": count_parameters(Discriminator(s1, cfg, uncond=False)),
+            f"D Stage-II ({s2}px), per view": count_parameters(Discriminator(s2, cfg, uncond=cfg.stage2_uncond)),
+        }
