@@ -59,7 +59,7 @@ from torch import nn
 
 from benchmark.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
-from methods.layers import BaseGenerator, ResBlock, interpolates
+from methods.layers import BaseGenerator, ResBlock, discriminator_term, gradient_penalty, interpolates, mismatched
 from methods.text_encoders import get_text_encoder
 from methods.training import (
     Phase,
@@ -294,30 +294,6 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 # Losses.
-def mismatched(c: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each case's mismatching text (the previous case's, the batch rolled by one) and a mask [B] that is 0 where
-    the two reports are identical token for token (a true match, left out of the mismatch term)."""
-    return c.roll(1, dims=0), (flat != flat.roll(1, dims=0)).any(dim=1).float()
-
-
-def _term(scores: torch.Tensor, real: bool, kind: str, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """One D term: BCE against the label, or the WGAN critic's -score (real) / +score (fake); weighted mean."""
-    s = scores.float()
-    if kind == "bce":
-        per = F.binary_cross_entropy_with_logits(s, torch.full_like(s, float(real)), reduction="none")
-    else:
-        per = -s if real else s
-    if weight is None:
-        return per.mean()
-    return (per * weight).sum() / weight.sum().clamp(min=1)
-
-
-def _penalty(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """(||d score / d input|| - 1)^2 per sample, averaged (Gulrajani et al.)."""
-    (grad,) = torch.autograd.grad(scores.float().sum(), inputs, create_graph=True)
-    return (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
-
-
 def discriminator_loss(
     discriminators: nn.Module,
     real: tuple[torch.Tensor, torch.Tensor],
@@ -337,15 +313,15 @@ def discriminator_loss(
         groups.append((*interp, c))
     scores = discriminators(groups)
     terms = {
-        "d_real": sum(_term(s, True, cfg.loss) for s in scores[0]),
-        "d_fake": sum(_term(s, False, cfg.loss) for s in scores[1]),
+        "d_real": sum(discriminator_term(s, True, cfg.loss) for s in scores[0]),
+        "d_fake": sum(discriminator_term(s, False, cfg.loss) for s in scores[1]),
     }
     d = terms["d_real"] + (1 - (cfg.cls_weight if use_cls else 0.0)) * terms["d_fake"]
     if use_cls:
-        terms["d_mismatch"] = sum(_term(s, False, cfg.loss, wrong[1]) for s in scores[2])
+        terms["d_mismatch"] = sum(discriminator_term(s, False, cfg.loss, wrong[1]) for s in scores[2])
         d = d + cfg.cls_weight * terms["d_mismatch"]
     if cfg.loss == "wgan_gp":
-        terms["gp"] = sum(_penalty(s, x) for s, x in zip(scores[-1], interp))
+        terms["gp"] = sum(gradient_penalty(s, x) for s, x in zip(scores[-1], interp))
         d = d + cfg.gp_weight * terms["gp"]
     return {"d": d, **terms}
 

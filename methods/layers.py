@@ -3,6 +3,7 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -45,6 +46,30 @@ class BaseGenerator(nn.Module):
 
     def forward(self, vector: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(vector[:, :, None, None]))  # [B, 1, size, size]
+
+
+def mismatched(condition: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each case's mismatching condition (the previous case's: the batch rolled by one) and a mask [B] that is
+    0 where the two reports are identical token for token (a true match, left out of a mismatch term)."""
+    return condition.roll(1, dims=0), (flat != flat.roll(1, dims=0)).any(dim=1).float()
+
+
+def discriminator_term(scores: torch.Tensor, real: bool, kind: str, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """One D term: BCE against the label, or the WGAN critic's -score (real) / +score (fake); weighted mean."""
+    s = scores.float()
+    if kind == "bce":
+        per = F.binary_cross_entropy_with_logits(s, torch.full_like(s, float(real)), reduction="none")
+    else:
+        per = -s if real else s
+    if weight is None:
+        return per.mean()
+    return (per * weight).sum() / weight.sum().clamp(min=1)
+
+
+def gradient_penalty(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """(||d score / d input|| - 1)^2 per sample, averaged (Gulrajani et al.)."""
+    (grad,) = torch.autograd.grad(scores.float().sum(), inputs, create_graph=True)
+    return (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
 
 
 def interpolates(real, fake) -> list[torch.Tensor]:

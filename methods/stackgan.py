@@ -68,7 +68,7 @@ from torch import nn
 
 from benchmark.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
-from methods.layers import interpolates
+from methods.layers import discriminator_term, gradient_penalty, interpolates, mismatched
 from methods.text_encoders import get_text_encoder
 from methods.training import (
     Phase,
@@ -368,30 +368,6 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 # Losses.
-def mismatched(mu: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each case's mismatching condition (the previous case's, the batch rolled by one) and a mask [B] that is 0
-    where the two reports are identical token for token (a true match, left out of the mismatch term)."""
-    return mu.roll(1, dims=0), (flat != flat.roll(1, dims=0)).any(dim=1).float()
-
-
-def _term(scores: torch.Tensor, real: bool, kind: str, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """One D term: BCE against the label, or the WGAN critic's -score (real) / +score (fake); weighted mean."""
-    s = scores.float()
-    if kind == "bce":
-        per = F.binary_cross_entropy_with_logits(s, torch.full_like(s, float(real)), reduction="none")
-    else:
-        per = -s if real else s
-    if weight is None:
-        return per.mean()
-    return (per * weight).sum() / weight.sum().clamp(min=1)
-
-
-def _penalty(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """(||d score / d input|| - 1)^2 per sample, averaged (Gulrajani et al.)."""
-    (grad,) = torch.autograd.grad(scores.float().sum(), inputs, create_graph=True)
-    return (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
-
-
 def discriminator_loss(discriminators: nn.Module, real, fake, mu, wrong, cfg: Config) -> dict[str, torch.Tensor]:
     """Both views' D loss ("d") and its terms: the mean of the positive terms (real, conditional and
     unconditional) plus the mean of the negative ones (fake, mismatch, unconditional fake), as v1; WGAN-GP adds
@@ -406,7 +382,7 @@ def discriminator_loss(discriminators: nn.Module, real, fake, mu, wrong, cfg: Co
     heads = scores[0][0].shape[1]  # 1 conditional, or 2 with the unconditional logit
 
     def terms(group: int, real_label: bool, head: int, weight=None) -> torch.Tensor:
-        return sum(_term(s[:, head], real_label, cfg.loss, weight) for s in scores[group])
+        return sum(discriminator_term(s[:, head], real_label, cfg.loss, weight) for s in scores[group])
 
     positive = [terms(0, True, h) for h in range(heads)]
     negative = [terms(1, False, 0)]
@@ -419,7 +395,7 @@ def discriminator_loss(discriminators: nn.Module, real, fake, mu, wrong, cfg: Co
         negative.append(out["d_fake_uncond"])
     d = sum(positive) / len(positive) + sum(negative) / len(negative)
     if cfg.loss == "wgan_gp":
-        out["gp"] = sum(_penalty(s.sum(dim=1), x) for s, x in zip(scores[-1], interp))
+        out["gp"] = sum(gradient_penalty(s.sum(dim=1), x) for s, x in zip(scores[-1], interp))
         d = d + cfg.gp_weight * out["gp"]
     return {"d": d, **out}
 
