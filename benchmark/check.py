@@ -73,8 +73,18 @@ def check_record(path: Path, runs_dir: Path, tolerances: dict[str, Tolerance]) -
     recorded = load_result(path)
     cfg = config_from_dict(recorded.config)
     if cfg.config_hash != recorded.config_hash:  # a setting was added, renamed or removed since
-        return [Comparison(path.name, "-", "config", None, None, None, False,
-                           f"the configuration schema changed since recording ({recorded.config_hash} -> "
-                           f"{cfg.config_hash}); re-record with `xbench run ... --record`")]
+        return [
+            Comparison(
+                path.name,
+                "-",
+                "config",
+                None,
+                None,
+                None,
+                False,
+                f"the configuration schema changed since recording ({recorded.config_hash} -> "
+                f"{cfg.config_hash}); re-record with `xbench run ... --record`",
+            )
+        ]
     now = run(cfg, runs_dir=runs_dir)
     return compare(path.name, recorded, now, tolerances)

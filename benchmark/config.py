@@ -28,12 +28,12 @@ SETTINGS = ("paper", "tiny")
 class RunConfig:
     method: str
     dataset: str
-    setting: str            # "paper" | "tiny": which defaults the deviations start from
-    variant: str            # a key of the method's VARIANTS ("full", "no_vcn", ...; "faithful", ...)
+    setting: str  # "paper" | "tiny": which defaults the deviations start from
+    variant: str  # a key of the method's VARIANTS ("full", "no_vcn", ...; "faithful", ...)
     seed: int
-    model: typing.Any       # the method's Config dataclass
+    model: typing.Any  # the method's Config dataclass
     data: DataConfig
-    eval: typing.Any        # metrics.EvalConfig
+    eval: typing.Any  # metrics.EvalConfig
 
     def to_dict(self) -> dict:
         return {
@@ -104,8 +104,9 @@ def load_config(
             sections[section] = apply_changes(sections[section], _nest(rest, value), "--set")
         else:
             raise XbenchError(f"--set {item}: unknown key {key!r}; keys start with model., data., eval. or are seed")
-    return RunConfig(method, dataset, setting, variant, top["seed"], sections["model"], sections["data"],
-                     sections["eval"])
+    return RunConfig(
+        method, dataset, setting, variant, top["seed"], sections["model"], sections["data"], sections["eval"]
+    )
 
 
 def config_from_dict(data: dict) -> RunConfig:
@@ -116,7 +117,11 @@ def config_from_dict(data: dict) -> RunConfig:
     try:
         method_cls = get_method(data["method"])
         return RunConfig(
-            data["method"], data["dataset"], data["setting"], data["variant"], int(data["seed"]),
+            data["method"],
+            data["dataset"],
+            data["setting"],
+            data["variant"],
+            int(data["seed"]),
             apply_changes(method_cls.Config(), data["model"], "stored config model"),
             apply_changes(DataConfig(), data["data"], "stored config data"),
             apply_changes(EvalConfig(), data["eval"], "stored config eval"),

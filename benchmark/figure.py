@@ -33,7 +33,9 @@ def comparison_figure(dataset: str, n_cases: int, out: Path, *, runs_dir: Path) 
     for case, (frontal, lateral) in zip(truth.cases, truth.pixels):
         images = [frontal, lateral]
         for _, samples in runs:
-            images += [_sample(samples / view / f"{case.case_id}.png", frontal.shape) for view in ("frontal", "lateral")]
+            images += [
+                _sample(samples / view / f"{case.case_id}.png", frontal.shape) for view in ("frontal", "lateral")
+            ]
         text = f"case {case.case_id}: {case.report.findings} IMPRESSION: {case.report.impression}\n{legend}"
         rows.append((images, text))
     return save_sheet(contact_sheet(rows, text_width_px=360), out)

@@ -34,6 +34,5 @@ def _executor(launcher: str, folder: Path):
         return executor
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     # One GPU per run; adjust partition/account with SUBMITIT_* environment or by editing here.
-    executor.update_parameters(timeout_min=24 * 60, gpus_per_node=1, tasks_per_node=1, cpus_per_task=8,
-                               name="xbench")
+    executor.update_parameters(timeout_min=24 * 60, gpus_per_node=1, tasks_per_node=1, cpus_per_task=8, name="xbench")
     return executor

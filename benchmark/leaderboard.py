@@ -32,8 +32,8 @@ class Column:
 @dataclasses.dataclass(frozen=True)
 class Row:
     label: str
-    kind: str                                   # "measured" | "reported"
-    cells: dict[Column, tuple[float, float | None]]   # column -> (mean, std over seeds or None)
+    kind: str  # "measured" | "reported"
+    cells: dict[Column, tuple[float, float | None]]  # column -> (mean, std over seeds or None)
     seeds: int = 0
 
 
@@ -68,10 +68,13 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list
         for view in spec.scope
         if any(name in r.metrics.get(view, {}) for r in records)
     )
-    notes = tuple(f"{METRICS[n].arrow} {n}: {METRICS[n].protocol_note}"
-                  for n in dict.fromkeys(c.metric for c in columns))
-    notes += (f"reported rows: {reported.get('citation', 'the paper')}; {reported.get('note', '')}".strip(),
-              "protocol differences between the paper's numbers and xbench's: docs/reproduction.md")
+    notes = tuple(
+        f"{METRICS[n].arrow} {n}: {METRICS[n].protocol_note}" for n in dict.fromkeys(c.metric for c in columns)
+    )
+    notes += (
+        f"reported rows: {reported.get('citation', 'the paper')}; {reported.get('note', '')}".strip(),
+        "protocol differences between the paper's numbers and xbench's: docs/reproduction.md",
+    )
     groups: dict[tuple, list[RunResult]] = defaultdict(list)
     for r in records:
         groups[(r.method, r.variant, r.setting)].append(r)
@@ -81,13 +84,23 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list
 
     default_variant = {r.method: next(iter(_variants(r.method))) for r in records}
     table1_keys = sorted(k for k in groups if k[1] == default_variant[k[0]])
-    table2_keys = sorted((k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS),
-                         key=lambda k: (TABLE2_VARIANTS.index(k[1]), k[2]))
+    table2_keys = sorted(
+        (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS),
+        key=lambda k: (TABLE2_VARIANTS.index(k[1]), k[2]),
+    )
     return [
-        Table(f"Table 1: methods on {dataset}", columns,
-              tuple(measured(table1_keys) + _reported_rows(reported, "table1", dataset, columns)), notes),
-        Table(f"Table 2: XRayGAN ablations on {dataset}", columns,
-              tuple(measured(table2_keys) + _reported_rows(reported, "table2", dataset, columns)), notes),
+        Table(
+            f"Table 1: methods on {dataset}",
+            columns,
+            tuple(measured(table1_keys) + _reported_rows(reported, "table1", dataset, columns)),
+            notes,
+        ),
+        Table(
+            f"Table 2: XRayGAN ablations on {dataset}",
+            columns,
+            tuple(measured(table2_keys) + _reported_rows(reported, "table2", dataset, columns)),
+            notes,
+        ),
     ]
 
 
@@ -100,7 +113,9 @@ def _variants(method: str) -> dict:
 def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...]) -> Row:
     cells = {}
     for col in columns:
-        values = [r.metrics[col.view][col.metric] for r in runs if r.metrics.get(col.view, {}).get(col.metric) is not None]
+        values = [
+            r.metrics[col.view][col.metric] for r in runs if r.metrics.get(col.view, {}).get(col.metric) is not None
+        ]
         if values:
             mean = sum(values) / len(values)
             std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
@@ -175,10 +190,21 @@ def to_frame(tables: list[Table]):
     for table in tables:
         for row in table.rows:
             for col, (mean, std) in row.cells.items():
-                records.append({"table": table.title, "row": row.label, "kind": row.kind, "seeds": row.seeds,
-                                "metric": col.metric, "view": col.view, "mean": mean, "std": std})
-    return pd.DataFrame.from_records(records, columns=["table", "row", "kind", "seeds", "metric", "view", "mean",
-                                                      "std"])
+                records.append(
+                    {
+                        "table": table.title,
+                        "row": row.label,
+                        "kind": row.kind,
+                        "seeds": row.seeds,
+                        "metric": col.metric,
+                        "view": col.view,
+                        "mean": mean,
+                        "std": std,
+                    }
+                )
+    return pd.DataFrame.from_records(
+        records, columns=["table", "row", "kind", "seeds", "metric", "view", "mean", "std"]
+    )
 
 
 def render_rich(tables: list[Table]):
@@ -192,10 +218,17 @@ def render_rich(tables: list[Table]):
             cells = []
             for col in table.columns:
                 text = format_cell(*row.cells[col]) if col in row.cells else ""
-                cells.append(f"[bold]{text}[/bold]" if row.kind == "measured" and best.get(col) ==
-                             row.cells.get(col, (None,))[0] else text)
-            rich.add_row(row.label, str(row.seeds) if row.kind == "measured" else "–", *cells,
-                         style="dim" if row.kind == "reported" else None)
+                cells.append(
+                    f"[bold]{text}[/bold]"
+                    if row.kind == "measured" and best.get(col) == row.cells.get(col, (None,))[0]
+                    else text
+                )
+            rich.add_row(
+                row.label,
+                str(row.seeds) if row.kind == "measured" else "–",
+                *cells,
+                style="dim" if row.kind == "reported" else None,
+            )
         out.append(rich)
     return out
 
@@ -222,9 +255,14 @@ def render_plots(records: list[RunResult], dataset: str, out_dir: Path) -> list[
         fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.2))
         labels, values, lows, highs = zip(*rows)
         sns.pointplot(x=list(labels), y=list(values), linestyle="none", ax=ax)
-        ax.errorbar(range(len(values)), values, yerr=[[v - lo for v, lo in zip(values, lows)],
-                                                      [hi - v for v, hi in zip(values, highs)]],
-                    fmt="none", capsize=4, color="black")
+        ax.errorbar(
+            range(len(values)),
+            values,
+            yerr=[[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]],
+            fmt="none",
+            capsize=4,
+            color="black",
+        )
         ax.set_title(f"{name} ({view}) on {dataset}: value and 95% bootstrap interval")
         ax.tick_params(axis="x", labelsize=7)
         path = out_dir / f"{dataset}_{name}_{view}.png"

@@ -104,7 +104,12 @@ def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None
 
 def record_result(result: RunResult, path: Path) -> Path:
     """Copy a result under ``leaderboards/records/<dataset>/``, where ``xbench table`` and ``check`` read it."""
-    target = leaderboard.LEADERBOARDS / "records" / result.dataset / f"{result.method}_{result.variant}_{result.setting}_s{result.seed}.json"
+    target = (
+        leaderboard.LEADERBOARDS
+        / "records"
+        / result.dataset
+        / f"{result.method}_{result.variant}_{result.setting}_s{result.seed}.json"
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     return target
@@ -123,8 +128,10 @@ def _prepare_run_dir(cfg: RunConfig, runs_dir: Path, resume: Path | None) -> Pat
         if not saved.is_file():
             raise XbenchError(f"--resume {resume}: no config.json there; is it a run directory?")
         if json.loads(saved.read_text()) != json.loads(json.dumps(cfg.to_dict(), default=list)):
-            raise XbenchError(f"--resume {resume}: its config.json differs from this run's configuration; "
-                              "resume with the same --method/--dataset/--config/--set")
+            raise XbenchError(
+                f"--resume {resume}: its config.json differs from this run's configuration; "
+                "resume with the same --method/--dataset/--config/--set"
+            )
         return resume
     run_dir = runs_dir / cfg.run_id
     if run_dir.exists():  # the same configuration again: start over (runs are deterministic for a seed)

@@ -21,7 +21,10 @@ Departures from the original, each deliberate:
 - Generator: XRayGAN's basic generator, as the issue and the XRayGAN authors' stand-in use it (Reed's is a
   DCGAN at 64 px): [z, LeakyReLU(Linear(c -> 128))] -> Linear + LeakyReLU to ``g_width`` = 512 (where Reed's
   first deconvolution maps his 228-d input) -> log2(size) Res-Upsample blocks (8 at 256 px, 512 -> 2 channels)
-  -> conv1x1 + tanh. No batch norm, PyTorch's default init (as XRayGAN).
+  -> conv1x1 + tanh. No batch norm (as XRayGAN). He init with each residual branch starting at zero
+  (``g_init = "he"``) instead of XRayGAN's PyTorch default, under which this norm-free generator's output is
+  constant to 1e-5 at 256 px whatever z and the text: XRayGAN's L2 loss pulls it out of that, a pure GAN loss
+  did not (at ``tiny()``: saturated, report-blind images). ``g_init = "default"`` restores XRayGAN's.
 - Discriminator: Reed's, for one channel and any size: log2(size / 4) stride-2 conv4x4 (channels doubling from
   64 to a cap of 8 x 64, where Reed has four convs at 64 px), the residual bottleneck at 4x4, the text projected
   to 128 (+ batch norm, LeakyReLU), tiled and joined by conv1x1, conv4x4 -> one logit. A LeakyReLU follows every

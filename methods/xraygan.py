@@ -276,7 +276,9 @@ class XRayGAN(Method):
         real = resident_images(train.pixels, size, device)
         if cfg.vc_weight > 0:
             self._vcn = self._stage_vcn(stage, real, run_dir, init=self._vcn)
-        critics = Critics(size, cfg.text.out_dim, cfg).to(device)
+        with torch.random.fork_rng(devices=[]):  # the same critics whether the run was resumed or not
+            torch.manual_seed(derive_seed(self.seed, "critics", stage))
+            critics = Critics(size, cfg.text.out_dim, cfg).to(device)
         if cfg.channels_last:
             critics.to(memory_format=torch.channels_last)
         opt_g, opt_d = self._adam(self.generators, cfg.lrs[stage]), self._adam(critics, cfg.lrs[stage])

@@ -19,8 +19,9 @@ def xbench(tmp_path, monkeypatch):
     """The CLI, with records and leaderboards in a temporary folder instead of the repository's."""
     monkeypatch.setattr(leaderboard, "LEADERBOARDS", tmp_path / "leaderboards")
     (tmp_path / "leaderboards").mkdir()
-    (tmp_path / "leaderboards" / "reported.toml").write_text((leaderboard.Path(__file__).parents[1] / "leaderboards" /
-                                                              "reported.toml").read_text())
+    (tmp_path / "leaderboards" / "reported.toml").write_text(
+        (leaderboard.Path(__file__).parents[1] / "leaderboards" / "reported.toml").read_text()
+    )
     runner_ = CliRunner()
     return lambda *args: runner_.invoke(app, [str(a) for a in args])
 
@@ -42,12 +43,14 @@ def test_run_writes_the_run_directory_and_a_record(dummy_run, tmp_path):
     assert lo <= result.metrics["frontal"]["ssim"] <= hi
     assert len(list((dummy_run / "samples" / "lateral").glob("*.png"))) == 12
     assert [p.name for p in (tmp_path / "leaderboards" / "records" / "phantom").iterdir()] == [
-        "dummy_default_tiny_s0.json"]
+        "dummy_default_tiny_s0.json"
+    ]
 
 
 def test_dry_run_prints_the_config_and_writes_nothing(xbench, tmp_path):
-    result = xbench("run", "--method", "xraygan", "--set", "model.vc_weight=0.1", "--dry-run", "--runs-dir",
-                    tmp_path / "runs")
+    result = xbench(
+        "run", "--method", "xraygan", "--set", "model.vc_weight=0.1", "--dry-run", "--runs-dir", tmp_path / "runs"
+    )
     assert result.exit_code == 0 and '"vc_weight": 0.1' in result.output
     assert not (tmp_path / "runs").exists()
 
@@ -77,8 +80,15 @@ def test_table_renders_the_records_beside_the_paper(dummy_run, xbench, tmp_path)
 
 def test_generate_from_a_written_report(dummy_run, xbench, tmp_path):
     out = tmp_path / "gen"
-    result = xbench("generate", "--checkpoint", dummy_run, "--report",
-                    "FINDINGS: Large right pleural effusion, zorblat. IMPRESSION: Effusion.", "--out", out)
+    result = xbench(
+        "generate",
+        "--checkpoint",
+        dummy_run,
+        "--report",
+        "FINDINGS: Large right pleural effusion, zorblat. IMPRESSION: Effusion.",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     assert "zorblat" in result.output  # words outside the vocabulary are reported
     with Image.open(out / "frontal.png") as img:
@@ -99,20 +109,27 @@ def test_ablate_runs_every_table2_variant(xbench, tmp_path):
     result = xbench("ablate", *FAST, *tiny_xraygan, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     names = sorted(p.name.split("_s0_")[0] for p in (tmp_path / "runs").iterdir())
-    assert names == ["xraygan_phantom_full", "xraygan_phantom_no_hae", "xraygan_phantom_no_mscgan",
-                     "xraygan_phantom_no_vcn"]
+    assert names == [
+        "xraygan_phantom_full",
+        "xraygan_phantom_no_hae",
+        "xraygan_phantom_no_mscgan",
+        "xraygan_phantom_no_vcn",
+    ]
 
 
-@pytest.mark.parametrize("args,message", [
-    (("run", "--method", "gan"), "unknown method 'gan'"),
-    (("run", "--dataset", "chexpert"), "unknown dataset 'chexpert'"),
-    (("run", "--set", 'eval.metrics=["fidd"]'), "unknown metric 'fidd'"),
-    (("run", "--set", "model.vc_wieght=1"), "unknown key 'vc_wieght'"),
-    (("run", "--set", "data.image_size=big"), "expected int like 64"),
-    (("generate", "--checkpoint", "nowhere", "--report", "x"), "missing config.json"),
-    (("ablate", "--seeds", "a,b"), "--seeds must be comma-separated integers"),
-    (("table", "--format", "tex"), "--format must be md, csv or rich"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("run", "--method", "gan"), "unknown method 'gan'"),
+        (("run", "--dataset", "chexpert"), "unknown dataset 'chexpert'"),
+        (("run", "--set", 'eval.metrics=["fidd"]'), "unknown metric 'fidd'"),
+        (("run", "--set", "model.vc_wieght=1"), "unknown key 'vc_wieght'"),
+        (("run", "--set", "data.image_size=big"), "expected int like 64"),
+        (("generate", "--checkpoint", "nowhere", "--report", "x"), "missing config.json"),
+        (("ablate", "--seeds", "a,b"), "--seeds must be comma-separated integers"),
+        (("table", "--format", "tex"), "--format must be md, csv or rich"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(xbench, args, message):
     result = xbench(*args)
     assert result.exit_code == 2, result.output

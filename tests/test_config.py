@@ -28,17 +28,23 @@ def test_the_official_vc_weight_is_one_set_away():
     assert load_config("xraygan", "phantom", setting="paper", sets=["model.vc_weight=0.1"]).model.vc_weight == 0.1
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"sets": ["model.vc_wieght=1"]}, "unknown key 'vc_wieght' for Config; valid: encoder, text,"),
-    ({"sets": ["model.vc_weight=high"]}, "expected float like 1.0, got 'high'"),
-    ({"sets": ["data.image_size=2.5"]}, "expected int like 64, got 2.5"),
-    ({"sets": ["model.text=3"]}, "text is a group of settings"),
-    ({"sets": ["vc_weight=1"]}, "unknown key 'vc_weight'; keys start with model., data., eval. or are seed"),
-    ({"sets": ["novalue"]}, "expected key=value"),
-    ({"sets": ["data.image_size=100"]}, "data.image_size must be a power of two"),
-    ({"variant": "no_thing"}, "unknown variant of xraygan 'no_thing'; choose one of: full, no_hae, no_mscgan, no_vcn"),
-    ({"setting": "huge"}, "unknown config 'huge'; choose one of: paper, tiny"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"sets": ["model.vc_wieght=1"]}, "unknown key 'vc_wieght' for Config; valid: encoder, text,"),
+        ({"sets": ["model.vc_weight=high"]}, "expected float like 1.0, got 'high'"),
+        ({"sets": ["data.image_size=2.5"]}, "expected int like 64, got 2.5"),
+        ({"sets": ["model.text=3"]}, "text is a group of settings"),
+        ({"sets": ["vc_weight=1"]}, "unknown key 'vc_weight'; keys start with model., data., eval. or are seed"),
+        ({"sets": ["novalue"]}, "expected key=value"),
+        ({"sets": ["data.image_size=100"]}, "data.image_size must be a power of two"),
+        (
+            {"variant": "no_thing"},
+            "unknown variant of xraygan 'no_thing'; choose one of: full, no_hae, no_mscgan, no_vcn",
+        ),
+        ({"setting": "huge"}, "unknown config 'huge'; choose one of: paper, tiny"),
+    ],
+)
 def test_bad_configuration_names_the_key(kwargs, message):
     with pytest.raises(XbenchError, match=message.replace("(", r"\(").replace(".", r"\.")):
         load_config("xraygan", "phantom", **kwargs)

@@ -53,6 +53,8 @@ def test_the_generator_is_xraygans_basic_generator_with_eight_blocks_at_256():
     # The He init keeps z and the text in the output (PyTorch's default leaves it constant to ~1e-5 here).
     assert out.std(dim=0).mean() > 1e-2
     assert not torch.allclose(g(z, c + torch.rand(3, 512)), out)
+    default = Generators(Config(g_init="default"), vocab_size=50, size=256).frontal
+    assert default(z, c).std(dim=0).mean() < 1e-3
 
 
 @pytest.mark.parametrize("d_norm", ["batch", "instance"])

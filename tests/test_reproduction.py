@@ -91,8 +91,16 @@ def _phases(model_cfg):
 
 
 CHECKS = {  # row of docs/reproduction.md -> the check of its key
-    2: check_vc_weight, 8: check_eval_metrics, 11: check_xraygan_protocol, 13: check_equalize, 14: check_lr_decay,
-    15: check_batch_sizes, 16: check_warmup, 17: check_epochs, 18: check_no_mscgan, 19: check_no_hae,
+    2: check_vc_weight,
+    8: check_eval_metrics,
+    11: check_xraygan_protocol,
+    13: check_equalize,
+    14: check_lr_decay,
+    15: check_batch_sizes,
+    16: check_warmup,
+    17: check_epochs,
+    18: check_no_mscgan,
+    19: check_no_hae,
 }
 
 
