@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from benchmark import leaderboard
 from benchmark.config import RunConfig
@@ -87,7 +88,13 @@ def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None
         config_hash=cfg.config_hash,
         git_sha=env["git_sha"],
         git_dirty=env["git_dirty"],
-        versions={"python": env["python"], "torch": env["torch"], "cuda": env["cuda"], "xbench": env["xbench"]},
+        versions={
+            "python": env["python"],
+            "torch": env["torch"],
+            "cuda": env["cuda"],
+            "xbench": env["xbench"],
+            "threads": torch.get_num_threads(),
+        },  # training rounds differently with another thread count
         device=env["device"],
         n_test_cases=len(ids),
         metrics=metrics,
