@@ -28,7 +28,7 @@ def comparison_figure(dataset: str, n_cases: int, out: Path, *, runs_dir: Path) 
     ds = get_dataset(dataset, config_from_dict(records[0].config).data)
     cases = ds.splits().test[:n_cases]
     truth = ds.images(cases)
-    legend = "columns: ground truth | " + " | ".join(f"{r.method} [{r.variant}]" for r, _ in runs)
+    legend = "pairs (F, L): truth, " + ", ".join(r.method for r, _ in runs)
     rows = []
     for case, (frontal, lateral) in zip(truth.cases, truth.pixels):
         images = [frontal, lateral]
@@ -36,7 +36,7 @@ def comparison_figure(dataset: str, n_cases: int, out: Path, *, runs_dir: Path) 
             images += [
                 _sample(samples / view / f"{case.case_id}.png", frontal.shape) for view in ("frontal", "lateral")
             ]
-        text = f"case {case.case_id}: {case.report.findings} IMPRESSION: {case.report.impression}\n{legend}"
+        text = f"{legend}\ncase {case.case_id}: {case.report.findings} IMPRESSION: {case.report.impression}"
         rows.append((images, text))
     return save_sheet(contact_sheet(rows, text_width_px=360), out)
 
