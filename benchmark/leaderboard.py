@@ -124,17 +124,20 @@ def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...]) ->
 
 
 def _reported_rows(reported: dict, table: str, dataset: str, columns: tuple[Column, ...]) -> list[Row]:
+    """The paper's rows for this dataset; phantom (Open-i reports, rendered images) shows the Open-i rows."""
     rows = []
     by_metric = {(c.metric, c.view): c for c in columns}
+    source = "openi" if dataset == "phantom" else dataset
     for entry in reported.get(table, []):
-        if entry["dataset"] != dataset:
+        if entry["dataset"] != source:
             continue
         cells = {}
         for key, value in entry.get("values", {}).items():
             metric, _, view = key.partition("@")
             col = by_metric.get((metric, view or "frontal")) or Column(metric, view or "frontal")
             cells[col] = (float(value), None)
-        rows.append(Row(f"{entry['label']} (reported)", "reported", cells))
+        suffix = "reported" if source == dataset else f"reported on {source}"
+        rows.append(Row(f"{entry['label']} ({suffix})", "reported", cells))
     return rows
 
 
