@@ -70,6 +70,7 @@ from methods.training import (
     autocast,
     derive_seed,
     fit_staged,
+    generate_in_batches,
     resident_images,
     seed_everything,
     unwrap,
@@ -457,22 +458,15 @@ class GanIntCls(Method):
         return torch.optim.Adam(module.parameters(), lr=self.cfg.lr, betas=self.cfg.betas, fused=fused)
 
     # Sampling.
-    @torch.no_grad()
     def generate(self, tokens: Tokens, seeds: Sequence[int], batch_size: int = 64) -> Views:
         """One frontal + lateral pair per report; ``seeds[i]`` fixes report i's z (shared by its two views)."""
-        if len(seeds) != len(tokens):
-            raise ValueError(f"generate: {len(tokens)} reports but {len(seeds)} seeds")
-        self.generators.eval()
-        frontal, lateral = [], []
-        for start in range(0, len(tokens), batch_size):
-            batch = TokenBatch.of(tokens[start : start + batch_size], self.device)
-            z = case_noise(seeds[start : start + batch_size], self.cfg.z_dim, self.device)
-            with autocast(self.device, self.cfg.bf16):
-                f, l, _ = self.generators(batch.findings, batch.impression, batch.flat, z)
-            frontal.append(f.float().clamp(-1, 1).cpu())
-            lateral.append(l.float().clamp(-1, 1).cpu())
-        self.generators.train()
-        return Views(torch.cat(frontal).contiguous(), torch.cat(lateral).contiguous())
+
+        def views_of(batch, batch_seeds):
+            z = case_noise(batch_seeds, self.cfg.z_dim, self.device)
+            f, l, _ = self.generators(batch.findings, batch.impression, batch.flat, z)
+            return f, l
+
+        return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
     # Checkpoints.
     def state_dict(self) -> dict:

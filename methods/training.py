@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import XbenchError
+from methods.base import TokenBatch, Views
 
 
 class TrainingDiverged(RuntimeError):
@@ -305,6 +306,24 @@ def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
                     },
                     ckpt_path,
                 )
+
+
+@torch.no_grad()
+def generate_in_batches(method, tokens, seeds, batch_size: int, views_of) -> Views:
+    """Shared sampling loop: ``views_of(TokenBatch, seeds of the batch) -> (frontal, lateral)`` per batch,
+    in eval mode and the method's precision, clamped to [-1, 1], gathered on the CPU."""
+    if len(seeds) != len(tokens):
+        raise ValueError(f"generate: {len(tokens)} reports but {len(seeds)} seeds")
+    method.networks.eval()
+    frontal, lateral = [], []
+    for start in range(0, len(tokens), batch_size):
+        batch = TokenBatch.of(tokens[start : start + batch_size], method.device)
+        with autocast(method.device, method.cfg.bf16):
+            f, l = views_of(batch, list(seeds[start : start + batch_size]))
+        frontal.append(f.float().clamp(-1, 1).cpu())
+        lateral.append(l.float().clamp(-1, 1).cpu())
+    method.networks.train()
+    return Views(torch.cat(frontal).contiguous(), torch.cat(lateral).contiguous())
 
 
 def stage_progress(description: str, total: int, enabled: bool):

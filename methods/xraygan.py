@@ -46,6 +46,7 @@ from methods.training import (
     barrier,
     derive_seed,
     fit_staged,
+    generate_in_batches,
     resident_images,
     seed_everything,
     unwrap,
@@ -366,22 +367,15 @@ class XRayGAN(Method):
         return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas, fused=fused)
 
     # Sampling.
-    @torch.no_grad()
     def generate(self, tokens: Tokens, seeds: Sequence[int], batch_size: int = 64) -> Views:
         """Deterministic: XRayGAN has no noise input, so ``seeds`` does not change the images."""
-        if len(seeds) != len(tokens):
-            raise ValueError(f"generate: {len(tokens)} reports but {len(seeds)} seeds")
-        self.generators.eval()
         stage = len(self.cfg.stage_sizes) - 1
-        frontal, lateral = [], []
-        for start in range(0, len(tokens), batch_size):
-            batch = TokenBatch.of(tokens[start : start + batch_size], self.device)
-            with autocast(self.device, self.cfg.bf16):
-                f, l, _ = self.generators(batch.findings, batch.impression, batch.flat, stage)
-            frontal.append(f.float().clamp(-1, 1).cpu())
-            lateral.append(l.float().clamp(-1, 1).cpu())
-        self.generators.train()
-        return Views(torch.cat(frontal).contiguous(), torch.cat(lateral).contiguous())
+
+        def views_of(batch, _seeds):
+            f, l, _ = self.generators(batch.findings, batch.impression, batch.flat, stage)
+            return f, l
+
+        return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
     # Checkpoints.
     def state_dict(self) -> dict:
