@@ -328,31 +328,55 @@ def figure_command(
 @app.command("bench")
 @user_errors
 def bench_command(
-    config: ConfigOpt = "tiny",
-    steps: Annotated[int, typer.Option(help="Timed steps per stage (after 5 warm-up steps).")] = 20,
-    out: Annotated[Path, typer.Option(help="Where to write the rows as JSON.")] = Path("bench.json"),
+    method: Annotated[
+        list[str] | None, typer.Option(help="Method to time (repeatable); default: every trainable method.")
+    ] = None,
+    config: Annotated[str | None, typer.Option(help="tiny or paper; default: paper on a GPU, tiny on the CPU.")] = None,
+    modes: Annotated[str, typer.Option(help="Comma-separated: fp32, bf16, nchw, compile.")] = "fp32,bf16",
+    steps: Annotated[int, typer.Option(help="Timed steps per phase (the median is reported).")] = 20,
+    warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 5,
+    evaluation: Annotated[bool, typer.Option(help="Also time one full evaluation.")] = True,
+    out: Annotated[Path, typer.Option(help="Where to write the document as JSON.")] = Path("bench.json"),
+    record: Annotated[
+        bool, typer.Option(help="Keep it under leaderboards/speed/ and re-render leaderboards/speed.md.")
+    ] = False,
 ):
-    """XRayGAN training throughput per stage, fp32 and bf16 (bf16 on CUDA only), on synthetic inputs."""
+    """Training throughput of every method, stage and mode, the projected schedule, and one evaluation."""
     import json
 
-    from benchmark.bench import xraygan_rows
+    import torch
 
-    rows = xraygan_rows(config, steps=steps)
-    table = Table("stage", "batch", "bf16", "ms/step", "pairs/s", "peak GiB", "device")
-    for r in rows:
-        peak = "" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
-        table.add_row(
-            str(r["stage"]),
-            str(r["batch"]),
-            str(r["bf16"]),
-            f"{r['ms_per_step']:.1f}",
-            f"{r['pairs_per_s']:.1f}",
-            peak,
-            r["device"],
-        )
-    console.print(table)
-    _atomic_text(out, json.dumps(rows, indent=1) + "\n")
+    from benchmark.bench import report, suite
+    from benchmark.bench.suite import TRAINABLE
+    from benchmark.leaderboard import LEADERBOARDS
+
+    setting = config or ("paper" if torch.cuda.is_available() else "tiny")
+    doc = suite.run_suite(
+        tuple(method or TRAINABLE),
+        setting,
+        tuple(m.strip() for m in modes.split(",") if m.strip()),
+        steps=steps,
+        warmup=warmup,
+        evaluation=evaluation,
+        log=lambda message: console.print(f"[dim]{message}[/dim]"),
+    )
+    reference = report.load_reference(LEADERBOARDS / "speed_reference.toml")
+    for title, headers, rows in report.tables(doc, reference):
+        table = Table(*headers, title=title)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    text = json.dumps(doc, indent=1) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out, text)
     console.print(f"wrote {out}")
+    if record:
+        path = suite.record_path(doc, LEADERBOARDS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_text(path, text)
+        markdown = report.render_markdown(suite.load_records(LEADERBOARDS), reference)
+        _atomic_text(LEADERBOARDS / "speed.md", markdown)
+        console.print(f"recorded {path}; wrote {LEADERBOARDS / 'speed.md'}")
 
 
 # Listings.

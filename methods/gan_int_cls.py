@@ -62,7 +62,15 @@ from torch import nn
 
 from benchmark.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
-from methods.layers import BaseGenerator, ResBlock, discriminator_term, gradient_penalty, interpolates, mismatched
+from methods.layers import (
+    BaseGenerator,
+    ResBlock,
+    discriminator_norm,
+    discriminator_term,
+    gradient_penalty,
+    interpolates,
+    mismatched,
+)
 from methods.text_encoders import get_text_encoder
 from methods.training import (
     Phase,
@@ -226,10 +234,6 @@ class Generators(nn.Module):
 
 
 # Discriminators.
-def _norm(kind: str, channels: int) -> nn.Module:
-    return nn.BatchNorm2d(channels) if kind == "batch" else nn.InstanceNorm2d(channels)
-
-
 class Discriminator(nn.Module):
     """Reed's matching-aware D for one channel at any size: image -> 8ndf x 4 x 4 (+ residual bottleneck), text
     projection tiled beside, conv1x1, conv4x4 -> one logit [B]."""
@@ -241,15 +245,15 @@ class Discriminator(nn.Module):
         layers, c = [nn.Conv2d(1, cfg.ndf, 4, 2, 1), nn.LeakyReLU(0.2)], cfg.ndf
         for k in range(1, downs):
             nxt = min(2 * c, cap)
-            layers += [nn.Conv2d(c, nxt, 4, 2, 1, bias=False), _norm(norm, nxt)]
+            layers += [nn.Conv2d(c, nxt, 4, 2, 1, bias=False), discriminator_norm(norm, nxt)]
             layers += [nn.LeakyReLU(0.2)] if k < downs - 1 else []  # the last joins the bottleneck first
             c = nxt
         self.image = nn.Sequential(*layers)
         w = c // 4
         self.bottleneck = nn.Sequential(
-            nn.Conv2d(c, w, 1, bias=False), _norm(norm, w), nn.LeakyReLU(0.2),
-            nn.Conv2d(w, w, 3, padding=1, bias=False), _norm(norm, w), nn.LeakyReLU(0.2),
-            nn.Conv2d(w, c, 3, padding=1, bias=False), _norm(norm, c),
+            nn.Conv2d(c, w, 1, bias=False), discriminator_norm(norm, w), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, w, 3, padding=1, bias=False), discriminator_norm(norm, w), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, c, 3, padding=1, bias=False), discriminator_norm(norm, c),
         )  # fmt: skip
         # An instance norm after the tiled text would subtract it away (XRayGAN's critic bug): no norm there.
         batch = norm == "batch"

@@ -68,7 +68,7 @@ from torch import nn
 
 from benchmark.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
-from methods.layers import discriminator_term, gradient_penalty, interpolates, mismatched
+from methods.layers import discriminator_norm, discriminator_term, gradient_penalty, interpolates, mismatched
 from methods.text_encoders import get_text_encoder
 from methods.training import (
     Phase,
@@ -307,10 +307,6 @@ class Generators(nn.Module):
 
 
 # Discriminators.
-def _norm(kind: str, channels: int) -> nn.Module:
-    return nn.BatchNorm2d(channels) if kind == "batch" else nn.InstanceNorm2d(channels)
-
-
 class Discriminator(nn.Module):
     """v1 STAGE1_D / STAGE2_D for one channel at any size: logits [B, 1] (conditional) or [B, 2] (+ unconditional)."""
 
@@ -319,10 +315,14 @@ class Discriminator(nn.Module):
         ndf, norm = cfg.ndf, cfg.d_norm
         layers, c = [nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)], ndf
         for _ in range(int(math.log2(size // 4)) - 1):
-            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), _norm(norm, 2 * c), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), discriminator_norm(norm, 2 * c), nn.LeakyReLU(0.2)]
             c *= 2
         while c > 8 * ndf:  # Stage-II at 256 px: 32 ndf -> 16 ndf -> 8 ndf
-            layers += [nn.Conv2d(c, c // 2, 3, padding=1, bias=False), _norm(norm, c // 2), nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(c, c // 2, 3, padding=1, bias=False),
+                discriminator_norm(norm, c // 2),
+                nn.LeakyReLU(0.2),
+            ]
             c //= 2
         self.image = nn.Sequential(*layers)
         # An instance norm after the tiled mu would subtract it away (XRayGAN's critic bug): no norm there.

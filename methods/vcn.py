@@ -242,7 +242,7 @@ def evaluate_vcn(vcn: VCN, pixels: np.ndarray, size: int, *, seed: int, batch_si
 
 def save_vcn(vcn: VCN, path: str | os.PathLike) -> str:
     """Write the state dict (plain CPU tensors) atomically, plus ``<path>.sha256``; return the sha256."""
-    state = {k: v.detach().cpu().clone() for k, v in vcn.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in vcn.state_dict().items()}
     return save_checkpoint(state, Path(path), sidecar=True)
 
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from benchmark.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
-from methods.layers import BaseGenerator, ResBlock, interpolates, wgan_gp_loss
+from methods.layers import BaseGenerator, InstanceNorm, ResBlock, interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
 from methods.training import (
     JsonlLog,
@@ -98,6 +98,7 @@ class Config:
     log_every: int = 50  # steps between host syncs / log lines
     channels_last: bool = True
     bf16: bool = True  # autocast on CUDA only
+    compile: bool = False  # torch.compile the generators (the critics need double backward, which it lacks)
     progress: bool = True
 
     def __post_init__(self):
@@ -203,7 +204,7 @@ class Critic(nn.Module):
         layers = [nn.Conv2d(1, c, 3, padding=1, bias=False), nn.LeakyReLU(0.2)]
         for _ in range(int(math.log2(size // 4))):
             nxt = min(2 * c, cfg.critic_max_channels)
-            layers += [nn.Conv2d(c, nxt, 3, stride=2, padding=1, bias=False), nn.InstanceNorm2d(nxt), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c, nxt, 3, stride=2, padding=1, bias=False), InstanceNorm(), nn.LeakyReLU(0.2)]
             c = nxt
         self.image = nn.Sequential(*layers)
         self.text = nn.Sequential(nn.Linear(text_dim, cfg.critic_text), nn.LeakyReLU(0.2))  # no norm: see top
@@ -216,22 +217,27 @@ class Critic(nn.Module):
 
 
 class Critics(nn.Module):
-    """The frontal and the lateral critic of one stage (fresh at every stage, as the reference)."""
+    """The frontal and the lateral critic of one stage (fresh at every stage, as the reference). Each
+    (frontal, lateral, report) group is its own pass, all in one call (so DDP sees one forward)."""
 
     def __init__(self, size: int, text_dim: int, cfg: Config):
         super().__init__()
         self.frontal = Critic(size, text_dim, cfg)
         self.lateral = Critic(size, text_dim, cfg)
 
-    def forward(self, frontal: torch.Tensor, lateral: torch.Tensor, c: torch.Tensor):
-        return self.frontal(frontal, c), self.lateral(lateral, c)
+    def forward(self, groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> list[tuple]:
+        return [(self.frontal(f, c), self.lateral(l, c)) for f, l, c in groups]
 
 
 def critic_loss(critics: nn.Module, real: tuple, fake: tuple, c: torch.Tensor, gp_weight: float) -> torch.Tensor:
-    """WGAN-GP for both views; real, fake and interpolated images go through each critic as one batch."""
+    """WGAN-GP for both views. Real and fake go through each critic as one batch (instance norm keeps the
+    samples apart); the interpolates get their own pass, so the penalty's double backward covers them only."""
     interp = interpolates(real, fake)
-    scores = critics(*[torch.cat([r, f.detach(), i]) for r, f, i in zip(real, fake, interp)], c.repeat(3, 1))
-    return sum(wgan_gp_loss(view_scores, view_interp, gp_weight) for view_scores, view_interp in zip(scores, interp))
+    real_fake = [torch.cat([r, f.detach()]) for r, f in zip(real, fake)]
+    scores, interp_scores = critics([(*real_fake, c.repeat(2, 1)), (*interp, c)])
+    return sum(
+        wgan_gp_loss(torch.cat([s, s_interp]), i, gp_weight) for s, s_interp, i in zip(scores, interp_scores, interp)
+    )
 
 
 # The method.
@@ -249,6 +255,8 @@ class XRayGAN(Method):
         self._vcn: VCN | None = None  # the current stage's frozen VCN
         if cfg.channels_last:
             self.generators.to(memory_format=torch.channels_last)
+        if cfg.compile:  # in place: the state dict keeps its keys; recompiles per stage and batch shape
+            self.generators.compile()
 
     # Training.
     @property
@@ -277,6 +285,8 @@ class XRayGAN(Method):
         real = resident_images(train.pixels, size, device)
         if cfg.vc_weight > 0:
             self._vcn = self._stage_vcn(stage, real, run_dir, init=self._vcn)
+            if cfg.channels_last:  # it scores the generators' channels_last images in every step
+                self._vcn.to(memory_format=torch.channels_last)
         with torch.random.fork_rng(devices=[]):  # the same critics whether the run was resumed or not
             torch.manual_seed(derive_seed(self.seed, "critics", stage))
             critics = Critics(size, cfg.text.out_dim, cfg).to(device)
@@ -324,7 +334,7 @@ class XRayGAN(Method):
             loss_g = cfg.l2_weight * l2
             if phase == "gan":
                 critics.requires_grad_(False)  # the plain module: DDP must not see a frozen forward
-                adv = -sum(s.float().mean() for s in critics(fake_f, fake_l, c))
+                adv = -sum(s.float().mean() for s in critics([(fake_f, fake_l, c)])[0])
                 critics.requires_grad_(True)
                 loss_g = loss_g + cfg.adv_weight * adv
                 losses["adv"] = adv.detach()

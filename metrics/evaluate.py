@@ -10,6 +10,7 @@ cannot be computed (missing weights, too few cases, no labels, no reference imag
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -250,24 +251,44 @@ COMPUTE: dict[str, Callable[[Context], dict]] = {
 
 
 def evaluate(
-    fake: ImageSet, real: ImageSet, cfg: EvalConfig, *, dataset: str, reference: ImageSet | None = None
+    fake: ImageSet,
+    real: ImageSet,
+    cfg: EvalConfig,
+    *,
+    dataset: str,
+    reference: ImageSet | None = None,
+    timings: dict | None = None,
 ) -> dict:
     """Every metric of ``cfg.metrics`` for generated images ``fake`` against the test split's ``real`` images.
 
     ``reference``: the real train+val images with findings, which the ``vc`` evaluator and the findings
     classifier are trained on (cached per dataset and content); without it those two are unavailable.
+    ``timings``: when a dict is given, it is filled with metric name -> wall seconds of that metric, for each
+    metric computed. Work that metrics share is charged to the first metric that does it: FID and KID share
+    the Inception features, so the extraction is charged to whichever of them comes first in ``cfg.metrics``.
+    A metric found unavailable gets no entry, even if it did some shared work first (e.g. ``is_inception``
+    loading the Inception network before finding it has no logits): that time is in no metric's entry.
     """
     check_inputs(fake, real, reference)
     ctx = Context(fake, real, reference, cfg, dataset, resolve_device(cfg.device))
     out: dict = {"frontal": {}, "lateral": {}, "pair": {}, "unavailable": {}}
     for name in cfg.metrics:
         get_metric(name)
+        start = _clock(ctx.device) if timings is not None else 0.0
         try:
             values = COMPUTE[name](ctx)
         except Unavailable as why:
             out["unavailable"][name] = str(why)
             continue
+        if timings is not None:
+            timings[name] = _clock(ctx.device) - start
         for scope, entries in values.items():
             out[scope].update(entries)
     out["provenance"] = ctx.provenance
     return out
+
+
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

@@ -1,0 +1,1 @@
+"""Speed: training throughput per method and stage, evaluation time, and the speed leaderboard."""
