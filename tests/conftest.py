@@ -14,6 +14,17 @@ from benchmark.reports import iter_report_files, shipped_reports_archive
 SHARED_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "xraygan-splits"
 
 
+@pytest.fixture
+def xbench():
+    """The command line, in process: ``xbench(*args)`` -> click's Result (exit_code, output)."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache folder, so no test reads another's (or the user's) cache."""

@@ -1,17 +1,125 @@
-"""The throughput benchmark runs on the CPU at the tiny setting (GPU figures come from the device tool)."""
+"""The speed benchmark runs on the CPU at the tiny setting (GPU figures come from the device tool)."""
 
-import dataclasses
+import json
 
 import pytest
+import torch
+from torch import nn
 
-from benchmark.bench import time_stages
-from methods.xraygan import Config
+from benchmark.bench import report
+from benchmark.bench.suite import record_path, run_suite
+from benchmark.bench.training import FlopCount, schedule_totals, time_method
+from benchmark.errors import XbenchError
+from benchmark.leaderboard import LEADERBOARDS
 
 
-def test_time_stages_reports_every_gan_stage():
-    cfg = dataclasses.replace(Config.tiny(), vcn=dataclasses.replace(Config.tiny().vcn, epochs=1))
-    rows = time_stages("xraygan", cfg, image_size=64, warmup=1, steps=2, device="cpu")
-    assert [(r["stage"], r["phase"], r["batch"]) for r in rows] == [(0, "gan", 32), (1, "gan", 32)]
+def test_time_method_reports_every_phase_and_vcn_of_xraygan():
+    rows = time_method("xraygan", "tiny", "fp32", device="cpu", warmup=1, steps=2)
+    assert [(r["stage"], r["phase"], r["batch"], r["epochs"]) for r in rows] == [
+        (0, "warmup", 32, 30),
+        (0, "vcn", 32, 2),
+        (0, "gan", 32, 3),
+        (1, "vcn", 32, 2),
+        (1, "gan", 32, 1),
+    ]
     for r in rows:
         assert r["ms_per_step"] > 0 and r["pairs_per_s"] == pytest.approx(1000 * r["batch"] / r["ms_per_step"])
-    assert all(r["device"] == "cpu" and r["peak_gib"] is None for r in rows)
+        steps_per_epoch = -(-1809 // r["batch"])
+        assert r["projected_s"] == pytest.approx(r["epochs"] * steps_per_epoch * r["ms_per_step"] / 1000)
+        assert r["gflop_per_pair"] > 0 and r["device"] == "cpu" and r["peak_gib"] is None
+    gan = {r["stage"]: r["gflop_per_pair"] for r in rows if r["phase"] == "gan"}
+    warm = next(r for r in rows if r["phase"] == "warmup")["gflop_per_pair"]
+    assert gan[1] > gan[0] > warm  # a larger stage costs more; the L2 warm-up has no critic
+    (total,) = schedule_totals(rows)
+    assert total["projected_s"] == pytest.approx(sum(r["projected_s"] for r in rows))
+
+
+@pytest.mark.parametrize("method", ["gan_int_cls", "stackgan", "attngan"])
+def test_time_method_runs_every_baseline(method):
+    rows = time_method(method, "tiny", "fp32", device="cpu", warmup=1, steps=1)
+    assert rows and all(r["method"] == method and r["pairs_per_s"] > 0 for r in rows)
+    assert [r["phase"] for r in rows if r["phase"] != "gan"] == (["damsm"] if method == "attngan" else [])
+
+
+def test_flop_count_matches_the_convolution_formula():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    with FlopCount() as forward:
+        y = conv(x)
+    assert forward.total == 2 * (2 * 8 * 16 * 16) * (3 * 3 * 3)  # 2 x outputs x multiply-adds per output
+    with FlopCount() as backward:
+        y.sum().backward()
+    assert backward.total == 2 * forward.total  # the input gradient and the weight gradient
+
+
+def test_unknown_mode_method_and_setting_are_user_errors():
+    with pytest.raises(XbenchError, match="unknown bench mode 'fp8'"):
+        run_suite(("xraygan",), "tiny", ("fp8",), evaluation=False, device="cpu")
+    with pytest.raises(XbenchError, match="unknown method 'sdxl'"):
+        run_suite(("sdxl",), "tiny", ("fp32",), evaluation=False, device="cpu")
+    with pytest.raises(XbenchError, match="unknown setting"):
+        run_suite(("xraygan",), "huge", ("fp32",), evaluation=False, device="cpu")
+
+
+def test_modes_that_cannot_run_are_skipped_with_a_reason():
+    doc = run_suite(
+        ("gan_int_cls",), "tiny", ("bf16", "compile", "nchw"), steps=1, warmup=1, evaluation=False, device="cpu"
+    )
+    assert {(s["mode"], s["why"].split()[0]) for s in doc["skipped"]} == {("bf16", "bf16"), ("compile", "only")}
+    assert {(r["mode"], r["precision"]) for r in doc["rows"]} == {("nchw", "fp32")}  # autocast is CUDA only
+
+
+def _paper_doc(device: str) -> dict:
+    """A document as a GPU would record it (figures made up for the rendering only)."""
+    rows = [
+        {"method": "xraygan", "mode": "bf16", "precision": "bf16", "stage": k, "phase": "gan", "batch": b, "epochs": 90,
+         "ms_per_step": 10.0, "pairs_per_s": p, "gflop_per_pair": 1.0, "tflops": 1.0, "peak_gib": 2.0,
+         "first_step_s": 1.0, "projected_s": 60.0, "device": device}
+        for k, (b, p) in enumerate([(96, 7312.0), (48, 1931.0), (24, 140.6), (12, 47.4)])
+    ]  # fmt: skip
+    return {
+        "schema": 1, "created": "now", "setting": "paper", "device": device, "torch": "2.11", "cuda": "13",
+        "git_sha": "abc", "git_dirty": False, "protocol": {"warmup": 5, "steps": 20, "train_cases": 1809},
+        "rows": rows, "skipped": [], "schedule": schedule_totals(rows), "evaluation": None,
+    }  # fmt: skip
+
+
+def test_official_comparison_uses_the_same_gpu_kind():
+    reference = report.load_reference(LEADERBOARDS / "speed_reference.toml")
+    title, headers, rows = report.official_table(_paper_doc("NVIDIA H200"), reference)
+    assert "H200" in title and headers[2] == "official H200 pairs/s"
+    assert [row[3] for row in rows] == ["7,312.0 (10.00x)", "1,931.0 (5.00x)", "140.6 (1.00x)", "47.4 (1.00x)"]
+    assert report.official_table(_paper_doc("cpu"), reference) is None  # no official CPU figures
+
+
+def test_render_markdown_says_when_no_gpu_was_measured(tmp_path):
+    reference = report.load_reference(LEADERBOARDS / "speed_reference.toml")
+    text = report.render_markdown([], reference)
+    assert "not measured yet" in text and "| H100 | 3 | 12 | 271.7 | 44.2 | 16.5 |" in text
+    text = report.render_markdown([_paper_doc("NVIDIA H100 80GB HBM3")], reference)
+    assert "not measured yet" not in text and "official H100 pairs/s" in text
+    assert record_path(_paper_doc("NVIDIA H100 80GB HBM3"), tmp_path).name == "nvidia-h100-80gb-hbm3_paper.json"
+
+
+def test_cli_bench_writes_the_document(xbench, tmp_path):
+    out = tmp_path / "bench.json"
+    result = xbench("bench", "--method", "stackgan", "--steps", "1", "--warmup", "1", "--no-evaluation", "--out", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["setting"] == "tiny" and {r["stage"] for r in doc["rows"]} == {1, 2}
+    bad = xbench("bench", "--modes", "fp32,turbo", "--out", str(tmp_path / "x.json"))
+    assert bad.exit_code == 2 and "unknown bench mode 'turbo'" in bad.output
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_bench_record_renders_speed_md(xbench, tmp_path, monkeypatch):
+    from benchmark import leaderboard
+
+    monkeypatch.setattr(leaderboard, "LEADERBOARDS", tmp_path)
+    (tmp_path / "speed_reference.toml").write_text((LEADERBOARDS / "speed_reference.toml").read_text())
+    args = ("bench", "--method", "gan_int_cls", "--steps", "1", "--warmup", "1", "--no-evaluation", "--record")
+    result = xbench(*args, "--out", tmp_path / "bench.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "speed" / "cpu_tiny.json").read_text())["rows"][0]["method"] == "gan_int_cls"
+    text = (tmp_path / "speed.md").read_text()
+    assert "## cpu, tiny setting" in text and "not measured yet" in text

@@ -2,15 +2,6 @@
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-from cli import app
-
-
-@pytest.fixture
-def xbench():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.mark.parametrize(

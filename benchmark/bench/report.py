@@ -25,19 +25,20 @@ def _f(value, digits: int = 1) -> str:
 
 
 def training_table(doc: dict) -> Table:
-    headers = ["method", "mode", "stage", "phase", "batch", "ms/step", "pairs/s", "GFLOP/pair", "TFLOP/s"]
+    headers = ["method", "mode", "precision", "stage", "phase", "batch", "ms/step", "pairs/s", "GFLOP/pair", "TFLOP/s"]
     headers += ["peak GiB", "first step s", "projected min"]
     rows = [
         [
             r["method"],
             r["mode"],
+            r["precision"],
             str(r["stage"]),
             r["phase"],
             str(r["batch"]),
             _f(r["ms_per_step"]),
             _f(r["pairs_per_s"]),
             _f(r["gflop_per_pair"], 2),
-            _f(r["tflops"]),
+            _f(r["tflops"], 2),
             _f(r["peak_gib"]),
             _f(r["first_step_s"], 2),
             _f(r["projected_s"] / 60),

@@ -3,9 +3,9 @@
 Inputs are synthetic (random reports and images already on the device), so the figure is the training
 step itself: critic and generator updates, text encoder included, exactly the ``Stage.step`` that ``fit``
 runs. Each phase's projected wall time is its epochs x steps per epoch (over the Open-i train split) x the
-median step; XRayGAN's per-stage VCN training is timed the same way. FLOPs per pair are counted on one
-extra step (every matmul and convolution, backward and the penalty's double backward included), so the
-achieved TFLOP/s shows how far a step is from the hardware's limit.
+median step; XRayGAN's per-stage VCN training and AttnGAN's DAMSM pretraining are timed the same way.
+FLOPs per pair are counted on one extra step (every matmul and convolution, backward and the penalty's
+double backward included), so the achieved TFLOP/s shows how far a step is from the hardware's limit.
 
 Modes are the speed switches that are config values, so one run measures each against the others:
 ``fp32`` (TF32 convolutions, PyTorch's default), ``bf16`` (autocast), ``nchw`` (bf16 without channels_last)
@@ -71,8 +71,9 @@ def method_config(method: str, setting: str, mode: str):
     if missing:
         raise XbenchError(f"bench mode {mode!r} needs the config option(s) {missing}, which {method} lacks")
     changes = dict(MODES[mode], progress=False)
-    if "vcn" in fields:  # begin_stage trains a VCN; one epoch suffices to time the steps after it
-        changes["vcn"] = dataclasses.replace(cfg.vcn, epochs=1)
+    for pretrained in ("vcn", "damsm"):  # begin_stage trains these; one epoch suffices before timing steps
+        if pretrained in fields:
+            changes[pretrained] = dataclasses.replace(getattr(cfg, pretrained), epochs=1)
     return cls, cfg, dataclasses.replace(cfg, **changes)
 
 
@@ -132,6 +133,7 @@ def _row(method: str, mode: str, phase: Phase, train_cases: int, m: dict, device
     return {
         "method": method,
         "mode": mode,
+        "precision": "bf16" if MODES[mode]["bf16"] and device.type == "cuda" else "fp32",
         "stage": phase.stage,
         "phase": phase.name,
         "batch": batch,
@@ -157,7 +159,8 @@ def time_method(
     steps: int = 20,
     train_cases: int = OPENI_TRAIN_CASES,
 ) -> list[dict]:
-    """One row per phase of the method's schedule (XRayGAN: also each stage's VCN training)."""
+    """One row per phase of the method's schedule, and of what ``begin_stage`` pretrains: XRayGAN's VCN at
+    each stage, AttnGAN's DAMSM once."""
     cls, full_cfg, cfg = method_config(method, setting, mode)
     vocab = openi_vocab()
     rows = []
@@ -165,6 +168,8 @@ def time_method(
         m = cls(cfg, vocab, image_size=_image_size(cfg, setting), device=device)
         prepare_device(m.device)
         count = mode != "compile"  # FLOPs do not depend on the mode; the dispatch mode would break tracing
+        if method == "attngan" and cfg.text_training == "damsm":
+            rows.append(_damsm_row(m, full_cfg, mode, train_cases, count))
         for phase in m.phases():
             if phase.epochs == 0:
                 continue
@@ -197,6 +202,29 @@ def _vcn_row(m, full_cfg, mode, stage, train_cases, warmup, steps, count) -> dic
     }
     phase = Phase(stage, "vcn", full_cfg.vcn.epochs, vcn_cfg.batch_size)
     return _row("xraygan", mode, phase, train_cases, result, m.device)
+
+
+def _damsm_row(m, full_cfg, mode, train_cases, count) -> dict:
+    """One DAMSM pretraining step (text encoder + both views' image encoders) at the final size."""
+    from methods.attngan import DAMSM, pretrain_damsm
+    from methods.training import resident_images
+
+    damsm_cfg = dataclasses.replace(full_cfg.damsm, epochs=1)
+    per_call = 4  # steps per call: the optimiser's construction is amortised
+    data = synthetic_data(per_call * damsm_cfg.batch_size, m.image_size, openi_vocab())
+    images = resident_images(data.pixels, m.image_size, m.device)
+    damsm = DAMSM(damsm_cfg, m.nets.encoder.word_dim, m.cfg.text.out_dim).to(m.device)
+
+    def step():
+        pretrain_damsm(m.nets.encoder, damsm, data.tokens, images, damsm_cfg, seed=0, bf16=m.cfg.bf16)
+
+    result = measure(step, m.device, 1, 3, count)
+    result = result | {
+        "median_s": result["median_s"] / per_call,
+        "flops": None if result["flops"] is None else result["flops"] / per_call,
+    }
+    phase = Phase("damsm", "damsm", full_cfg.damsm.epochs, damsm_cfg.batch_size)
+    return _row("attngan", mode, phase, train_cases, result, m.device)
 
 
 def schedule_totals(rows: list[dict]) -> list[dict]:
