@@ -69,6 +69,22 @@ def test_modes_that_cannot_run_are_skipped_with_a_reason():
     assert {(r["mode"], r["precision"]) for r in doc["rows"]} == {("nchw", "fp32")}  # autocast is CUDA only
 
 
+def test_a_failed_evaluation_keeps_the_training_rows(monkeypatch):
+    from benchmark.bench import evaluation
+
+    def missing(*args, **kwargs):
+        raise XbenchError("torchxrayvision is not installed")
+
+    monkeypatch.setattr(evaluation, "time_evaluation", missing)
+    doc = run_suite(("stackgan",), "tiny", ("fp32",), steps=1, warmup=1, device="cpu")
+    assert len(doc["rows"]) == 2 and doc["evaluation"] is None
+    assert doc["skipped"] == [
+        {"method": "evaluation", "mode": "-", "why": "evaluation not timed: torchxrayvision is not installed"}
+    ]
+    title, _, rows = report.tables(doc, {})[-1]
+    assert title == "Not timed" and rows[0][2].endswith("not installed")
+
+
 def _paper_doc(device: str) -> dict:
     """A document as a GPU would record it (figures made up for the rendering only)."""
     rows = [
@@ -79,7 +95,8 @@ def _paper_doc(device: str) -> dict:
     ]  # fmt: skip
     return {
         "schema": 1, "created": "now", "setting": "paper", "device": device, "torch": "2.11", "cuda": "13",
-        "git_sha": "abc", "git_dirty": False, "protocol": {"warmup": 5, "steps": 20, "train_cases": 1809},
+        "git_sha": "abc", "git_dirty": False, "modes": ["bf16"], "methods": ["xraygan"],
+        "protocol": {"warmup": 5, "steps": 20, "train_cases": 1809},
         "rows": rows, "skipped": [], "schedule": schedule_totals(rows), "evaluation": None,
     }  # fmt: skip
 
@@ -98,7 +115,7 @@ def test_render_markdown_says_when_no_gpu_was_measured(tmp_path):
     assert "not measured yet" in text and "| H100 | 3 | 12 | 271.7 | 44.2 | 16.5 |" in text
     text = report.render_markdown([_paper_doc("NVIDIA H100 80GB HBM3")], reference)
     assert "not measured yet" not in text and "official H100 pairs/s" in text
-    assert record_path(_paper_doc("NVIDIA H100 80GB HBM3"), tmp_path).name == "nvidia-h100-80gb-hbm3_paper.json"
+    assert record_path(_paper_doc("NVIDIA H100 80GB HBM3"), tmp_path).name == "nvidia-h100-80gb-hbm3_paper_bf16.json"
 
 
 def test_cli_bench_writes_the_document(xbench, tmp_path):
@@ -120,6 +137,7 @@ def test_cli_bench_record_renders_speed_md(xbench, tmp_path, monkeypatch):
     args = ("bench", "--method", "gan_int_cls", "--steps", "1", "--warmup", "1", "--no-evaluation", "--record")
     result = xbench(*args, "--out", tmp_path / "bench.json")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "speed" / "cpu_tiny.json").read_text())["rows"][0]["method"] == "gan_int_cls"
+    doc = json.loads((tmp_path / "speed" / "cpu_tiny_fp32-bf16.json").read_text())
+    assert doc["rows"][0]["method"] == "gan_int_cls"
     text = (tmp_path / "speed.md").read_text()
     assert "## cpu, tiny setting" in text and "not measured yet" in text

@@ -84,9 +84,14 @@ def evaluation_table(doc: dict) -> Table | None:
     return f"One evaluation ({doc['setting']} setting) on {e['device']}", ["part", "seconds", "note"], rows
 
 
+def skipped_table(doc: dict) -> Table | None:
+    rows = [[s["method"], s["mode"], s["why"]] for s in doc["skipped"]]
+    return ("Not timed", ["what", "mode", "why"], rows) if rows else None
+
+
 def tables(doc: dict, reference: dict) -> list[Table]:
     found = [training_table(doc), official_table(doc, reference), schedule_table(doc), evaluation_table(doc)]
-    return [t for t in found if t is not None]
+    return [t for t in found + [skipped_table(doc)] if t is not None]
 
 
 def markdown_table(table: Table) -> str:

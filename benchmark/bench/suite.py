@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from benchmark.bench.evaluation import time_evaluation
 from benchmark.bench.training import MODES, OPENI_TRAIN_CASES, schedule_totals, time_method
 from benchmark.errors import XbenchError
 from benchmark.results import environment, now
@@ -68,22 +67,32 @@ def run_suite(
         "cuda": env["cuda"],
         "git_sha": env["git_sha"],
         "git_dirty": env["git_dirty"],
+        "modes": list(modes),
+        "methods": list(methods),
         "protocol": {"warmup": warmup, "steps": steps, "statistic": "median", "train_cases": train_cases},
         "rows": rows,
         "skipped": skipped,
         "schedule": schedule_totals(rows),
         "evaluation": None,
     }
-    if evaluation:
+    if evaluation:  # last, and never fatal: the training figures above must not be lost with it
         log(f"timing one evaluation ({setting})")
-        doc["evaluation"] = time_evaluation(setting, method=methods[0], device=str(dev))
+        try:
+            from benchmark.bench.evaluation import time_evaluation  # needs torch-fidelity and the reports
+
+            doc["evaluation"] = time_evaluation(setting, method=methods[0], device=str(dev))
+        except (ImportError, XbenchError) as err:
+            why = f"evaluation not timed: {err}"
+            doc["skipped"].append({"method": "evaluation", "mode": "-", "why": why})
+            log(why)
     return doc
 
 
 def record_path(doc: dict, leaderboards: Path) -> Path:
-    """``leaderboards/speed/<device>_<setting>.json``: one document per device kind and setting."""
+    """``leaderboards/speed/<device>_<setting>_<modes>.json``: one document per device kind, setting and set of
+    modes, so a GPU session can record the quick modes and ``compile`` (slow to compile) in separate calls."""
     slug = re.sub(r"[^a-z0-9]+", "-", doc["device"].lower()).strip("-")
-    return leaderboards / "speed" / f"{slug}_{doc['setting']}.json"
+    return leaderboards / "speed" / f"{slug}_{doc['setting']}_{'-'.join(doc['modes'])}.json"
 
 
 def load_records(leaderboards: Path) -> list[dict]:
