@@ -151,12 +151,15 @@ class Method(ABC):
     def generate(self, tokens: Tokens, seeds: Sequence[int]) -> Views:
         """One frontal and one lateral image per report; ``seeds[i]`` fixes report i's noise (if any)."""
 
-    @abstractmethod
     def state_dict(self) -> dict:
-        """Everything ``load_state_dict`` needs to generate again (tensors and plain values only)."""
+        """Everything ``load_state_dict`` needs to generate again (tensors and plain values only): by default the
+        weights of ``self.networks``, the module that ``generate`` uses (DDP's wrapper taken off)."""
+        from methods.training import unwrap  # training builds on this module
 
-    @abstractmethod
-    def load_state_dict(self, state: dict) -> None: ...
+        return {"generators": unwrap(self.networks).state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.networks.load_state_dict(state["generators"])
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters per named network (for ``xbench ls methods --params``)."""

@@ -65,6 +65,7 @@ from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, cou
 from methods.layers import (
     BaseGenerator,
     ResBlock,
+    check_discriminator_loss,
     discriminator_norm,
     discriminator_term,
     gradient_penalty,
@@ -81,7 +82,6 @@ from methods.training import (
     generate_in_batches,
     resident_images,
     seed_everything,
-    unwrap,
     wrap_ddp,
 )
 
@@ -145,15 +145,7 @@ class Config:
     def __post_init__(self):
         if self.g_init not in ("he", "default"):
             raise ValueError(f"gan_int_cls: g_init must be 'he' or 'default', not {self.g_init!r}")
-        if self.loss not in ("bce", "wgan_gp"):
-            raise ValueError(f"gan_int_cls: loss must be 'bce' or 'wgan_gp', not {self.loss!r}")
-        if self.d_norm not in ("batch", "instance"):
-            raise ValueError(f"gan_int_cls: d_norm must be 'batch' or 'instance', not {self.d_norm!r}")
-        if self.loss == "wgan_gp" and self.d_norm == "batch":
-            raise ValueError(
-                "gan_int_cls: loss 'wgan_gp' needs d_norm 'instance' (batch norm mixes the samples "
-                "whose gradients the penalty takes one by one)"
-            )
+        check_discriminator_loss("gan_int_cls", self.loss, self.d_norm)
         if not 0 <= self.cls_weight < 1:
             raise ValueError(f"gan_int_cls: cls_weight must be in [0, 1), not {self.cls_weight}")
         if self.warmup_epochs > 0 and self.l2_weight <= 0:
@@ -472,13 +464,7 @@ class GanIntCls(Method):
 
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
-    # Checkpoints.
-    def state_dict(self) -> dict:
-        return {"generators": unwrap(self.generators).state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generators.load_state_dict(state["generators"])
-
+    # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
     def parameter_counts(self) -> dict[str, int]:
         g, size = self.generators, self.image_size
         return {

@@ -39,6 +39,19 @@ class InstanceNorm(nn.Module):
         return ((x.float() - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
 
 
+def check_discriminator_loss(method: str, loss: str, norm: str) -> None:
+    """The loss and normalisation options the baselines share, checked alike."""
+    if loss not in ("bce", "wgan_gp"):
+        raise ValueError(f"{method}: loss must be 'bce' or 'wgan_gp', not {loss!r}")
+    if norm not in ("batch", "instance"):
+        raise ValueError(f"{method}: d_norm must be 'batch' or 'instance', not {norm!r}")
+    if loss == "wgan_gp" and norm == "batch":
+        raise ValueError(
+            f"{method}: loss 'wgan_gp' needs d_norm 'instance' (batch norm mixes the samples "
+            "whose gradients the penalty takes one by one)"
+        )
+
+
 def discriminator_norm(kind: str, channels: int) -> nn.Module:
     """Batch norm (BCE discriminators, as the originals) or instance norm (WGAN-GP critics: a per-sample
     gradient penalty is wrong when batch statistics mix the samples)."""

@@ -68,7 +68,14 @@ from torch import nn
 
 from benchmark.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
-from methods.layers import discriminator_norm, discriminator_term, gradient_penalty, interpolates, mismatched
+from methods.layers import (
+    check_discriminator_loss,
+    discriminator_norm,
+    discriminator_term,
+    gradient_penalty,
+    interpolates,
+    mismatched,
+)
 from methods.text_encoders import get_text_encoder
 from methods.training import (
     Phase,
@@ -79,7 +86,6 @@ from methods.training import (
     generate_in_batches,
     resident_images,
     seed_everything,
-    unwrap,
     wrap_ddp,
 )
 
@@ -141,15 +147,7 @@ class Config:
     progress: bool = True
 
     def __post_init__(self):
-        if self.loss not in ("bce", "wgan_gp"):
-            raise ValueError(f"stackgan: loss must be 'bce' or 'wgan_gp', not {self.loss!r}")
-        if self.d_norm not in ("batch", "instance"):
-            raise ValueError(f"stackgan: d_norm must be 'batch' or 'instance', not {self.d_norm!r}")
-        if self.loss == "wgan_gp" and self.d_norm == "batch":
-            raise ValueError(
-                "stackgan: loss 'wgan_gp' needs d_norm 'instance' (batch norm mixes the samples "
-                "whose gradients the penalty takes one by one)"
-            )
+        check_discriminator_loss("stackgan", self.loss, self.d_norm)
         if len(self.batch_sizes) != 2 or len(self.epochs) != 2:
             raise ValueError(
                 f"stackgan: batch_sizes and epochs need one value per stage (2): {self.batch_sizes}, {self.epochs}"
@@ -550,13 +548,7 @@ class StackGAN(Method):
 
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
-    # Checkpoints.
-    def state_dict(self) -> dict:
-        return {"generators": unwrap(self.generators).state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generators.load_state_dict(state["generators"])
-
+    # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
     def parameter_counts(self) -> dict[str, int]:
         g, cfg, s1, s2 = self.generators, self.cfg, self.cfg.stage1_size, self.image_size
         return {

@@ -49,7 +49,6 @@ from methods.training import (
     generate_in_batches,
     resident_images,
     seed_everything,
-    unwrap,
     world,
     wrap_ddp,
 )
@@ -387,13 +386,7 @@ class XRayGAN(Method):
 
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
-    # Checkpoints.
-    def state_dict(self) -> dict:
-        return {"generators": unwrap(self.generators).state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generators.load_state_dict(state["generators"])
-
+    # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
     def parameter_counts(self) -> dict[str, int]:
         g = self.generators
         counts = {"text encoder": count_parameters(g.encoder), "G_f base (32px)": count_parameters(g.frontal.base)}
