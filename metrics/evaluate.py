@@ -274,21 +274,21 @@ def evaluate(
     out: dict = {"frontal": {}, "lateral": {}, "pair": {}, "unavailable": {}}
     for name in cfg.metrics:
         get_metric(name)
-        start = _clock(ctx.device) if timings is not None else 0.0
+        start = clock(ctx.device) if timings is not None else 0.0
         try:
             values = COMPUTE[name](ctx)
         except Unavailable as why:
             out["unavailable"][name] = str(why)
             continue
         if timings is not None:
-            timings[name] = _clock(ctx.device) - start
+            timings[name] = clock(ctx.device) - start
         for scope, entries in values.items():
             out[scope].update(entries)
     out["provenance"] = ctx.provenance
     return out
 
 
-def _clock(device: torch.device) -> float:
+def clock(device: torch.device) -> float:
     if device.type == "cuda":  # kernels run asynchronously: wait for them before reading the clock
         torch.cuda.synchronize(device)
     return time.perf_counter()

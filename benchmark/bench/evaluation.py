@@ -11,7 +11,6 @@ import dataclasses
 import itertools
 import os
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -22,6 +21,7 @@ from benchmark.datasets import Case, get_dataset
 from benchmark.images import to_uint8
 from benchmark.text import Vocab
 from metrics import EvalConfig, ImageSet, evaluate, weights
+from metrics.evaluate import clock
 
 SETTINGS = {  # setting -> (n_test, n_reference, image size, eval config)
     "paper": (518, 2067, 256, EvalConfig),
@@ -107,13 +107,6 @@ def take(cases: Sequence[Case], n: int) -> list[Case]:
 
 def random_pairs(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     return rng.integers(0, 256, (n, 2, size, size), dtype=np.uint8)
-
-
-def clock(device: torch.device) -> float:
-    # Kernels run asynchronously: without a sync the clock would stop before the GPU does.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 @contextmanager
