@@ -13,8 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchmark.datasets import DATASETS, DataConfig, get_dataset
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
+from benchmark.core.io import atomic_write
+from benchmark.data.datasets import DATASETS, DataConfig, get_dataset
 
 app = typer.Typer(
     help="xbench: generating paired chest X-rays from radiology reports, benchmarked.",
@@ -106,7 +107,7 @@ def data_preview(
     seed: SeedOpt = 0,
 ):
     """A contact sheet of frontal + lateral + the report's first findings, for a person to look at."""
-    from benchmark.sheets import contact_sheet, save_sheet
+    from benchmark.core.sheets import contact_sheet, save_sheet
 
     if cases < 1:
         raise XbenchError(f"--cases must be at least 1, not {cases}")
@@ -133,7 +134,7 @@ def data_download(
     root: Annotated[Path, typer.Option(help="Folder to download and unpack into.")] = Path("data/openi"),
 ):
     """Fetch a dataset's public archives (openi: the two NLM archives), resumable, checked and safely unpacked."""
-    from benchmark.datasets.download import download_openi
+    from benchmark.data.datasets.download import download_openi
 
     if dataset not in DATASETS:
         raise XbenchError(f"unknown dataset {dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
@@ -170,8 +171,8 @@ def run_command(
     runs_dir: RunsOpt = Path("runs"),
 ):
     """Train, generate the test split, evaluate, and print the result as a table row."""
-    from benchmark.config import load_config
-    from benchmark.runner import run
+    from benchmark.pipeline.config import load_config
+    from benchmark.pipeline.runner import run
 
     cfg = load_config(method, dataset, setting=config, variant=variant, seed=seed, sets=set_ or ())
     console.print_json(data=cfg.to_dict())
@@ -194,9 +195,9 @@ def ablate_command(
     runs_dir: RunsOpt = Path("runs"),
 ):
     """The paper's Table 2: XRayGAN full, w/o VCN, w/o MSCGAN, w/o HAE; one run per variant and seed."""
-    from benchmark.config import load_config
-    from benchmark.launch import launch
-    from benchmark.leaderboard import TABLE2_VARIANTS
+    from benchmark.pipeline.config import load_config
+    from benchmark.pipeline.launch import launch
+    from benchmark.pipeline.leaderboard import TABLE2_VARIANTS
 
     seed_list = _parse_seeds(seeds)
     configs = [
@@ -216,7 +217,7 @@ def table_command(
     out: Annotated[Path | None, typer.Option(help="Folder for <dataset>.md/.csv (default: leaderboards/).")] = None,
 ):
     """Table 1 and Table 2 from the recorded results, beside the paper's reported numbers."""
-    from benchmark.leaderboard import (
+    from benchmark.pipeline.leaderboard import (
         LEADERBOARDS,
         build_tables,
         load_records,
@@ -237,8 +238,8 @@ def table_command(
     markdown = render_markdown(tables)
     frame = to_frame(tables)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / f"{dataset}.md", f"# xbench leaderboard: {dataset}\n\n{markdown}")
-    _atomic_text(out / f"{dataset}.csv", frame.to_csv(index=False))
+    atomic_write(out / f"{dataset}.md", f"# xbench leaderboard: {dataset}\n\n{markdown}")
+    atomic_write(out / f"{dataset}.csv", frame.to_csv(index=False))
     if plots:
         for path in render_plots(records, dataset, out / "plots"):
             console.print(f"wrote {path}")
@@ -261,8 +262,8 @@ def check_command(
     runs_dir: RunsOpt = Path("runs/check"),
 ):
     """Re-run recorded tiny configurations; compare every metric within leaderboards/tolerances.toml."""
-    from benchmark.check import check_record, load_tolerances
-    from benchmark.leaderboard import LEADERBOARDS
+    from benchmark.pipeline.check import check_record, load_tolerances
+    from benchmark.pipeline.leaderboard import LEADERBOARDS
 
     paths = records or sorted(p for p in (LEADERBOARDS / "records").glob("*/*.json") if "_tiny_" in p.name)
     if not paths:
@@ -300,7 +301,7 @@ def generate_command(
     seed: Annotated[int, typer.Option(help="Noise seed (methods with noise).")] = 0,
 ):
     """The teaching use: a report a person writes becomes a frontal and a lateral PNG."""
-    from benchmark.generate import generate_from_report, read_report_text
+    from benchmark.pipeline.generate import generate_from_report, read_report_text
 
     text = read_report_text(report, report_file)
     written, unknown = generate_from_report(checkpoint, text, out, seed=seed)
@@ -319,7 +320,7 @@ def figure_command(
     runs_dir: RunsOpt = Path("runs"),
 ):
     """The paper's Figure 4 for our runs: ground truth and every recorded method, frontal and lateral."""
-    from benchmark.figure import comparison_figure
+    from benchmark.pipeline.figure import comparison_figure
 
     path = comparison_figure(dataset, cases, out, runs_dir=runs_dir)
     console.print(f"wrote {path}")
@@ -346,9 +347,9 @@ def bench_command(
 
     import torch
 
-    from benchmark.bench import report, suite
-    from benchmark.bench.suite import TRAINABLE
-    from benchmark.leaderboard import LEADERBOARDS
+    from benchmark.pipeline.bench import report, suite
+    from benchmark.pipeline.bench.suite import TRAINABLE
+    from benchmark.pipeline.leaderboard import LEADERBOARDS
 
     setting = config or ("paper" if torch.cuda.is_available() else "tiny")
     doc = suite.run_suite(
@@ -368,14 +369,14 @@ def bench_command(
         console.print(table)
     text = json.dumps(doc, indent=1) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out, text)
+    atomic_write(out, text)
     console.print(f"wrote {out}")
     if record:
         path = suite.record_path(doc, LEADERBOARDS)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_text(path, text)
+        atomic_write(path, text)
         markdown = report.render_markdown(suite.load_records(LEADERBOARDS), reference)
-        _atomic_text(LEADERBOARDS / "speed.md", markdown)
+        atomic_write(LEADERBOARDS / "speed.md", markdown)
         console.print(f"recorded {path}; wrote {LEADERBOARDS / 'speed.md'}")
 
 
@@ -400,7 +401,7 @@ def ls_methods(
     table = Table("name", "variants", "parameters at the paper setting" if params else "what")
     vocab = None
     if params:  # the text encoders' embeddings are counted with the Open-i train split's vocabulary
-        from benchmark.text import Vocab
+        from benchmark.data.text import Vocab
 
         train = get_dataset("phantom").splits().train
         vocab = Vocab.build((c.report.findings, c.report.impression) for c in train)
@@ -494,12 +495,6 @@ def _parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise XbenchError("--seeds needs at least one seed")
     return seeds
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Add a method by writing one file (docstring, Config with ``tiny()``, networks, t
 line below. Text encoders shared by every method are in ``methods.text_encoders.TEXT_ENCODERS``.
 """
 
-from benchmark.errors import unknown_name
+from benchmark.core.errors import unknown_name
 from methods.attngan import AttnGAN
 from methods.base import Method
 from methods.dummy import Dummy

@@ -80,26 +80,16 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.inception import BasicConv2d, Inception3
 
-from benchmark.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.distributed import barrier, unwrap, world, wrap_ddp
+from benchmark.core.resize import resident_images
+from benchmark.core.seeds import derive_seed, seed_everything
+from benchmark.data.images import to_unit_range
+from benchmark.data.text import Tokens, Vocab
+from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
-from methods.training import (
-    JsonlLog,
-    Phase,
-    Stage,
-    autocast,
-    barrier,
-    derive_seed,
-    fit_staged,
-    load_checkpoint,
-    resident_images,
-    save_checkpoint,
-    seed_everything,
-    unwrap,
-    world,
-    wrap_ddp,
-)
+from methods.training import JsonlLog, Phase, Stage, autocast, fit_staged
 
 VIEWS = ("frontal", "lateral")
 

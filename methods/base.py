@@ -1,7 +1,7 @@
 """The interfaces every method and text encoder implements, and the tensors that cross them.
 
 Conventions (asserted at the boundaries): images inside methods are float32 in [-1, 1], shape [B, 1, H, W];
-on disk they are 8-bit grayscale PNG. Reports enter as ``benchmark.text.Tokens`` (padded id arrays).
+on disk they are 8-bit grayscale PNG. Reports enter as ``benchmark.data.text.Tokens`` (padded id arrays).
 A method file reads top to bottom: docstring (paper, reference code, every departure), ``Config``
 (the paper's setting as defaults, ``tiny()`` for CPU tests), networks, then the ``Method`` subclass.
 """
@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.text import Tokens, Vocab
+from benchmark.core.distributed import unwrap
+from benchmark.data.text import Tokens, Vocab
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,11 +123,6 @@ class Views:
                 raise ValueError(f"Views.{name} must be float32 [B, 1, H, W], not {x.dtype} {tuple(x.shape)}")
 
 
-def to_unit_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 [...] -> float32 in [-1, 1] (the methods' convention)."""
-    return torch.as_tensor(pixels).float().div_(127.5).sub_(1.0)
-
-
 class Method(ABC):
     """A text-to-paired-X-ray method: ``fit`` on train (+ val), then ``generate`` both views per report."""
 
@@ -154,8 +150,6 @@ class Method(ABC):
     def state_dict(self) -> dict:
         """Everything ``load_state_dict`` needs to generate again (tensors and plain values only): by default the
         weights of ``self.networks``, the module that ``generate`` uses (DDP's wrapper taken off)."""
-        from methods.training import unwrap  # training builds on this module
-
         return {"generators": unwrap(self.networks).state_dict()}
 
     def load_state_dict(self, state: dict) -> None:

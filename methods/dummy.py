@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from benchmark.text import Tokens
-from methods.base import Method, PairedData, Views, to_unit_range
+from benchmark.data.images import to_unit_range
+from benchmark.data.text import Tokens
+from methods.base import Method, PairedData, Views
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,8 +60,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from benchmark.core.distributed import wrap_ddp
+from benchmark.core.resize import resident_images
+from benchmark.core.seeds import derive_seed, seed_everything
+from benchmark.data.images import to_unit_range
+from benchmark.data.text import Tokens, Vocab
+from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import (
     BaseGenerator,
     ResBlock,
@@ -73,17 +77,7 @@ from methods.layers import (
     mismatched,
 )
 from methods.text_encoders import get_text_encoder
-from methods.training import (
-    Phase,
-    Stage,
-    autocast,
-    derive_seed,
-    fit_staged,
-    generate_in_batches,
-    resident_images,
-    seed_everything,
-    wrap_ddp,
-)
+from methods.training import Phase, Stage, autocast, fit_staged, generate_in_batches
 
 VARIANTS = {
     "faithful": {},

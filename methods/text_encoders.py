@@ -24,7 +24,7 @@ Departures from the official code (all deliberate, none changes a shape or a par
   a row with no real position at all (an empty FINDINGS section, an unused sentence slot) gives a zero
   vector and zero weights, never NaN.
 * Packed sequences instead of left padding. The official data pads words and sentences on the LEFT and
-  feeds the pads through the LSTMs. xbench pads on the right (``benchmark.text``) and every LSTM here runs
+  feeds the pads through the LSTMs. xbench pads on the right (``benchmark.data.text``) and every LSTM here runs
   on ``pack_padded_sequence`` input, so padding never enters a recurrence (forward or backward direction).
   All non-empty sentences of a batch go through the word BiLSTM in one packed call (all-pad sentences are
   skipped, not fed as zero-length sequences) and the results are scattered back to the [B, S, W] layout.
@@ -53,7 +53,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from benchmark.errors import unknown_name
+from benchmark.core.errors import unknown_name
 from methods.base import EncodedText, TextEncoder, TokenBatch
 
 EMBED_INIT = 0.1  # real embedding rows ~ U(-0.1, 0.1), as the official code

@@ -51,9 +51,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
-from benchmark.errors import XbenchError
-from methods.base import to_unit_range
-from methods.training import load_checkpoint, resident_images, save_checkpoint
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.errors import XbenchError
+from benchmark.core.resize import resident_images
+from benchmark.data.images import to_unit_range
 
 EMBED_DIM = 128
 EMBED_SCALE = 10.0
@@ -243,7 +244,7 @@ def evaluate_vcn(vcn: VCN, pixels: np.ndarray, size: int, *, seed: int, batch_si
 def save_vcn(vcn: VCN, path: str | os.PathLike) -> str:
     """Write the state dict (plain CPU tensors) atomically, plus ``<path>.sha256``; return the sha256."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in vcn.state_dict().items()}
-    return save_checkpoint(state, Path(path), sidecar=True)
+    return save_checkpoint(state, Path(path))
 
 
 def load_vcn(path: str | os.PathLike, *, sha256: str | None = None, device: str | torch.device = "cpu") -> VCN:

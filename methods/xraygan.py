@@ -34,24 +34,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from benchmark.core.distributed import barrier, world, wrap_ddp
+from benchmark.core.resize import resident_images
+from benchmark.core.seeds import derive_seed, seed_everything
+from benchmark.data.images import to_unit_range
+from benchmark.data.text import Tokens, Vocab
+from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import BaseGenerator, InstanceNorm, ResBlock, interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
-from methods.training import (
-    JsonlLog,
-    Phase,
-    Stage,
-    autocast,
-    barrier,
-    derive_seed,
-    fit_staged,
-    generate_in_batches,
-    resident_images,
-    seed_everything,
-    world,
-    wrap_ddp,
-)
+from methods.training import JsonlLog, Phase, Stage, autocast, fit_staged, generate_in_batches
 from methods.vcn import VCN, VCNConfig, consistency_loss, load_vcn, save_vcn, train_vcn
 
 VARIANTS = {  # the paper's Table 2, as config deviations

@@ -4,8 +4,8 @@ import dataclasses
 
 import numpy as np
 
-from benchmark.errors import XbenchError
-from benchmark.reports import Finding
+from benchmark.core.errors import XbenchError
+from benchmark.data.reports import Finding
 from metrics.registry import METRICS, get_metric
 
 
@@ -48,7 +48,7 @@ class ImageSet:
 
     @classmethod
     def of(cls, pairs) -> "ImageSet":
-        """From a dataset's ``Pairs`` (benchmark.datasets), with each case's MeSH findings."""
+        """From a dataset's ``Pairs`` (benchmark.data.datasets), with each case's MeSH findings."""
         return cls(
             tuple(c.case_id for c in pairs.cases), pairs.pixels, tuple(tuple(c.report.mesh) for c in pairs.cases)
         )

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark import cache
+from benchmark.core import cache
 
 
 def digest(pixels: np.ndarray) -> str:

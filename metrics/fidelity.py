@@ -37,7 +37,7 @@ from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, k
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
 from metrics import weights
 from metrics.base import Unavailable
 

@@ -7,7 +7,7 @@ images; the score is the macro AUROC, against the findings of each case's report
 least ``MIN_REFERENCE_POSITIVES`` positives in the reference and ``MIN_TEST_POSITIVES`` in the test set.
 ``finding_auc_real`` is the same classifier on the real test images: the ceiling a generator can reach.
 
-Labels: phantom: the findings the renderer draws (``benchmark.phantom`` handler names, e.g. ``effusion``,
+Labels: phantom: the findings the renderer draws (``benchmark.data.phantom`` handler names, e.g. ``effusion``,
 ``cardiomegaly``: exactly what is in the image); openi: the MeSH major terms (lower case) of the abnormal
 findings; mimic: its reports carry no MeSH tags and xbench has no rule-based labeller yet, so unavailable.
 """
@@ -17,10 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.phantom.findings import handler_name
-from benchmark.reports import Finding
-from methods.base import to_unit_range
-from methods.training import derive_seed, load_checkpoint, resident_images, save_checkpoint
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.resize import resident_images
+from benchmark.core.seeds import derive_seed
+from benchmark.data.images import to_unit_range
+from benchmark.data.phantom.findings import handler_name
+from benchmark.data.reports import Finding
 from metrics.evaluators import evaluator_path, reference_key
 
 FINDINGS_VERSION = "findings-classifier-1"
@@ -134,5 +136,5 @@ def findings_classifiers(reference, dataset: str, cfg, device) -> tuple[dict[str
             device,
         )
     state = {view: {k: t.detach().cpu() for k, t in net.state_dict().items()} for view, net in nets.items()}
-    sha = save_checkpoint({**state, "classes": classes}, path, sidecar=True)
+    sha = save_checkpoint({**state, "classes": classes}, path)
     return nets, classes, sha, False

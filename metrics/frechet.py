@@ -13,7 +13,7 @@ run on the GPU when there is one. Agrees with the scipy ``sqrtm`` route to ~1e-1
 import numpy as np
 import torch
 
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
 
 
 def _as_features(x, device) -> torch.Tensor:

@@ -6,7 +6,7 @@ the old one stays until the leaderboards migrate. ``protocol_note`` is the leade
 
 import dataclasses
 
-from benchmark.errors import unknown_name
+from benchmark.core.errors import unknown_name
 
 VIEWS = ("frontal", "lateral")
 PAIR = ("pair",)

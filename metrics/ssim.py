@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
 
 SSIM_SETTINGS = dict(
     data_range=1.0, gaussian_weights=True, sigma=1.5, win_size=11, K1=0.01, K2=0.03, use_sample_covariance=False

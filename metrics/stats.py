@@ -5,7 +5,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import rankdata
 
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
 
 
 def bootstrap_indices(n: int, draws: int, seed: int) -> np.ndarray:

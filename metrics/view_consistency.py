@@ -16,8 +16,9 @@ derangement of the laterals from the seed: the floor), and the evaluator's AUROC
 import numpy as np
 import torch
 
-from methods.base import to_unit_range
-from methods.training import derive_seed, resident_images
+from benchmark.core.resize import resident_images
+from benchmark.core.seeds import derive_seed
+from benchmark.data.images import to_unit_range
 from methods.vcn import VCN, VCNConfig, load_vcn, save_vcn, train_vcn
 from metrics.evaluators import evaluator_path, reference_key
 

@@ -13,11 +13,11 @@ import functools
 import hashlib
 import importlib.util
 import os
-import shutil
 from pathlib import Path
 
-from benchmark import cache
-from benchmark.errors import XbenchError, unknown_name
+from benchmark.core import cache
+from benchmark.core.errors import XbenchError, unknown_name
+from benchmark.core.io import atomic_write
 
 TORCH_FIDELITY_INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -224,10 +224,7 @@ def import_weights(path: Path, name: str | None = None) -> Path:
 
         load_chexnet(path)  # refuse a file that is not a CheXNet checkpoint before copying it
     target = weights_dir() / spec.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(path, tmp)
-    tmp.replace(target)
+    atomic_write(target, path.read_bytes())
     if spec.sha256 is None:
-        Path(f"{target}.sha256").write_text(f"{digest}  {spec.filename}\n")
+        atomic_write(Path(f"{target}.sha256"), f"{digest}  {spec.filename}\n")
     return target

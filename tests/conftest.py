@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.datasets.base import read_protocol
-from benchmark.reports import iter_report_files, shipped_reports_archive
+from benchmark.data.datasets.base import read_protocol
+from benchmark.data.reports import iter_report_files, shipped_reports_archive
 
 SHARED_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "xraygan-splits"
 
@@ -105,8 +105,8 @@ def mimic_tree(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_phantom(tmp_path_factory):
     """Phantom at 64 px: 512 train and 64 test cases, vocabulary from the train split (built once)."""
-    from benchmark.datasets import DataConfig, get_dataset
-    from benchmark.text import Vocab
+    from benchmark.data.datasets import DataConfig, get_dataset
+    from benchmark.data.text import Vocab
     from methods.base import PairedData
 
     with pytest.MonkeyPatch.context() as mp:

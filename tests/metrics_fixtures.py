@@ -64,7 +64,7 @@ def tiny_inception_extractor() -> fidelity.Extractor:
 
 def phantom_sets(n_test: int = 32, n_reference: int | None = None):
     """(reference, test) ImageSets of the 64-px phantom with findings (the same cases as ``tiny_phantom``)."""
-    from benchmark.datasets import DataConfig, get_dataset
+    from benchmark.data.datasets import DataConfig, get_dataset
 
     ds = get_dataset("phantom", DataConfig(image_size=64, max_cases=512))
     splits = ds.splits()

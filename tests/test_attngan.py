@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.text import Vocab
+from benchmark.core.checkpoints import load_checkpoint
+from benchmark.core.resize import resident_images
+from benchmark.data.images import to_unit_range
+from benchmark.data.text import Vocab
 from methods.attngan import (
     DAMSM,
     VARIANTS,
@@ -22,9 +25,8 @@ from methods.attngan import (
     encode_text,
     pretrain_damsm,
 )
-from methods.base import TokenBatch, to_unit_range
+from methods.base import TokenBatch
 from methods.text_encoders import get_text_encoder
-from methods.training import load_checkpoint, resident_images
 
 
 def tiny(**changes) -> Config:

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.bench import report
-from benchmark.bench.suite import record_path, run_suite
-from benchmark.bench.training import FlopCount, schedule_totals, time_method
-from benchmark.errors import XbenchError
-from benchmark.leaderboard import LEADERBOARDS
+from benchmark.core.errors import XbenchError
+from benchmark.pipeline.bench import report
+from benchmark.pipeline.bench.suite import record_path, run_suite
+from benchmark.pipeline.bench.training import FlopCount, schedule_totals, time_method
+from benchmark.pipeline.leaderboard import LEADERBOARDS
 
 
 def test_time_method_reports_every_phase_and_vcn_of_xraygan():
@@ -70,7 +70,7 @@ def test_modes_that_cannot_run_are_skipped_with_a_reason():
 
 
 def test_a_failed_evaluation_keeps_the_training_rows(monkeypatch):
-    from benchmark.bench import evaluation
+    from benchmark.pipeline.bench import evaluation
 
     def missing(*args, **kwargs):
         raise XbenchError("torchxrayvision is not installed")
@@ -130,7 +130,7 @@ def test_cli_bench_writes_the_document(xbench, tmp_path):
 
 
 def test_cli_bench_record_renders_speed_md(xbench, tmp_path, monkeypatch):
-    from benchmark import leaderboard
+    from benchmark.pipeline import leaderboard
 
     monkeypatch.setattr(leaderboard, "LEADERBOARDS", tmp_path)
     (tmp_path / "speed_reference.toml").write_text((LEADERBOARDS / "speed_reference.toml").read_text())

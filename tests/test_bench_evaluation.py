@@ -1,12 +1,12 @@
-"""Evaluation timing (``benchmark.bench.evaluation``) and ``metrics.evaluate``'s per-metric ``timings``."""
+"""Evaluation timing (``benchmark.pipeline.bench.evaluation``) and ``metrics.evaluate``'s per-metric ``timings``."""
 
 import json
 import os
 
 import pytest
 
-from benchmark.bench.evaluation import take, time_evaluation
-from benchmark.datasets import get_dataset
+from benchmark.data.datasets import get_dataset
+from benchmark.pipeline.bench.evaluation import take, time_evaluation
 from metrics import EvalConfig, evaluate, fidelity
 from tests.metrics_fixtures import random_set, tiny_inception_extractor
 

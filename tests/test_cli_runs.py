@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import benchmark.leaderboard as leaderboard
-from benchmark.results import load_result
+import benchmark.pipeline.leaderboard as leaderboard
+from benchmark.pipeline.results import load_result
 from cli import app
 
 FAST = ["--set", "data.max_cases=12", "--set", 'eval.metrics=["ssim"]', "--set", "eval.bootstrap=20"]
@@ -146,8 +146,8 @@ def test_an_empty_report_and_a_corrupt_result_are_errors(dummy_run, xbench, tmp_
 
 
 def test_launch_through_submitit_local_executor(tmp_path):
-    from benchmark.config import load_config
-    from benchmark.launch import launch
+    from benchmark.pipeline.config import load_config
+    from benchmark.pipeline.launch import launch
 
     cfg = load_config("dummy", "phantom", sets=["data.max_cases=8", 'eval.metrics=["ssim"]', "eval.bootstrap=0"])
     (result,) = launch([cfg], launcher="submitit-local", runs_dir=tmp_path, record=False)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from benchmark.config import load_config
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
+from benchmark.pipeline.config import load_config
 
 
 def test_tiny_and_paper_settings_start_from_the_right_defaults():

@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from benchmark.datasets import DATASETS, DataConfig, get_dataset
-from benchmark.datasets.mimic import report_sections
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
+from benchmark.data.datasets import DATASETS, DataConfig, get_dataset
+from benchmark.data.datasets.mimic import report_sections
 from tests.conftest import MIMIC_REPORT, first_rows, write_png
 
 

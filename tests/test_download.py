@@ -1,4 +1,4 @@
-"""benchmark.datasets.download against a local HTTP server (127.0.0.1, port 0) run by the tests."""
+"""benchmark.data.datasets.download against a local HTTP server (127.0.0.1, port 0) run by the tests."""
 
 import hashlib
 import io
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.datasets.download import OPENI_ARCHIVES, Archive, download, download_openi, safe_extract
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
+from benchmark.data.datasets.download import OPENI_ARCHIVES, Archive, download, download_openi, safe_extract
 
 # --------------------------------------------------------------------------------------------- the server
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.errors import XbenchError
-from benchmark.images import Pipeline, equalize_hist, read_gray, resize, save_png, to_uint8
+from benchmark.core.errors import XbenchError
+from benchmark.data.images import Pipeline, equalize_hist, read_gray, resize, save_png, to_uint8
 
 
 def test_equalize_matches_opencv_bit_for_bit():

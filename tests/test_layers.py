@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.bench.training import FlopCount
+from benchmark.pipeline.bench.training import FlopCount
 from methods.layers import InstanceNorm, gradient_penalty
 from methods.xraygan import Config, Critics, critic_loss
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import metrics
-from benchmark.datasets import DataConfig, get_dataset
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
+from benchmark.data.datasets import DataConfig, get_dataset
 from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, get_metric
 from tests.metrics_fixtures import random_set, tiny_inception_extractor
 

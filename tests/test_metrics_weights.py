@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
 from metrics import fidelity, weights
 
 

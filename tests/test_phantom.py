@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from benchmark.phantom import RENDERER_VERSION, build_case, is_modelled, render_case
-from benchmark.phantom.anatomy import cardiothoracic_ratio
-from benchmark.phantom.render import make_views
-from benchmark.reports import Finding
+from benchmark.data.phantom import RENDERER_VERSION, build_case, is_modelled, render_case
+from benchmark.data.phantom.anatomy import cardiothoracic_ratio
+from benchmark.data.phantom.render import make_views
+from benchmark.data.reports import Finding
 
 SIZE = 256
 F = Finding.parse
@@ -80,7 +80,7 @@ def test_modelled_and_unmodelled_partition():
 
 
 def test_import_is_light():
-    code = "import benchmark.phantom, sys; sys.exit('torch' in sys.modules or 'scipy' in sys.modules)"
+    code = "import benchmark.data.phantom, sys; sys.exit('torch' in sys.modules or 'scipy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -353,7 +353,7 @@ def test_sternotomy_wires_on_the_sternum_in_the_lateral(normal):
 
 
 def test_coverage_of_abnormal_reports():
-    from benchmark.reports import load_reports
+    from benchmark.data.reports import load_reports
 
     reports, _ = load_reports()
     abnormal = [r for r in reports.values() if r.abnormal and r.image_ids and not r.is_empty]

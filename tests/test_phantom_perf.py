@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from benchmark.phantom import render_case
-from benchmark.reports import Finding
+from benchmark.data.phantom import render_case
+from benchmark.data.reports import Finding
 
 FINDINGS = [Finding.parse("Pleural Effusion/right/small"), Finding.parse("Cardiomegaly/mild")]
 

@@ -4,9 +4,9 @@ import csv
 
 import pytest
 
-from benchmark.datasets.base import read_protocol
-from benchmark.errors import XbenchError
-from benchmark.reports import Finding, load_reports, parse_report_xml
+from benchmark.core.errors import XbenchError
+from benchmark.data.datasets.base import read_protocol
+from benchmark.data.reports import Finding, load_reports, parse_report_xml
 from tests.conftest import SHARED_SPLITS
 
 

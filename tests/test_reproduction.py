@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import load_config
+from benchmark.pipeline.config import load_config
 from methods.training import Phase
 from methods.xraygan import XRayGAN
 
@@ -84,7 +84,7 @@ def check_no_hae(key):
 
 
 def _phases(model_cfg):
-    from benchmark.text import Vocab
+    from benchmark.data.text import Vocab
 
     vocab = Vocab(("<pad>", "<unk>", "<sep>", "a"), 1, 1, 2)
     return XRayGAN(model_cfg, vocab, image_size=256, device="cpu").phases()

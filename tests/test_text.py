@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmark.text import PAD, SEP, UNK, Vocab, split_sentences
+from benchmark.data.text import PAD, SEP, UNK, Vocab, split_sentences
 
 
 def test_sentences_keep_decimals_hyphens_and_the_anonymisation_token():

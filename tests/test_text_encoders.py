@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import XbenchError
-from benchmark.reports import load_reports
-from benchmark.text import Tokens, Vocab
+from benchmark.core.errors import XbenchError
+from benchmark.data.reports import load_reports
+from benchmark.data.text import Tokens, Vocab
 from methods.base import TextEncoder, TokenBatch, count_parameters
 from methods.text_encoders import TEXT_ENCODERS, AdditiveAttention, FlatEncoder, HierarchicalEncoder, get_text_encoder
 

@@ -1,22 +1,19 @@
 """The shared training infrastructure: seeds, batches, on-device resizing, divergence and checkpoints."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import XbenchError
-from benchmark.images import resize
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.errors import XbenchError
+from benchmark.core.resize import resident_images
+from benchmark.core.seeds import derive_seed
+from benchmark.data.images import resize
 from methods.base import PairedData
 from methods.dummy import Dummy
-from methods.training import (
-    DivergenceGuard,
-    TrainingDiverged,
-    derive_seed,
-    epoch_batches,
-    load_checkpoint,
-    resident_images,
-    save_checkpoint,
-)
+from methods.training import DivergenceGuard, TrainingDiverged, epoch_batches
 
 
 def test_derived_seeds_are_stable_and_distinct():
@@ -55,15 +52,23 @@ def test_divergence_guard_names_the_first_bad_step():
 
 def test_checkpoints_round_trip_and_refuse_corrupt_files(tmp_path):
     state = {"step": 3, "weights": {"w": torch.arange(4.0)}}
-    digest = save_checkpoint(state, tmp_path / "ckpt" / "last.pt", sidecar=True)
+    digest = save_checkpoint(state, tmp_path / "ckpt" / "last.pt")
     assert (tmp_path / "ckpt" / "last.pt.sha256").read_text().split()[0] == digest
     loaded = load_checkpoint(tmp_path / "ckpt" / "last.pt")
     assert loaded["step"] == 3 and torch.equal(loaded["weights"]["w"], torch.arange(4.0))
     with pytest.raises(XbenchError, match=f"wrong sha256: expected {'0' * 64}, actual {digest}"):
         load_checkpoint(tmp_path / "ckpt" / "last.pt", sha256="0" * 64)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(XbenchError, match="corrupt checkpoint .*bad.pt"):
+    with pytest.raises(XbenchError, match="bad.pt has no recorded sha256"):
         load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(XbenchError, match="corrupt checkpoint .*bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt", sha256=hashlib.sha256(b"not a checkpoint").hexdigest())
+    # A checkpoint whose bytes changed after it was written (same length, one byte flipped) is refused.
+    data = bytearray((tmp_path / "ckpt" / "last.pt").read_bytes())
+    data[len(data) // 2] ^= 1
+    (tmp_path / "ckpt" / "last.pt").write_bytes(bytes(data))
+    with pytest.raises(XbenchError, match="last.pt has the wrong sha256"):
+        load_checkpoint(tmp_path / "ckpt" / "last.pt")
     with pytest.raises(XbenchError, match="missing.pt does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import XbenchError
+from benchmark.core.errors import XbenchError
 from methods.base import count_parameters
 from methods.vcn import VCN, VCNConfig, _resized, consistency_loss, evaluate_vcn, freeze, load_vcn, save_vcn, train_vcn
 

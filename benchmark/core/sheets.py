@@ -1,0 +1,43 @@
+"""Contact sheets: rows of grayscale images with a text panel, for a person to look at."""
+
+import io
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from benchmark.core.io import atomic_write
+
+_PAD = 6
+
+
+def contact_sheet(rows: Sequence[tuple[Sequence[np.ndarray], str]], *, text_width_px: int = 420) -> Image.Image:
+    """One row per entry: its uint8 images side by side, then its text wrapped to ``text_width_px``."""
+    if not rows:
+        raise ValueError("a contact sheet needs at least one row")
+    tile = max(im.shape[0] for images, _ in rows for im in images)
+    per_row = max(len(images) for images, _ in rows)
+    font = ImageFont.load_default(size=max(10, tile // 18))
+    chars = max(20, text_width_px // max(1, int(font.getlength("x"))))
+    width = _PAD + per_row * (tile + _PAD) + text_width_px + _PAD
+    sheet = Image.new("L", (width, _PAD + len(rows) * (tile + _PAD)), color=24)
+    draw = ImageDraw.Draw(sheet)
+    for r, (images, text) in enumerate(rows):
+        y = _PAD + r * (tile + _PAD)
+        for c, im in enumerate(images):
+            tile_img = Image.fromarray(np.ascontiguousarray(im, dtype=np.uint8)).resize((tile, tile))
+            sheet.paste(tile_img, (_PAD + c * (tile + _PAD), y))
+        lines = [w for para in text.splitlines() for w in textwrap.wrap(para, chars) or [""]]
+        lines = lines[: max(1, tile // (font.size + 4))]  # what fits beside the images
+        draw.multiline_text((_PAD + per_row * (tile + _PAD), y), "\n".join(lines), fill=235, font=font)
+    return sheet
+
+
+def save_sheet(sheet: Image.Image, path: Path) -> Path:
+    """Write atomically, so a failed run leaves no half-written sheet."""
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())
+    return path

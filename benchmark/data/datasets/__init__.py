@@ -1,0 +1,25 @@
+"""Datasets: ``DATASETS[name](DataConfig(...)).splits()`` and ``.images(cases)``.
+
+Add a dataset by writing one module with a ``Dataset`` subclass and one line below.
+"""
+
+from benchmark.data.datasets.base import SPLITS, Case, DataConfig, Dataset, Pairs, Splits
+from benchmark.data.datasets.mimic import Mimic
+from benchmark.data.datasets.openi import OpenI
+from benchmark.data.datasets.phantom import Phantom
+from benchmark.core.errors import unknown_name
+
+DATASETS: dict[str, type[Dataset]] = {
+    "phantom": Phantom,
+    "openi": OpenI,
+    "mimic": Mimic,
+}
+
+
+def get_dataset(name: str, cfg: DataConfig | None = None) -> Dataset:
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS)
+    return DATASETS[name](cfg or DataConfig())
+
+
+__all__ = ["DATASETS", "SPLITS", "Case", "DataConfig", "Dataset", "Pairs", "Splits", "get_dataset"]

@@ -1,0 +1,502 @@
+"""The phantom patient: per-case anatomical parameters and the 3D solids they build.
+
+Patient coordinates in cm: x = patient's left, y = anterior, z = superior; z = 0 is about the level of a
+normal right hemidiaphragm dome, y = 0 the middle of the chest's depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from benchmark.data.phantom.geometry import (
+    Component,
+    Ellipsoid,
+    Parts,
+    above,
+    below,
+    frame,
+    rotation,
+)
+
+MU_SOFT = 0.20  # soft tissue / water, per cm (diagnostic energies)
+MU_LUNG = 0.045  # aerated lung
+MU_BONE = 0.48  # cortical-ish bone, as drawn in tubes
+MU_METAL = 3.0
+
+
+def streams(case_id: str, seed: int) -> np.random.SeedSequence:
+    digest = hashlib.sha256(f"{seed}:{case_id}".encode()).digest()
+    return np.random.SeedSequence(int.from_bytes(digest[:16], "little"))
+
+
+def rng_for(case_id: str, seed: int, *key: str) -> np.random.Generator:
+    """An independent generator for one purpose ("anatomy", "noise", "lesion:<tag>:<k>", ...)."""
+    digest = hashlib.sha256(f"{seed}:{case_id}".encode() + b"\0" + "\0".join(key).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+@dataclasses.dataclass
+class Patient:
+    """Everything that varies between normal patients, plus the knobs findings turn."""
+
+    female: bool
+    half_width: float  # trunk half-width W (cm)
+    half_depth: float  # trunk half-depth D
+    wall: float  # chest wall thickness
+    apex_z: float  # lung apex height
+    dome_r: float  # right hemidiaphragm dome height
+    dome_l: float
+    dome_depth: float  # dome curvature (smaller: flatter)
+    ctr: float  # cardiothoracic ratio target
+    heart_round: float  # 0 = normal shape, 1 = globular
+    rib_step: float  # vertebral height + disc (rib spacing)
+    yaw: float  # posture (radians)
+    tilt: float
+    roll: float
+    lung_mu: float  # attenuation of aerated lung
+    breast: float  # breast radius (0 = none)
+    exposure: float  # window centre shift
+    contrast: float  # window width factor
+    noise: float  # quantum noise level
+    fov_top: float  # z of the image's top row
+    fov_shift: float  # x/y centring error
+    scoliosis: float = 0.0  # lateral deviation amplitude (cm, sign = convex side; + = patient's left)
+    scoliosis_low: bool = False
+    kyphosis: float = 0.0  # extra thoracic kyphosis (cm)
+    knob: float = 1.0  # aortic knob size factor
+    aorta_tortuous: float = 0.0
+    bone: float = 1.0  # bone density factor
+    vessel_scale: float = 1.0
+    vessel_mu: float = 1.0
+    hilum_scale: float = 1.0
+    mediastinum: float = 1.0
+    barrel: float = 0.0  # AP widening of the chest (hyperinflation)
+    degenerative: float = 0.0
+    ref_lung_mu: float = MU_LUNG  # the anatomy's own lung attenuation (the film window ignores findings)
+
+
+def sample_patient(rng: np.random.Generator) -> Patient:
+    u = rng.uniform
+    female = bool(rng.random() < 0.5)
+    W = u(14.0, 17.0) - (0.8 if female else 0.0)
+    insp = u(-1.2, 1.2)
+    p = Patient(
+        female=female,
+        half_width=W,
+        half_depth=u(10.0, 12.5),
+        wall=u(1.6, 2.6),
+        apex_z=u(23.5, 25.5),
+        dome_r=insp,
+        dome_l=insp - u(1.0, 2.0),
+        dome_depth=u(5.5, 7.0),
+        ctr=u(0.41, 0.48),
+        heart_round=0.0,
+        rib_step=u(2.3, 2.55),
+        yaw=np.radians(u(-3, 3)),
+        tilt=np.radians(u(-3, 3)),
+        roll=np.radians(u(-1.5, 1.5)),
+        lung_mu=MU_LUNG * u(0.85, 1.15),
+        breast=u(3.0, 6.0) if female else 0.0,
+        exposure=u(-0.15, 0.15),
+        contrast=u(0.9, 1.1),
+        noise=u(0.6, 1.4),
+        fov_top=u(28.0, 31.0),
+        fov_shift=u(-1.0, 1.0),
+    )
+    p.ref_lung_mu = p.lung_mu
+    return p
+
+
+def _ellipse_top(e_center, semi, x, y):
+    """Height of the top surface of an axis-aligned ellipsoid above (x, y), -inf outside."""
+    t = 1 - ((x - e_center[0]) / semi[0]) ** 2 - ((y - e_center[1]) / semi[1]) ** 2
+    return np.where(t > 0, e_center[2] + semi[2] * np.sqrt(np.maximum(t, 0)), -np.inf)
+
+
+@dataclasses.dataclass
+class Lung:
+    side: int  # -1 right, +1 left (sign of x)
+    center: np.ndarray
+    semi: np.ndarray
+    floor: float
+    dome_center: np.ndarray
+    dome_semi: np.ndarray
+    hilum: np.ndarray
+    carve: list  # solids that are not lung (heart, mediastinum, aorta, dome)
+    apex: float = 24.0
+
+    @property
+    def ellipsoid(self) -> Ellipsoid:
+        return Ellipsoid.make(self.center, self.semi)
+
+    @property
+    def cap_semi(self) -> np.ndarray:
+        return np.array([1.7 * self.semi[0], 1.45 * self.semi[1], self.apex - self.center[2]])
+
+    @property
+    def cap(self) -> Ellipsoid:
+        """Rounds the apex: the lung is ellipsoid ∩ cap ∩ above(floor)."""
+        return Ellipsoid.make(self.center, self.cap_semi)
+
+    @property
+    def solids(self) -> list:
+        return [self.ellipsoid, self.cap, above(self.floor)]
+
+    @property
+    def dome(self) -> Ellipsoid:
+        return Ellipsoid.make(self.dome_center, self.dome_semi)
+
+    @property
+    def dome_top(self) -> float:
+        return float(self.dome_center[2] + self.dome_semi[2])
+
+    def dome_height(self, x, y):
+        return _ellipse_top(self.dome_center, self.dome_semi, x, y)
+
+    def section(self, z: float) -> float:
+        """Fraction of the widest cross-section the lung keeps at height z."""
+        t1 = 1 - ((z - self.center[2]) / self.semi[2]) ** 2
+        t2 = 1 - ((z - self.center[2]) / self.cap_semi[2]) ** 2
+        return float(np.sqrt(max(min(t1, 1.7**2 * t2), 0.0)))
+
+    def top_height(self, x, y):
+        return np.minimum(_ellipse_top(self.center, self.semi, x, y), _ellipse_top(self.center, self.cap_semi, x, y))
+
+    def point(self, nx, ny, nz) -> np.ndarray:
+        """Lung-normalised coordinates -> patient coordinates. nx: medial (-1) .. lateral (+1),
+        ny: posterior (-1) .. anterior (+1), nz: base (0) .. apex (1)."""
+        nx, ny, nz = np.broadcast_arrays(*(np.asarray(v, float) for v in (nx, ny, nz)))
+        x = self.center[0] + self.side * nx * self.semi[0] * 0.92
+        y = self.center[1] + ny * self.semi[1] * 0.92
+        zb = np.maximum(self.dome_height(x, y), self.floor) + 0.6
+        zt = self.top_height(x, y) - 0.5
+        return np.stack([x, y, zb + np.clip(nz, 0, 1) * np.maximum(zt - zb, 0)], axis=-1)
+
+    def is_air(self, p: np.ndarray) -> np.ndarray:
+        p = np.atleast_2d(p)
+        ok = self.ellipsoid.contains(p) & self.cap.contains(p) & (p[:, 2] > self.floor)
+        for s in self.carve:
+            ok &= ~s.contains(p)
+        return ok
+
+
+@dataclasses.dataclass
+class Anatomy:
+    patient: Patient
+    components: list
+    parts: Parts
+    lungs: dict  # "right"/"left" -> Lung
+    heart: Ellipsoid
+    spine: list  # vertebra centres (3,), top to bottom, with their names
+    ribs: dict  # (side, k) -> array of rib points
+    knob: np.ndarray
+    carina: np.ndarray
+    sternum: np.ndarray  # points top -> bottom
+    vessel_zones: list = dataclasses.field(default_factory=list)  # solids where no vessels are drawn
+    notes: dict = dataclasses.field(default_factory=dict)
+
+
+def _heart(p: Patient, thorax_w: float, dome_l: float, depth: float) -> Ellipsoid:
+    """Heart ellipsoid scaled and placed so that its visible frontal width / thorax width = p.ctr and about
+    two thirds of it lies left of the midline."""
+    axis = np.array([0.80, 0.30, -0.50])
+    R = frame(axis, up=(0.0, 1.0, 0.0))
+    semi0 = np.array([6.4, 4.7, 4.4]) * np.array(
+        [1 - 0.12 * p.heart_round, 1 + 0.08 * p.heart_round, 1 + 0.12 * p.heart_round]
+    )
+    k, xc = 1.0, 1.5
+    for _ in range(4):
+        semi = semi0 * k
+        inv = R @ np.diag(semi**2) @ R.T  # M^-1
+        hw = np.sqrt(inv[0, 0])
+        zc = dome_l + 0.45 * np.sqrt(inv[2, 2]) + 0.6
+        xc = hw / 3
+        w = _visible_width(np.array([xc, 0, zc]), inv, dome_l)
+        k *= (p.ctr * thorax_w) / max(w, 1e-3)
+    semi = semi0 * k
+    inv = R @ np.diag(semi**2) @ R.T
+    yc = depth - 2.4 - np.sqrt(inv[1, 1]) + 0.4
+    return Ellipsoid.make([xc, yc, dome_l + 0.45 * np.sqrt(inv[2, 2]) + 0.6], semi, R)
+
+
+def _visible_width(c, inv, z_floor) -> float:
+    """Frontal width of an ellipsoid's shadow above z_floor (shadow ellipse in x-z)."""
+    S = np.array([[inv[0, 0], inv[0, 2]], [inv[0, 2], inv[2, 2]]])
+    Si = np.linalg.inv(S)
+    zs = np.linspace(max(z_floor, c[2] - np.sqrt(S[1, 1])), c[2] + np.sqrt(S[1, 1]), 64) - c[2]
+    # x range at each z: Si00 x^2 + 2 Si01 x z + Si11 z^2 <= 1
+    a, b, cc = Si[0, 0], 2 * Si[0, 1] * zs, Si[1, 1] * zs**2 - 1
+    disc = b * b - 4 * a * cc
+    ok = disc >= 0
+    if not ok.any():
+        return 0.0
+    x1 = (-b[ok] - np.sqrt(disc[ok])) / (2 * a)
+    x2 = (-b[ok] + np.sqrt(disc[ok])) / (2 * a)
+    return float(x2.max() - x1.min())
+
+
+def vertebra_levels(p: Patient):
+    """(name, z centre, height, radius) for C5 .. L3, top to bottom."""
+    t1 = p.apex_z - 1.0
+    cervical, z = [], t1 + p.rib_step * 0.5 + 1.1
+    for k in (7, 6, 5):
+        cervical.append((f"C{k}", z, 1.9, 1.25))
+        z += 2.1
+    out = list(reversed(cervical))
+    z = t1
+    for k in range(1, 13):
+        out.append((f"T{k}", z, p.rib_step, 1.45 + 0.05 * k))
+        z -= p.rib_step + 0.04 * k
+    z -= 0.4
+    for k in range(1, 4):
+        out.append((f"L{k}", z, 3.2, 2.2))
+        z -= 3.5
+    return out
+
+
+def spine_center(p: Patient, z: float) -> np.ndarray:
+    """Vertebral body centre at height z (scoliosis shifts x, kyphosis y)."""
+    D = p.half_depth
+    t1, t12 = p.apex_z - 1.0, p.apex_z - 1.0 - 11 * p.rib_step
+    mid = 0.5 * (t1 + t12) if not p.scoliosis_low else t12 - 2.0
+    span = (t1 - t12) * (0.65 if not p.scoliosis_low else 0.5)
+    s = np.clip((z - mid) / span, -1, 1)
+    x = p.scoliosis * np.cos(np.pi * s / 2) ** 1.5 + 0.15 * np.sin(0.4 * z)
+    natural = 1.2 * np.cos(np.pi * np.clip((z - 0.5 * (t1 + t12)) / (t1 - t12 + 6), -1, 1))
+    kyph = (1.2 + p.kyphosis) * np.cos(np.pi * np.clip((z - 0.5 * (t1 + t12)) / (t1 - t12 + 6), -1, 1))
+    y = -D + 6.6 - (natural if p.kyphosis == 0 else kyph)
+    return np.array([x, y, z])
+
+
+def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
+    """All solids of the patient. ``rng`` is the anatomy stream: the same number of draws whatever the
+    findings, so the same case draws the same patient."""
+    W, D = p.half_width, p.half_depth * (1 + 0.06 * p.barrel)
+    Wi = W - p.wall
+    parts = Parts()
+    comps: list[Component] = []
+
+    levels = vertebra_levels(p)
+    t1 = p.apex_z - 1.0
+    carina_z = t1 - 4.3 * p.rib_step
+    knob_z = carina_z + 2.3
+    notch_z = t1 - 2.6 * p.rib_step + 1.0
+    shoulder_z = notch_z + 3.0
+
+    # ------------------------------------------------------------------ soft tissue envelope
+    trunk = Ellipsoid.make([0, 0, -8], [W, D, 55])
+    comps.append(Component(MU_SOFT, [trunk, below(shoulder_z)]))
+    shoulders = Ellipsoid.make([0, -1.0, shoulder_z - 1.0], [W + 3.0, D * 0.62, 4.2])
+    torso = (trunk, below(shoulder_z))
+    comps.append(Component(MU_SOFT, [shoulders], [torso]))
+    neck = Ellipsoid.make([0, -0.5, shoulder_z + 9], [5.8, 6.2, 13.0])
+    comps.append(Component(MU_SOFT, [neck], [torso, shoulders]))
+    if p.breast > 0:
+        for s in (-1, 1):
+            b = Ellipsoid.make(
+                [s * Wi * 0.52, D - 0.6 * p.breast, p.apex_z - 20.5], [p.breast * 1.15, p.breast * 1.2, p.breast * 0.95]
+            )
+            comps.append(Component(MU_SOFT * 0.92, [b], [torso]))
+
+    # ------------------------------------------------------------------ mediastinum and heart
+    lung_front, lung_back = D - 2.1, -D + 2.6
+    ly_c, ly_r = 0.5 * (lung_front + lung_back), 0.5 * (lung_front - lung_back)
+    heart = _heart(p, 2 * Wi, p.dome_l, D)
+    med = 1.0 + 0.35 * (p.mediastinum - 1)
+    supmed = Ellipsoid.make([0.3, 0.8, carina_z + 4.0], [2.3 * med, 4.2, 11.0])
+    kn = p.knob * (1 + 0.25 * p.aorta_tortuous)
+    knob_c = np.array([2.3 + 0.5 * kn + 0.6 * p.aorta_tortuous, -0.6, knob_z])
+    knob = Ellipsoid.make(knob_c, [1.6 * kn, 2.6, 1.9 * kn])
+    desc_x = 1.9 + 0.8 * p.aorta_tortuous
+    desc = Ellipsoid.make(
+        [desc_x, -D + 7.8, knob_z - 11.0],
+        [1.25 + 0.2 * p.aorta_tortuous, 1.3, 11.0],
+        rotation("y", -0.05 * p.aorta_tortuous),
+    )
+    asc = Ellipsoid.make([-1.9 - 0.4 * p.aorta_tortuous, 1.4, carina_z - 2.2], [1.7 + 0.3 * p.aorta_tortuous, 2.2, 5.5])
+    pa_trunk = Ellipsoid.make([2.5, 1.4, knob_z - 4.6], [1.5, 1.8, 1.5])
+
+    # ------------------------------------------------------------------ lungs (air carved out of the body)
+    lungs = {}
+    for name, s, dome_z in (("right", -1, p.dome_r), ("left", 1, p.dome_l)):
+        med_x = 1.0
+        rx = (Wi - med_x) / 2
+        zc = dome_z - 2.2
+        c = np.array([s * (Wi + med_x) / 2, ly_c, zc])
+        semi = np.array([rx, ly_r, 1.35 * (p.apex_z - zc)])
+        hz = p.dome_depth
+        d_c = np.array([c[0] + s * 0.6, 1.2, dome_z - hz])
+        d_semi = np.array([(rx + 0.6) / 0.93, (ly_r + 0.6) / 0.97, hz])
+        hil = np.array([s * (3.9 if s < 0 else 3.6), -0.6, carina_z - (3.2 if s < 0 else 1.8)])
+        lung = Lung(s, c, semi, dome_z - hz * 1.05, d_c, d_semi, hil, [], p.apex_z)
+        dome = lung.dome
+        if s < 0:
+            lung.carve = [dome, heart, supmed, asc]
+            comps.append(Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed], [asc]))
+        else:
+            lung.carve = [dome, heart, supmed, knob, desc, pa_trunk]
+            comps.append(Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed], [knob, desc, pa_trunk]))
+        lungs[name] = lung
+    # gastric air bubble under the left dome
+    ld = lungs["left"]
+    comps.append(
+        Component(-MU_SOFT * 0.95, [Ellipsoid.make([ld.center[0] + 1.0, 0.5, p.dome_l - 2.6], [2.8, 3.2, 1.5])])
+    )
+
+    # ------------------------------------------------------------------ spine
+    spine = []
+    bone = MU_BONE * p.bone
+    for name, zc, h, r in levels:
+        c = spine_center(p, zc)
+        spine.append((name, c, h, r))
+        top, bot = c + [0, 0, h / 2 - 0.2], c - [0, 0, h / 2 - 0.2]
+        parts.tube(bot, top, r, 0.36 * bone, inner=r - 0.2, mu_inner=-0.26 * bone)  # cortex, marrow
+        for sx in (-1, 1):
+            parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.36, 0.7, 0.5]), 0.45 * bone)
+            parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.22, 0.5, 0.32]), -0.3 * bone)
+            parts.tube(c + [sx * 0.7, -r - 1.0, 0.1], c + [sx * (1.3 + r), -r - 1.5, 0.25], 0.4, 0.4 * bone)
+        parts.blob(Ellipsoid.make(c + [0, -r - 2.3, -0.7], [0.32, 1.4, 0.45], rotation("x", 0.5)), 0.45 * bone)
+
+    # ------------------------------------------------------------------ ribs
+    ribs = {}
+    rib_jit = rng.normal(0, 0.4, 12)
+    for k in range(1, 13):
+        name, zk, _, r_v = levels[3 + k - 1]
+        sc = spine_center(p, zk)
+        drop = 5.5 + 0.6 * k + rib_jit[k - 1]
+        phi1 = 0.80 * np.pi if k <= 10 else (0.55 if k == 11 else 0.42) * np.pi
+        rr = 0.36 + 0.012 * min(k, 8)
+        for name_s, s in (("right", -1), ("left", 1)):
+            lung = lungs[name_s]
+            zmid = zk - 0.35 * drop
+            cs = max(lung.section(min(zmid, lung.apex - 0.5)), 0.25)
+            Rx = abs(lung.center[0]) + lung.semi[0] * cs + 0.8
+            Ry = lung.semi[1] * max(cs, 0.55) + 0.9
+            phi0 = np.arcsin(min(2.6 / Rx, 0.9))
+            phi = np.linspace(phi0, phi1, 9)
+            g = (1 - np.cos(phi)) / 2 + 0.12 * np.sin(phi) ** 2
+            pts = np.stack([s * Rx * np.sin(phi), ly_c - Ry * np.cos(phi), zk + 0.2 - drop * g], axis=1)
+            neck = sc + [s * (1.3 + r_v), -r_v - 1.5, 0.25]
+            pts = np.vstack([neck, pts])
+            ribs[(name_s, k)] = pts
+            nseg = len(pts) - 1
+            fade = np.linspace(0.72, 0.45, nseg)
+            parts.polyline(pts, rr, bone * fade, inner=rr * 0.6, mu_inner=-0.55 * bone * fade)
+            if k <= 10:  # faint costal cartilage to the sternum
+                end = pts[-1]
+                stern = np.array([s * 1.4, D - 1.6, end[2] - 1.5 - 0.3 * k])
+                parts.tube(end, stern, rr * 0.9, 0.06)
+
+    # ------------------------------------------------------------------ sternum, clavicles, shoulders
+    st_top = np.array([0, D - 1.4, notch_z - 0.6])
+    st_bot = np.array([0, D - 1.2 + 0.3, notch_z - 17.5])
+    sternum = np.linspace(st_top, st_bot, 7)
+    parts.polyline(sternum, 0.75, 0.45 * bone, inner=0.5, mu_inner=-0.25 * bone)
+    for s in (-1, 1):
+        cl = np.array(
+            [
+                [s * 1.6, D - 1.3, notch_z],
+                [s * 5.5, D - 1.5, notch_z + 0.6],
+                [s * 10.0, D - 3.0, notch_z + 1.2],
+                [s * (W - 1.0), D * 0.15 - 1.5, notch_z + 3.0],
+                [s * (W + 0.6), -1.0, notch_z + 3.6],
+            ]
+        )
+        parts.polyline(cl, [0.75, 0.65, 0.6, 0.6], bone * 0.9, inner=[0.45, 0.38, 0.35, 0.35], mu_inner=-0.4 * bone)
+        head = np.array([s * (W + 1.2), -1.0, notch_z + 1.2])
+        comps.append(Component(0.55 * bone, [Ellipsoid.make(head, [2.3, 2.3, 2.5])]))
+        comps.append(Component(-0.25 * bone, [Ellipsoid.make(head, [1.9, 1.9, 2.1])]))
+        parts.tube(head - [s * 0.2, 0, 1.5], head + [s * 0.6, 0, -6], 1.1, 0.5 * bone)
+        scap = Ellipsoid.make(
+            [s * (Wi - 2.4), -D + 2.6, notch_z - 4.5],
+            [5.2, 0.35, 7.5],
+            rotation("z", -s * 0.65) @ rotation("y", s * 0.2),
+        )
+        comps.append(Component(0.8 * bone, [scap]))
+        parts.tube(head + [-s * 1.5, -1.0, 0.5], [s * (Wi - 5.5), -D + 2.2, notch_z - 2.0], 0.45, bone * 0.8)
+
+    # ------------------------------------------------------------------ airways
+    trachea_top = np.array([0.0, 1.8, p.fov_top + 2])
+    carina = np.array([0.15, -0.4, carina_z])
+    parts.polyline([trachea_top, [0.1, 1.0, notch_z], carina], 0.85, -MU_SOFT)
+    parts.polyline([carina, [-2.2, -0.7, carina_z - 2.0], [-3.0, -0.9, carina_z - 3.4]], [0.62, 0.5], -MU_SOFT)
+    parts.polyline([carina, [2.6, -0.9, carina_z - 1.6], [4.0, -1.1, carina_z - 3.6]], [0.55, 0.45], -MU_SOFT)
+
+    anatomy = Anatomy(p, comps, parts, lungs, heart, spine, ribs, knob_c, carina, sternum)
+    anatomy.notes.update(knob=knob, desc=desc, asc=asc, supmed=supmed, trunk=trunk, notch_z=notch_z)
+    _vessels(anatomy, rng)
+    return anatomy
+
+
+def _vessels(anat: Anatomy, rng: np.random.Generator) -> None:
+    """Pulmonary vessel trees from each hilum, drawn in lung-normalised coordinates (so inflation stretches
+    or crowds them). Always the same number of draws."""
+    p = anat.patient
+    segs = []
+    for name in ("right", "left"):
+        lung = anat.lungs[name]
+        n_main = 18
+        nz = rng.beta(1.3, 1.6, n_main) * 0.95
+        ang = rng.uniform(-np.pi, np.pi, n_main)
+        rad = rng.uniform(0.55, 1.0, n_main) ** 0.5
+        nx, ny = rad * np.cos(ang), rad * np.sin(ang) * 0.85
+        jit = rng.normal(0, 0.08, (n_main, 4, 3))
+        sub_t = rng.uniform(-0.5, 0.5, (n_main, 2, 3))
+        ends = lung.point(np.abs(nx) * 0.9 + 0.1 * (nx > 0), ny, nz)
+        h_off = rng.normal(0, 0.9, (n_main, 3)) * [0.6, 1.0, 1.4]
+        for m in range(n_main):
+            e = ends[m]
+            h = lung.hilum + h_off[m]
+            pts = [h]
+            for k, f in enumerate((0.25, 0.5, 0.75)):
+                q = h + (e - h) * f + jit[m, k] * np.linalg.norm(e - h) * 0.6
+                pts.append(q)
+            pts.append(e)
+            r0 = 0.5 * p.hilum_scale * (1 if nz[m] < 0.55 else 0.8)
+            radii = np.array([r0, r0 * 0.75, r0 * 0.55, 0.2]) * p.vessel_scale
+            for k in range(4):
+                segs.append((pts[k], pts[k + 1], radii[k]))
+            for b in range(2):
+                base = pts[2 + b]
+                tip = base + (sub_t[m, b] * 3.5 + (e - base) * 0.45)
+                mid = 0.5 * (base + tip) + jit[m, 3] * 0.6
+                rb = radii[1 + b] * 0.6
+                segs.append((base, mid, rb))
+                segs.append((mid, tip, rb * 0.6))
+    anat.notes["vessels"] = segs
+
+
+def finalize_vessels(anat: Anatomy) -> None:
+    """Add the vessel segments whose midpoints lie in aerated lung outside the no-vessel zones."""
+    p = anat.patient
+    segs = anat.notes.pop("vessels")
+    a = np.array([s[0] for s in segs])
+    b = np.array([s[1] for s in segs])
+    r = np.array([s[2] for s in segs])
+    mid = 0.5 * (a + b)
+    keep = np.zeros(len(segs), bool)
+    hil = np.zeros(len(segs), bool)
+    for lung in anat.lungs.values():
+        ellip_ok = lung.ellipsoid.contains(mid) & (mid[:, 2] > lung.floor)
+        air = lung.is_air(mid)
+        keep |= air
+        hil |= ellip_ok & (np.linalg.norm(mid - lung.hilum, axis=1) < 3.5)
+    keep |= hil
+    for zone in anat.vessel_zones:
+        keep &= ~zone.contains(mid)
+    mu = (MU_SOFT - p.lung_mu) * 1.25 * p.vessel_mu
+    for k in np.flatnonzero(keep):
+        anat.parts.tube(a[k], b[k], max(r[k], 0.06), mu)
+
+
+def cardiothoracic_ratio(anat: Anatomy) -> float:
+    """Widest frontal heart shadow above the left dome / widest inner thorax (lateral lung walls)."""
+    h = anat.heart
+    inv = np.linalg.inv(h.M)
+    heart_w = _visible_width(h.center, inv, anat.lungs["left"].dome_top - 1.0)
+    r, l = anat.lungs["right"], anat.lungs["left"]
+    thorax_w = (l.center[0] + l.semi[0]) - (r.center[0] - r.semi[0])
+    return float(heart_w / thorax_w)

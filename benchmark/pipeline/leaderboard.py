@@ -1,0 +1,276 @@
+"""Leaderboards: the paper's Table 1 (methods) and Table 2 (XRayGAN ablations) from recorded results.
+
+Rows are (method, variant, setting), mean +- std over seeds; the paper's own numbers sit beside them as
+rows marked "reported" (``leaderboards/reported.toml``). Markdown is rendered by hand, CSV through pandas,
+the terminal through rich, plots through seaborn. Numbers are rounded here and only here.
+"""
+
+import dataclasses
+import math
+import tomllib
+from collections import defaultdict
+from pathlib import Path
+
+from benchmark.core.errors import XbenchError
+from benchmark.pipeline.results import RunResult, load_result
+
+LEADERBOARDS = Path(__file__).resolve().parents[2] / "leaderboards"
+VIEWS = {"frontal": "F", "lateral": "L", "pair": "pair"}
+TABLE2_VARIANTS = ("full", "no_vcn", "no_mscgan", "no_hae")
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    metric: str
+    view: str
+
+    @property
+    def label(self) -> str:
+        return self.metric if self.view == "pair" else f"{self.metric} ({VIEWS[self.view]})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    label: str
+    kind: str  # "measured" | "reported"
+    cells: dict[Column, tuple[float, float | None]]  # column -> (mean, std over seeds or None)
+    seeds: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    title: str
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    notes: tuple[str, ...]
+
+
+def load_records(dataset: str) -> list[RunResult]:
+    folder = LEADERBOARDS / "records" / dataset
+    return [load_result(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def load_reported() -> dict:
+    path = LEADERBOARDS / "reported.toml"
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise XbenchError(f"{path}: cannot read the paper's reported numbers ({err})") from None
+
+
+def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list[Table]:
+    """Table 1 (every method's default variant) and Table 2 (XRayGAN's ablation variants)."""
+    from metrics import METRICS
+
+    columns = tuple(
+        Column(name, view)
+        for name, spec in METRICS.items()
+        for view in spec.scope
+        if any(name in r.metrics.get(view, {}) for r in records)
+    )
+    notes = tuple(
+        f"{METRICS[n].arrow} {n}: {METRICS[n].protocol_note}" for n in dict.fromkeys(c.metric for c in columns)
+    )
+    notes += (
+        f"reported rows: {reported.get('citation', 'the paper')}; {reported.get('note', '')}".strip(),
+        "protocol differences between the paper's numbers and xbench's: docs/reproduction.md",
+    )
+    groups: dict[tuple, list[RunResult]] = defaultdict(list)
+    for r in records:
+        groups[(r.method, r.variant, r.setting)].append(r)
+
+    def measured(keys) -> list[Row]:
+        return [_mean_row(f"{m} [{v}, {s}]", groups[(m, v, s)], columns) for m, v, s in keys]
+
+    default_variant = {r.method: next(iter(_variants(r.method))) for r in records}
+    table1_keys = sorted(k for k in groups if k[1] == default_variant[k[0]])
+    table2_keys = sorted(
+        (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS),
+        key=lambda k: (TABLE2_VARIANTS.index(k[1]), k[2]),
+    )
+    return [
+        Table(
+            f"Table 1: methods on {dataset}",
+            columns,
+            tuple(measured(table1_keys) + _reported_rows(reported, "table1", dataset, columns)),
+            notes,
+        ),
+        Table(
+            f"Table 2: XRayGAN ablations on {dataset}",
+            columns,
+            tuple(measured(table2_keys) + _reported_rows(reported, "table2", dataset, columns)),
+            notes,
+        ),
+    ]
+
+
+def _variants(method: str) -> dict:
+    from methods import get_method
+
+    return get_method(method).variants
+
+
+def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...]) -> Row:
+    cells = {}
+    for col in columns:
+        values = [
+            r.metrics[col.view][col.metric] for r in runs if r.metrics.get(col.view, {}).get(col.metric) is not None
+        ]
+        if values:
+            mean = sum(values) / len(values)
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+            cells[col] = (mean, std)
+    return Row(label, "measured", cells, seeds=len(runs))
+
+
+def _reported_rows(reported: dict, table: str, dataset: str, columns: tuple[Column, ...]) -> list[Row]:
+    """The paper's rows for this dataset; phantom (Open-i reports, rendered images) shows the Open-i rows."""
+    rows = []
+    by_metric = {(c.metric, c.view): c for c in columns}
+    source = "openi" if dataset == "phantom" else dataset
+    for entry in reported.get(table, []):
+        if entry["dataset"] != source:
+            continue
+        cells = {}
+        for key, value in entry.get("values", {}).items():
+            metric, _, view = key.partition("@")
+            col = by_metric.get((metric, view or "frontal")) or Column(metric, view or "frontal")
+            cells[col] = (float(value), None)
+        suffix = "reported" if source == dataset else f"reported on {source}"
+        rows.append(Row(f"{entry['label']} ({suffix})", "reported", cells))
+    return rows
+
+
+def best_cells(table: Table) -> dict[Column, float]:
+    """The best measured mean per column (direction from the metric registry)."""
+    from metrics import METRICS
+
+    best = {}
+    for col in table.columns:
+        values = [row.cells[col][0] for row in table.rows if row.kind == "measured" and col in row.cells]
+        if values:
+            best[col] = max(values) if METRICS[col.metric].higher_is_better else min(values)
+    return best
+
+
+def format_cell(mean: float, std: float | None, digits: int = 3) -> str:
+    """The only place numbers get rounded."""
+    text = f"{mean:.{digits}g}" if abs(mean) >= 1000 else f"{mean:.{digits}f}"
+    return text if std is None else f"{text} ± {std:.{digits}f}"
+
+
+def render_markdown(tables: list[Table]) -> str:
+    out = []
+    for table in tables:
+        all_columns = list(table.columns) + [c for r in table.rows for c in r.cells if c not in table.columns]
+        columns = list(dict.fromkeys(all_columns))
+        best = best_cells(table)
+        out.append(f"## {table.title}\n")
+        out.append("| method | seeds | " + " | ".join(c.label for c in columns) + " |")
+        out.append("|---|---:|" + "---:|" * len(columns))
+        for row in table.rows:
+            cells = []
+            for col in columns:
+                if col not in row.cells:
+                    cells.append("")
+                    continue
+                text = format_cell(*row.cells[col])
+                bold = row.kind == "measured" and best.get(col) == row.cells[col][0]
+                cells.append(f"**{text}**" if bold else text)
+            seeds = str(row.seeds) if row.kind == "measured" else "–"
+            out.append(f"| {row.label} | {seeds} | " + " | ".join(cells) + " |")
+        out.append("")
+    notes = dict.fromkeys(n for t in tables for n in t.notes)
+    out.append("Notes: best measured value per column in **bold**; mean ± std over seeds.\n")
+    out.extend(f"- {note}" for note in notes)
+    return "\n".join(out) + "\n"
+
+
+def to_frame(tables: list[Table]):
+    import pandas as pd
+
+    records = []
+    for table in tables:
+        for row in table.rows:
+            for col, (mean, std) in row.cells.items():
+                records.append(
+                    {
+                        "table": table.title,
+                        "row": row.label,
+                        "kind": row.kind,
+                        "seeds": row.seeds,
+                        "metric": col.metric,
+                        "view": col.view,
+                        "mean": mean,
+                        "std": std,
+                    }
+                )
+    return pd.DataFrame.from_records(
+        records, columns=["table", "row", "kind", "seeds", "metric", "view", "mean", "std"]
+    )
+
+
+def render_rich(tables: list[Table]):
+    from rich.table import Table as RichTable
+
+    out = []
+    for table in tables:
+        best = best_cells(table)
+        rich = RichTable("method", "seeds", *[c.label for c in table.columns], title=table.title)
+        for row in table.rows:
+            cells = []
+            for col in table.columns:
+                text = format_cell(*row.cells[col]) if col in row.cells else ""
+                cells.append(
+                    f"[bold]{text}[/bold]"
+                    if row.kind == "measured" and best.get(col) == row.cells.get(col, (None,))[0]
+                    else text
+                )
+            rich.add_row(
+                row.label,
+                str(row.seeds) if row.kind == "measured" else "–",
+                *cells,
+                style="dim" if row.kind == "reported" else None,
+            )
+        out.append(rich)
+    return out
+
+
+def render_plots(records: list[RunResult], dataset: str, out_dir: Path) -> list[Path]:
+    """One seaborn figure per metric: each run's value with its 95% bootstrap interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    points = defaultdict(list)
+    for r in records:
+        for view, values in r.metrics.items():
+            for name, value in values.items():
+                if isinstance(value, float) and f"{name}_ci" in values:
+                    lo, hi = values[f"{name}_ci"]
+                    points[(name, view)].append((f"{r.method}\n[{r.variant}] s{r.seed}", value, lo, hi))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    sns.set_theme(style="whitegrid")
+    for (name, view), rows in sorted(points.items()):
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.2))
+        labels, values, lows, highs = zip(*rows)
+        sns.pointplot(x=list(labels), y=list(values), linestyle="none", ax=ax)
+        ax.errorbar(
+            range(len(values)),
+            values,
+            yerr=[[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]],
+            fmt="none",
+            capsize=4,
+            color="black",
+        )
+        ax.set_title(f"{name} ({view}) on {dataset}: value and 95% bootstrap interval")
+        ax.tick_params(axis="x", labelsize=7)
+        path = out_dir / f"{dataset}_{name}_{view}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths

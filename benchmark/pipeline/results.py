@@ -1,0 +1,104 @@
+"""``result.json`` (schema 1): one run's numbers and everything needed to trust and re-run them.
+
+Never rounded on write (rounding happens in the leaderboard renderer only); written atomically.
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmark.core.errors import XbenchError
+from benchmark.core.io import atomic_write
+
+SCHEMA = 1
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    method: str
+    dataset: str
+    variant: str
+    seed: int
+    setting: str
+    config_hash: str
+    git_sha: str
+    git_dirty: bool
+    versions: dict  # python, torch, cuda, xbench
+    device: str
+    n_test_cases: int
+    metrics: dict  # {"frontal": {name: value, name_ci: [lo, hi], name_n: N}, "lateral": ..., "pair": ...}
+    timing_s: dict  # fit, generate, evaluate
+    throughput: dict  # train_pairs_per_s
+    config: dict  # the resolved RunConfig, so a record can be re-run by ``xbench check``
+    created: str
+    schema: int = SCHEMA
+
+
+def save_result(result: RunResult, path: Path) -> Path:
+    atomic_write(path, json.dumps(dataclasses.asdict(result), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_result(path: Path) -> RunResult:
+    """A result file, checked against the schema: a corrupt or foreign file is an XbenchError."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise XbenchError(f"no result file {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise XbenchError(f"corrupt result file {path}: not valid JSON ({err}); re-run or delete it") from None
+    fields = {f.name for f in dataclasses.fields(RunResult)}
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or set(data) != fields:
+        missing = sorted(fields - set(data)) if isinstance(data, dict) else sorted(fields)
+        raise XbenchError(f"corrupt result file {path}: not a schema-{SCHEMA} result (missing {missing[:4]})")
+    if not isinstance(data["metrics"], dict) or not all(isinstance(v, dict) for v in data["metrics"].values()):
+        raise XbenchError(f"corrupt result file {path}: 'metrics' must map views to metric values")
+    return RunResult(**data)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_state() -> tuple[str, bool]:
+    """(commit sha, whether the tree has uncommitted changes); ("unknown", True) outside a git clone."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+    return sha.stdout.strip(), bool(dirty.stdout.strip())
+
+
+def environment(device) -> dict:
+    """What ran the numbers: env.json of every run directory."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    sha, dirty = git_state()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "device": torch.cuda.get_device_name(device) if str(device).startswith("cuda") else "cpu",
+        "xbench": ver("xbench"),
+        "packages": {p: ver(p) for p in ("torchvision", "torch-fidelity", "scikit-image", "numpy", "torchxrayvision")},
+        "git_sha": sha,
+        "git_dirty": dirty,
+    }

@@ -1,0 +1,154 @@
+"""One run, in one direction: config -> data -> vocabulary -> fit -> generate -> evaluate -> result.json.
+
+Run directory ``runs/<method>_<dataset>_<variant>_s<seed>_<cfghash>/``: config.json, env.json, vocab.json,
+log.jsonl, ckpt/, samples/{frontal,lateral}/<case_id>.png and, last of all, result.json.
+"""
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.core.errors import XbenchError
+from benchmark.core.io import atomic_write
+from benchmark.data.datasets import Case, get_dataset
+from benchmark.data.images import save_png, to_uint8
+from benchmark.data.text import Vocab
+from benchmark.pipeline import leaderboard
+from benchmark.pipeline.config import RunConfig
+from benchmark.pipeline.results import RunResult, environment, now, save_result
+
+RUNS_DIR = Path("runs")
+
+
+def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None, record: bool = False) -> RunResult:
+    """Train, generate the test split, evaluate; returns (and writes) the result."""
+    from benchmark.core.checkpoints import save_checkpoint
+    from benchmark.core.seeds import derive_seed
+    from methods import get_method
+    from methods.base import PairedData, default_device
+    from metrics import ImageSet, evaluate
+
+    run_dir = _prepare_run_dir(cfg, runs_dir, resume)
+    device = default_device()
+    env = environment(device)
+    _write_json(run_dir / "env.json", env)
+
+    # Data and the vocabulary of the train split.
+    dataset = get_dataset(cfg.dataset, cfg.data)
+    splits = dataset.splits()
+    vocab = Vocab.build((c.report.findings, c.report.impression) for c in splits.train)
+    vocab.save(run_dir / "vocab.json")
+    train = PairedData.of(dataset.images(splits.train), vocab)
+    val = PairedData.of(dataset.images(splits.val), vocab) if splits.val else None
+
+    # Fit.
+    method = get_method(cfg.method)(cfg.model, vocab, image_size=cfg.data.image_size, device=device, seed=cfg.seed)
+    start = time.perf_counter()
+    method.fit(train, val, run_dir, resume=resume is not None)
+    fit_s = time.perf_counter() - start
+    save_checkpoint(method.state_dict(), run_dir / "ckpt" / "final.pt")  # what `xbench generate` loads
+
+    # Generate the test split, one seed per case: sha256 of (run seed, case id).
+    test = dataset.images(splits.test)
+    start = time.perf_counter()
+    tokens = vocab.encode([(c.report.findings, c.report.impression) for c in test.cases])
+    views = method.generate(tokens, [derive_seed(cfg.seed, c.case_id) for c in test.cases])
+    fake = np.stack([to_uint8(views.frontal[:, 0].numpy()), to_uint8(views.lateral[:, 0].numpy())], axis=1)
+    write_samples(run_dir / "samples", test.cases, fake)
+    generate_s = time.perf_counter() - start
+
+    # Evaluate against the real test images; evaluators learn from the real train + val images.
+    start = time.perf_counter()
+    ids = tuple(c.case_id for c in test.cases)
+    references = [dataset.images(splits.train)] + ([dataset.images(splits.val)] if splits.val else [])
+    reference = ImageSet(
+        tuple(c.case_id for pairs in references for c in pairs.cases),
+        np.concatenate([pairs.pixels for pairs in references]),
+        tuple(c.report.mesh for pairs in references for c in pairs.cases),
+    )
+    metrics = evaluate(
+        ImageSet(ids, fake),
+        ImageSet(ids, test.pixels, tuple(c.report.mesh for c in test.cases)),
+        cfg.eval,
+        dataset=cfg.dataset,
+        reference=reference,
+    )
+    evaluate_s = time.perf_counter() - start
+
+    result = RunResult(
+        run_id=run_dir.name,
+        method=cfg.method,
+        dataset=cfg.dataset,
+        variant=cfg.variant,
+        seed=cfg.seed,
+        setting=cfg.setting,
+        config_hash=cfg.config_hash,
+        git_sha=env["git_sha"],
+        git_dirty=env["git_dirty"],
+        versions={
+            "python": env["python"],
+            "torch": env["torch"],
+            "cuda": env["cuda"],
+            "xbench": env["xbench"],
+            "threads": torch.get_num_threads(),
+        },  # training rounds differently with another thread count
+        device=env["device"],
+        n_test_cases=len(ids),
+        metrics=metrics,
+        timing_s={"fit": fit_s, "generate": generate_s, "evaluate": evaluate_s},
+        throughput={"train_pairs_per_s": getattr(method, "pairs_seen", len(train)) / max(fit_s, 1e-9)},
+        config=cfg.to_dict(),
+        created=now(),
+    )
+    save_result(result, run_dir / "result.json")
+    if record:
+        record_result(result, run_dir / "result.json")
+    return result
+
+
+def record_result(result: RunResult, path: Path) -> Path:
+    """Copy a result under ``leaderboards/records/<dataset>/``, where ``xbench table`` and ``check`` read it."""
+    target = (
+        leaderboard.LEADERBOARDS
+        / "records"
+        / result.dataset
+        / f"{result.method}_{result.variant}_{result.setting}_s{result.seed}.json"
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return target
+
+
+def write_samples(samples_dir: Path, cases: Sequence[Case], pixels: np.ndarray) -> None:
+    """``samples/{frontal,lateral}/<case_id>.png``, 8-bit grayscale, each written atomically."""
+    for case, (frontal, lateral) in zip(cases, pixels):
+        save_png(frontal, samples_dir / "frontal" / f"{case.case_id}.png")
+        save_png(lateral, samples_dir / "lateral" / f"{case.case_id}.png")
+
+
+def _prepare_run_dir(cfg: RunConfig, runs_dir: Path, resume: Path | None) -> Path:
+    if resume is not None:
+        saved = resume / "config.json"
+        if not saved.is_file():
+            raise XbenchError(f"--resume {resume}: no config.json there; is it a run directory?")
+        if json.loads(saved.read_text()) != json.loads(json.dumps(cfg.to_dict(), default=list)):
+            raise XbenchError(
+                f"--resume {resume}: its config.json differs from this run's configuration; "
+                "resume with the same --method/--dataset/--config/--set"
+            )
+        return resume
+    run_dir = runs_dir / cfg.run_id
+    if run_dir.exists():  # the same configuration again: start over (runs are deterministic for a seed)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    _write_json(run_dir / "config.json", cfg.to_dict())
+    return run_dir
+
+
+def _write_json(path: Path, data: dict) -> None:
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=list) + "\n")

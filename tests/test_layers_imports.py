@@ -1,0 +1,89 @@
+"""The package's layers, lowest first, and a check that every import points down (or sideways within a layer).
+
+    benchmark.core      plain utilities: errors, io, seeds, checkpoints, distributed, resize, cache, sheets
+    benchmark.data      reports, text, images, datasets, the phantom renderer
+    methods | metrics   the judged and the judges, side by side: neither imports the other
+    benchmark.pipeline  configuration, runs, results, leaderboards, check, bench
+    cli                 parses, calls one pipeline function, prints
+
+Imports inside functions count too: a cycle hidden in a function is still a cycle.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = {"benchmark.core": 0, "benchmark.data": 1, "methods": 2, "metrics": 2, "benchmark.pipeline": 3, "cli": 4}
+
+
+def layer_of(module: str) -> str | None:
+    """The layer a dotted module name belongs to (the longest matching prefix), or None for outside code."""
+    matches = [name for name in LAYERS if module == name or module.startswith(name + ".")]
+    if module == "benchmark":
+        return "benchmark"  # the package's docstring only
+    return max(matches, key=len) if matches else None
+
+
+def imports_of(path: Path, source: str) -> list[tuple[int, str]]:
+    tree = ast.parse(source, filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from benchmark import cache` imports benchmark.cache: count the names as submodules
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def wrong_arrows(sources: dict[Path, str]) -> list[str]:
+    """Every import in ``sources`` (path -> text) that points up the layers, or across between methods and
+    metrics, as 'file:line who imports what'."""
+    wrong = []
+    for path, text in sources.items():
+        source = layer_of(module_name(path))
+        for line, target_module in imports_of(path, text):
+            target = layer_of(target_module)
+            if target is None or target == source:
+                continue
+            if source == "benchmark" or target == "benchmark":
+                wrong.append(f"{path.relative_to(ROOT)}:{line} benchmark/__init__ takes part in no import")
+            elif LAYERS[target] >= LAYERS[source]:  # equal: methods and metrics
+                wrong.append(f"{path.relative_to(ROOT)}:{line} {source} imports {target_module} ({target})")
+    return wrong
+
+
+def project_sources() -> dict[Path, str]:
+    files = [ROOT / "cli.py"]
+    for package in ("benchmark", "methods", "metrics"):
+        files += sorted((ROOT / package).rglob("*.py"))
+    return {path: path.read_text() for path in files}
+
+
+def test_every_import_points_down_the_layers():
+    sources = project_sources()
+    assert len(sources) > 40  # the walk found the packages
+    assert wrong_arrows(sources) == []
+
+
+@pytest.mark.parametrize(
+    ("where", "line", "expected"),
+    [
+        ("metrics/extra.py", "from methods.vcn import VCN", "metrics imports methods.vcn.VCN (methods)"),
+        ("methods/extra.py", "import metrics", "methods imports metrics (metrics)"),
+        ("benchmark/core/extra.py", "from benchmark.data import text", "benchmark.core imports benchmark.data.text"),
+        ("benchmark/data/extra.py", "    from benchmark.pipeline.config import load_config", "imports benchmark"),
+        ("methods/extra.py", "from benchmark.pipeline import runner", "methods imports benchmark.pipeline.runner"),
+    ],
+)
+def test_the_check_fails_on_an_arrow_against_the_direction(where, line, expected):
+    source = f"def f():\n{line}\n" if line.startswith(" ") else f"{line}\n"
+    wrong = wrong_arrows({ROOT / where: source})
+    assert len(wrong) == 1 and expected in wrong[0]
