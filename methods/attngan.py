@@ -84,6 +84,7 @@ from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.core.distributed import barrier, unwrap, world, wrap_ddp
 from benchmark.core.resize import resident_images
 from benchmark.core.seeds import derive_seed, seed_everything
+from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
@@ -131,6 +132,7 @@ class DAMSMConfig:
     grad_clip: float = 0.25  # max gradient norm of the text encoder
 
     def __post_init__(self):
+        check_ranges(self)
         if self.backbone not in ("inception_v3", "resnet18", "small"):  # the keys of BACKBONES below
             raise ValueError(
                 f"attngan: damsm.backbone must be 'inception_v3', 'resnet18' or 'small', not {self.backbone!r}"
@@ -176,6 +178,7 @@ class Config:
     progress: bool = True
 
     def __post_init__(self):
+        check_ranges(self)
         sizes = self.stage_sizes
         if not sizes or sizes[0] < 8 or sizes[0] & (sizes[0] - 1):
             raise ValueError(f"attngan: the first stage size must be a power of two >= 8, got {sizes}")
@@ -189,29 +192,6 @@ class Config:
             raise ValueError(f"attngan: loss must be 'bce' or 'wgan_gp', not {self.loss!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"attngan: ema_decay must be in [0, 1), not {self.ema_decay}")
-
-    @classmethod
-    def tiny(cls) -> "Config":
-        """Two stages (32, 64 px), narrow networks, a small-CNN DAMSM: under a minute on 512 phantom cases
-        on 2 CPU cores."""
-        return cls(
-            text=TextEncoder.Config(embed_dim=32, hidden=32, out_dim=64),
-            damsm=DAMSMConfig(backbone="small", width=16, epochs=4, batch_size=32),
-            stage_sizes=(32, 64),
-            gf_dim=8,
-            z_dim=16,
-            condition_dim=16,
-            res_blocks=1,
-            df_dim=8,
-            batch_size=32,
-            epochs=2,
-            lr_g=1e-3,
-            lr_d=1e-3,
-            ema_decay=0.9,
-            checkpoint_every=2,
-            log_every=10,
-            progress=False,
-        )
 
 
 # Shared pieces.
@@ -870,9 +850,7 @@ class AttnGAN(Method):
             )
             if world().is_main:
                 state = {"damsm": damsm.state_dict(), "text_encoder": self.nets.encoder.state_dict()}
-                save_checkpoint(
-                    {k: {n: t.detach().cpu() for n, t in v.items()} for k, v in state.items()}, path, sidecar=True
-                )
+                save_checkpoint({k: {n: t.detach().cpu() for n, t in v.items()} for k, v in state.items()}, path)
             barrier()
         if not trained or world().size > 1:
             # Also after training with several processes: GPU kernels need not be bitwise deterministic, and

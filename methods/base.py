@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from benchmark.core.distributed import unwrap
+from benchmark.core.validation import check_ranges
 from benchmark.data.text import Tokens, Vocab
 
 
@@ -63,6 +64,9 @@ class TextEncoder(nn.Module, ABC):
         embed_dim: int = 128  # word embedding size (the paper's E_EMBED_SIZE)
         hidden: int = 128  # LSTM hidden size per direction (the paper: 128)
         out_dim: int = 512  # report vector size (the official D_CHANNEL_SIZE)
+
+        def __post_init__(self):
+            check_ranges(self)
 
     def __init__(self, cfg: "TextEncoder.Config", vocab_size: int):
         super().__init__()

@@ -19,10 +19,6 @@ from methods.base import Method, PairedData, Views
 class Config:
     """Nothing to set: the mean image has no hyperparameters."""
 
-    @classmethod
-    def tiny(cls) -> "Config":
-        return cls()
-
 
 class Dummy(Method):
     name = "dummy"

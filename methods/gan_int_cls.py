@@ -63,6 +63,7 @@ from torch import nn
 from benchmark.core.distributed import wrap_ddp
 from benchmark.core.resize import resident_images
 from benchmark.core.seeds import derive_seed, seed_everything
+from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
@@ -137,6 +138,7 @@ class Config:
     progress: bool = True
 
     def __post_init__(self):
+        check_ranges(self)
         if self.g_init not in ("he", "default"):
             raise ValueError(f"gan_int_cls: g_init must be 'he' or 'default', not {self.g_init!r}")
         check_discriminator_loss("gan_int_cls", self.loss, self.d_norm)
@@ -144,24 +146,6 @@ class Config:
             raise ValueError(f"gan_int_cls: cls_weight must be in [0, 1), not {self.cls_weight}")
         if self.warmup_epochs > 0 and self.l2_weight <= 0:
             raise ValueError("gan_int_cls: warm-up epochs train on the L2 loss alone; set l2_weight > 0")
-
-    @classmethod
-    def tiny(cls) -> "Config":
-        """64 px, narrow networks, 8 epochs: about 40 s on 512 phantom cases on 1 CPU core."""
-        return cls(
-            text=TextEncoder.Config(embed_dim=32, hidden=32, out_dim=128),
-            z_dim=16,
-            text_proj=32,
-            g_width=128,
-            ndf=16,
-            d_text=16,
-            batch_size=32,
-            epochs=8,
-            lr_milestones=(),
-            checkpoint_every=2,
-            log_every=10,
-            progress=False,
-        )
 
 
 # Generators.

@@ -69,6 +69,7 @@ from torch import nn
 from benchmark.core.distributed import wrap_ddp
 from benchmark.core.resize import resident_images
 from benchmark.core.seeds import derive_seed, seed_everything
+from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
@@ -141,6 +142,7 @@ class Config:
     progress: bool = True
 
     def __post_init__(self):
+        check_ranges(self)
         check_discriminator_loss("stackgan", self.loss, self.d_norm)
         if len(self.batch_sizes) != 2 or len(self.epochs) != 2:
             raise ValueError(
@@ -148,26 +150,6 @@ class Config:
             )
         if self.stage1_size < 8 or self.stage1_size & (self.stage1_size - 1):
             raise ValueError(f"stackgan: stage1_size must be a power of two >= 8, not {self.stage1_size}")
-
-    @classmethod
-    def tiny(cls) -> "Config":
-        """Stage-I at 16 px, Stage-II to 64 px, narrow networks: about 36 s on 512 phantom cases on 1 CPU core."""
-        return cls(
-            text=TextEncoder.Config(embed_dim=32, hidden=32, out_dim=128),
-            z_dim=16,
-            c_dim=16,
-            gf=32,
-            res_blocks=1,
-            stage1_size=16,
-            ndf=8,
-            batch_sizes=(32, 32),
-            epochs=(4, 4),
-            lr=5e-4,
-            lr_milestones=(),
-            checkpoint_every=2,
-            log_every=10,
-            progress=False,
-        )
 
 
 # Generators.

@@ -54,6 +54,7 @@ from torchvision.models import resnet18
 from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.core.errors import XbenchError
 from benchmark.core.resize import resident_images
+from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 
 EMBED_DIM = 128
@@ -70,6 +71,9 @@ class VCNConfig:
     lr_step_epochs: int = 10
     lr_gamma: float = 0.2
     betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self):
+        check_ranges(self)
 
 
 class VCN(nn.Module):

@@ -37,6 +37,7 @@ from torch import nn
 from benchmark.core.distributed import barrier, world, wrap_ddp
 from benchmark.core.resize import resident_images
 from benchmark.core.seeds import derive_seed, seed_everything
+from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
@@ -92,6 +93,7 @@ class Config:
     progress: bool = True
 
     def __post_init__(self):
+        check_ranges(self)
         n = len(self.stage_sizes)
         for name in ("batch_sizes", "lrs", "epochs"):
             if len(getattr(self, name)) != n:
@@ -100,30 +102,6 @@ class Config:
             raise ValueError(f"xraygan: each stage must double the size, got {self.stage_sizes}")
         if self.schedule not in ("progressive", "one_shot"):
             raise ValueError(f"xraygan: schedule must be 'progressive' or 'one_shot', not {self.schedule!r}")
-
-    @classmethod
-    def tiny(cls) -> "Config":
-        """Two stages (32, 64 px), narrow networks, a long L2 warm-up (where a small model learns the text
-        fastest): about 80 s on 512 phantom cases on 2 CPU cores."""
-        return cls(
-            text=TextEncoder.Config(embed_dim=32, hidden=32, out_dim=128),
-            stage_sizes=(32, 64),
-            prog_channels=32,
-            prog_blocks=2,
-            prog_text=16,
-            critic_channels=16,
-            critic_max_channels=64,
-            critic_text=16,
-            batch_sizes=(32, 32),
-            lrs=(3e-3, 5e-4),
-            epochs=(3, 1),
-            warmup_epochs=30,
-            lr_decay_every=100,
-            vcn=VCNConfig(epochs=2, batch_size=32),
-            checkpoint_every=2,
-            log_every=10,
-            progress=False,
-        )
 
 
 # Generators.

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 
 from benchmark.core.errors import XbenchError
+from benchmark.core.validation import check_ranges
 from benchmark.data.reports import Finding
 from metrics.registry import METRICS, get_metric
 
@@ -73,6 +74,7 @@ class EvalConfig:
     finding_width: int = 32  # channels of its first block (doubled per block, 4 blocks)
 
     def __post_init__(self):
+        check_ranges(self)
         for name in self.metrics:
             get_metric(name)
         if len(set(self.metrics)) != len(self.metrics):
@@ -83,20 +85,6 @@ class EvalConfig:
             raise XbenchError(f"eval.vc_size must be >= 32 px (ResNet-18), not {self.vc_size}")
         if self.finding_size < 16:
             raise XbenchError(f"eval.finding_size must be >= 16 px, not {self.finding_size}")
-
-    @classmethod
-    def tiny(cls, **overrides) -> "EvalConfig":
-        """Seconds on a CPU: few bootstrap draws, small evaluators (tests only)."""
-        base = dict(
-            bootstrap=50,
-            vc_epochs=4,
-            vc_batch_size=32,
-            vc_size=32,
-            finding_epochs=10,
-            finding_size=32,
-            finding_width=16,
-        )
-        return cls(**{**base, **overrides})
 
 
 class Unavailable(Exception):

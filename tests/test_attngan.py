@@ -27,11 +27,12 @@ from methods.attngan import (
 )
 from methods.base import TokenBatch
 from methods.text_encoders import get_text_encoder
+from tests.tiny import tiny_model
 
 
 def tiny(**changes) -> Config:
     """The tiny setting, shortened further for tests (one GAN epoch, one DAMSM epoch)."""
-    base = Config.tiny()
+    base = tiny_model("attngan")
     damsm = dataclasses.replace(base.damsm, epochs=1, batch_size=16)
     return dataclasses.replace(base, **{"epochs": 1, "batch_size": 16, "damsm": damsm, **changes})
 
@@ -86,7 +87,7 @@ def test_word_attention_weights_sum_to_one_over_real_tokens():
 
 def test_generator_stages_attend_to_the_hae_words(tiny_phantom):
     vocab, train, _ = tiny_phantom
-    cfg = Config.tiny()
+    cfg = tiny_model("attngan")
     encoder = get_text_encoder("hae", cfg.text, len(vocab))
     text = encode_text(encoder, TokenBatch.of(train.tokens[:4]))
     assert text.words.shape[1] == int(text.mask.sum(1).max())  # compacted: no all-padding column
@@ -104,7 +105,7 @@ def test_generator_stages_attend_to_the_hae_words(tiny_phantom):
 def test_damsm_pretraining_lowers_its_loss_on_the_train_split(tiny_phantom):
     vocab, train, _ = tiny_phantom
     train = train.subset(np.arange(64))
-    cfg = Config.tiny()
+    cfg = tiny_model("attngan")
     damsm_cfg = dataclasses.replace(cfg.damsm, epochs=4, batch_size=32)
     torch.manual_seed(0)
     encoder = get_text_encoder("hae", cfg.text, len(vocab))
@@ -136,7 +137,7 @@ def test_damsm_pretraining_lowers_its_loss_on_the_train_split(tiny_phantom):
 def test_identical_reports_are_not_negatives():
     """Two cases with the same report: swapping which image goes with which copy changes nothing."""
     torch.manual_seed(0)
-    cfg = Config.tiny().damsm
+    cfg = tiny_model("attngan").damsm
     flat = torch.tensor([[5, 6, 7], [5, 6, 7], [8, 9, 0]])
     words, mask = torch.randn(3, 4, 8), torch.tensor([[1, 1, 1, 0]] * 3, dtype=torch.bool)
     words[1] = words[0]

@@ -7,8 +7,9 @@ import pytest
 
 from benchmark.data.datasets import get_dataset
 from benchmark.pipeline.bench.evaluation import take, time_evaluation
-from metrics import EvalConfig, evaluate, fidelity
+from metrics import evaluate, fidelity
 from tests.metrics_fixtures import random_set, tiny_inception_extractor
+from tests.tiny import tiny_eval
 
 # The fewest cases at which every metric of the tiny setting is computed: finding_auc needs a finding with
 # >= 10 positives among the reference cases (57 or more) and >= 5 positives and negatives among the test
@@ -34,7 +35,7 @@ def test_time_evaluation_tiny(tiny_inception, tmp_path, monkeypatch):
     assert list(user_cache.iterdir()) == []  # features and evaluators went to the temporary cache
     assert (r["setting"], r["method"], r["device"]) == ("tiny", "xraygan", "cpu")
     assert (r["n_test"], r["n_reference"], r["image_size"]) == (N_TEST, N_REFERENCE, 64)
-    requested = set(EvalConfig.tiny().metrics)
+    requested = set(tiny_eval().metrics)
     assert set(r["metrics"]) | set(r["unavailable"]) == requested
     assert not set(r["metrics"]) & set(r["unavailable"])
     # The tiny extractor has logits; vc and finding_auc are trained on the reference cases: all timed.
@@ -69,7 +70,7 @@ def test_unknown_setting():
 def test_evaluate_timings_one_entry_per_computed_metric(tiny_inception):
     real, fake = random_set(8, seed=0), random_set(8, seed=1)
     # No reference: vc is unavailable and must get no time.
-    cfg = EvalConfig.tiny(metrics=("fid_inception", "kid_inception", "ssim", "vc"), device="cpu")
+    cfg = tiny_eval(metrics=("fid_inception", "kid_inception", "ssim", "vc"), device="cpu")
     timings: dict = {}
     out = evaluate(fake, real, cfg, dataset="test", timings=timings)
     assert set(out["unavailable"]) == {"vc"}

@@ -1,4 +1,4 @@
-"""The contract every registered method keeps: build at tiny(), fit on a few phantom cases, generate both
+"""The contract every registered method keeps: build at the tiny setting, fit on a few phantom cases, generate both
 views (shape, dtype, range), deterministic for a seed, and a saved state that generates the same images."""
 
 import numpy as np
@@ -7,13 +7,14 @@ import torch
 
 from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from methods import METHODS
+from tests.tiny import tiny_model
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_contract(name, tiny_phantom, tmp_path):
     vocab, train, test = tiny_phantom
     cls = METHODS[name]
-    method = cls(cls.Config.tiny(), vocab, image_size=64, device="cpu", seed=1)
+    method = cls(tiny_model(name), vocab, image_size=64, device="cpu", seed=1)
     method.fit(train.subset(np.arange(16)), None, tmp_path / "run")
     tokens, seeds = test.tokens[:4], [11, 12, 13, 14]
     views = method.generate(tokens, seeds)
@@ -24,7 +25,7 @@ def test_method_contract(name, tiny_phantom, tmp_path):
     assert torch.equal(again.frontal, views.frontal) and torch.equal(again.lateral, views.lateral)
 
     save_checkpoint(method.state_dict(), tmp_path / "final.pt")
-    restored = cls(cls.Config.tiny(), vocab, image_size=64, device="cpu", seed=1)
+    restored = cls(tiny_model(name), vocab, image_size=64, device="cpu", seed=1)
     restored.load_state_dict(load_checkpoint(tmp_path / "final.pt"))
     reloaded = restored.generate(tokens, seeds)
     assert torch.equal(reloaded.frontal, views.frontal) and torch.equal(reloaded.lateral, views.lateral)

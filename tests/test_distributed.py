@@ -8,7 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from methods.xraygan import Config, XRayGAN
+from methods.xraygan import XRayGAN
+from tests.tiny import tiny_model
 
 
 def _free_port() -> int:
@@ -23,11 +24,11 @@ def _train_rank(rank: int, world_size: int, port: int, vocab, train, out_dir) ->
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank))
     torch.set_num_threads(1)
     cfg = dataclasses.replace(
-        Config.tiny(),
+        tiny_model("xraygan"),
         epochs=(1, 1),
         warmup_epochs=1,
         batch_sizes=(16, 16),
-        vcn=dataclasses.replace(Config.tiny().vcn, epochs=1),
+        vcn=dataclasses.replace(tiny_model("xraygan").vcn, epochs=1),
     )
     method = XRayGAN(cfg, vocab, image_size=64, device="cpu", seed=5)
     try:
@@ -44,6 +45,6 @@ def test_two_processes_end_with_identical_weights(tiny_phantom, tmp_path):
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True)["generators"] for r in (0, 1)]
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
-    single = XRayGAN(Config.tiny(), vocab, image_size=64, device="cpu", seed=5).state_dict()["generators"]
+    single = XRayGAN(tiny_model("xraygan"), vocab, image_size=64, device="cpu", seed=5).state_dict()["generators"]
     assert any(not torch.equal(single[k], states[0][k]) for k in single)  # training changed the weights
     assert (tmp_path / "run" / "ckpt" / "last.pt").is_file()  # written by rank 0

@@ -21,10 +21,11 @@ from methods.gan_int_cls import (
     mismatched,
 )
 from methods.layers import BaseGenerator, ResBlock
+from tests.tiny import tiny_model
 
 
 def tiny(**changes) -> Config:
-    return dataclasses.replace(Config.tiny(), **changes)
+    return dataclasses.replace(tiny_model("gan_int_cls"), **changes)
 
 
 def test_parameter_counts_at_the_paper_setting(tiny_phantom):

@@ -8,7 +8,8 @@ from torch import nn
 
 from benchmark.pipeline.bench.training import FlopCount
 from methods.layers import InstanceNorm, gradient_penalty
-from methods.xraygan import Config, Critics, critic_loss
+from methods.xraygan import Critics, critic_loss
+from tests.tiny import tiny_model
 
 
 def _penalised(norm: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -48,7 +49,7 @@ def _concatenated_critic_loss(critics, real, fake, c, gp_weight):
 
 
 def test_critic_loss_equals_the_concatenated_formulation_with_fewer_flops():
-    cfg = Config.tiny()
+    cfg = tiny_model("xraygan")
     torch.manual_seed(1)
     critics = Critics(32, cfg.text.out_dim, cfg)
     real = tuple(torch.rand(6, 1, 32, 32) * 2 - 1 for _ in range(2))
@@ -78,7 +79,7 @@ def test_compiled_generators_train_like_eager(tiny_phantom, tmp_path):
     train = train.subset(range(16))
     losses, keys = [], []
     for compile_ in (False, True):
-        cfg = dataclasses.replace(Config.tiny(), compile=compile_, vc_weight=0.0)
+        cfg = dataclasses.replace(tiny_model("xraygan"), compile=compile_, vc_weight=0.0)
         method = XRayGAN(cfg, vocab, image_size=64, device="cpu", seed=3)
         stage = method.begin_stage(1, train, tmp_path / str(compile_))
         torch.manual_seed(4)

@@ -10,6 +10,7 @@ from benchmark.core.errors import XbenchError
 from benchmark.data.datasets import DataConfig, get_dataset
 from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, get_metric
 from tests.metrics_fixtures import random_set, tiny_inception_extractor
+from tests.tiny import tiny_eval
 
 FAST = ("is_inception", "fid_inception", "kid_inception", "ssim")
 
@@ -68,12 +69,12 @@ def test_registry_and_config():
         get_metric("fid")
     with pytest.raises(XbenchError, match="unknown metric"):
         EvalConfig(metrics=("ssim", "psnr"))
-    assert EvalConfig().metrics == tuple(METRICS) and EvalConfig.tiny().bootstrap < EvalConfig().bootstrap
+    assert EvalConfig().metrics == tuple(METRICS) and tiny_eval().bootstrap < EvalConfig().bootstrap
 
 
 def test_distribution_metrics_and_ssim(phantom, tiny_inception):
     _, test = phantom
-    cfg = EvalConfig.tiny(metrics=FAST, bootstrap_fid=True)
+    cfg = tiny_eval(metrics=FAST, bootstrap_fid=True)
     same = evaluate(test, test, cfg, dataset="phantom")
     noise = evaluate(noise_like(test), test, cfg, dataset="phantom")
     check_block(same), check_block(noise)
@@ -95,7 +96,7 @@ def test_fid_intervals_off_by_default_and_real_features_cached(phantom, tiny_inc
     calls = []
     extract = fidelity.extract
     monkeypatch.setattr(fidelity, "extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
-    cfg = EvalConfig.tiny(metrics=("fid_inception", "kid_inception"))
+    cfg = tiny_eval(metrics=("fid_inception", "kid_inception"))
     first = evaluate(noise_like(test), test, cfg, dataset="phantom")
     assert len(calls) == 4  # fake + real, per view; FID and KID share the features
     second = evaluate(noise_like(test, 1), test, cfg, dataset="phantom")
@@ -105,7 +106,7 @@ def test_fid_intervals_off_by_default_and_real_features_cached(phantom, tiny_inc
 
 def test_vc_and_finding_auc(phantom):
     reference, test = phantom
-    cfg = EvalConfig.tiny(metrics=("vc", "finding_auc"), vc_epochs=1, finding_epochs=1)
+    cfg = tiny_eval(metrics=("vc", "finding_auc"), vc_epochs=1, finding_epochs=1)
     reference = ImageSet(reference.case_ids[:96], reference.pixels[:96], reference.findings[:96])
     out = evaluate(noise_like(test), test, cfg, dataset="phantom", reference=reference)
     check_block(out)
@@ -123,7 +124,7 @@ def test_vc_and_finding_auc(phantom):
 
 def test_finding_auc_on_real_test_images_is_well_above_chance(phantom):
     reference, test = phantom
-    cfg = EvalConfig.tiny(metrics=("finding_auc",), finding_epochs=10)
+    cfg = tiny_eval(metrics=("finding_auc",), finding_epochs=10)
     out = evaluate(test, test, cfg, dataset="phantom", reference=reference)
     for view in ("frontal", "lateral"):
         # measured 0.73 (frontal) and 0.77 (lateral) with this tiny classifier (32 px, 512 reference cases)
@@ -134,7 +135,7 @@ def test_finding_auc_on_real_test_images_is_well_above_chance(phantom):
 def test_without_reference_or_weights_metrics_are_unavailable(phantom, monkeypatch, tmp_path):
     _, test = phantom
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no torch-fidelity weights in its cache
-    cfg = EvalConfig.tiny(metrics=("is_inception", "fid_chexnet", "is_chexnet", "vc", "finding_auc", "ssim"))
+    cfg = tiny_eval(metrics=("is_inception", "fid_chexnet", "is_chexnet", "vc", "finding_auc", "ssim"))
     out = evaluate(test, test, cfg, dataset="phantom")
     assert set(out["unavailable"]) == {"is_inception", "fid_chexnet", "is_chexnet", "vc", "finding_auc"}
     assert "weights-inception-2015-12-05-6726825d.pth" in out["unavailable"]["is_inception"]
@@ -147,7 +148,7 @@ def test_without_reference_or_weights_metrics_are_unavailable(phantom, monkeypat
 def test_too_few_cases_is_unavailable_never_a_number(tiny_inception):
     one = random_set(1)
     out = evaluate(
-        one, one, EvalConfig.tiny(metrics=("fid_inception", "kid_inception", "is_inception", "ssim")), dataset="phantom"
+        one, one, tiny_eval(metrics=("fid_inception", "kid_inception", "is_inception", "ssim")), dataset="phantom"
     )
     assert {"fid_inception", "kid_inception", "is_inception"} <= set(out["unavailable"])
     assert "at least" in out["unavailable"]["is_inception"] and "fid_inception" not in out["frontal"]
@@ -164,7 +165,7 @@ def test_too_few_cases_is_unavailable_never_a_number(tiny_inception):
 )
 def test_bad_pairs_of_sets(fake, real, message):
     with pytest.raises(XbenchError, match=message):
-        evaluate(fake, real, EvalConfig.tiny(metrics=("ssim",)), dataset="phantom")
+        evaluate(fake, real, tiny_eval(metrics=("ssim",)), dataset="phantom")
 
 
 def test_bad_images():
@@ -182,7 +183,7 @@ def test_bad_images():
 def test_reference_must_not_hold_test_cases():
     s = random_set(3)
     with pytest.raises(XbenchError, match="also reference"):
-        evaluate(s, s, EvalConfig.tiny(metrics=("ssim",)), dataset="phantom", reference=s)
+        evaluate(s, s, tiny_eval(metrics=("ssim",)), dataset="phantom", reference=s)
 
 
 def test_public_api():

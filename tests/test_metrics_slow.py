@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from metrics import EvalConfig, evaluate, fidelity
+from metrics import evaluate, fidelity
 from metrics.frechet import frechet_distance
 from tests.metrics_fixtures import phantom_sets
+from tests.tiny import tiny_eval
 
 
 @pytest.mark.slow
@@ -26,7 +27,7 @@ def test_real_halves_close_and_noise_far_with_inception():
 @pytest.mark.slow
 def test_vc_evaluator_separates_real_matched_from_mismatched():
     reference, test = phantom_sets(n_test=128)
-    cfg = EvalConfig.tiny(metrics=("vc",), vc_epochs=10, vc_batch_size=64)
+    cfg = tiny_eval(metrics=("vc",), vc_epochs=10, vc_batch_size=64)
     out = evaluate(test, test, cfg, dataset="phantom", reference=reference)
     pair = out["pair"]
     assert pair["vc_evaluator_auroc"] > 0.6 and pair["vc_real_matched"] > pair["vc_real_mismatched"]

@@ -9,6 +9,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 
 from benchmark.core.errors import XbenchError
 from metrics import fidelity, weights
+from tests.tiny import tiny_eval
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_chexnet_checkpoint_import_and_metrics(no_torch_hub, tmp_path, monkeypat
     """A CheXNet-format checkpoint (random weights, arnoweng key names) gives fid_chexnet / is_chexnet numbers."""
     from torchvision.models import densenet121
 
-    from metrics import EvalConfig, evaluate
+    from metrics import evaluate
     from tests.metrics_fixtures import random_set
 
     monkeypatch.setenv("XBENCH_WEIGHTS_DIR", str(tmp_path / "w"))
@@ -71,14 +72,14 @@ def test_chexnet_checkpoint_import_and_metrics(no_torch_hub, tmp_path, monkeypat
     target = weights.import_weights(tmp_path / "model.pth.tar", name="chexnet")
     assert target.name == "chexnet-densenet121.pth.tar" and (tmp_path / "w" / f"{target.name}.sha256").is_file()
     fake, real = random_set(2, size=32, seed=1), random_set(2, size=32, seed=2)  # DenseNet at 224 px: keep N small
-    out = evaluate(fake, real, EvalConfig.tiny(metrics=("fid_chexnet", "is_chexnet")), dataset="phantom")
+    out = evaluate(fake, real, tiny_eval(metrics=("fid_chexnet", "is_chexnet")), dataset="phantom")
     assert "at least 10 cases" in out["unavailable"]["is_chexnet"]  # one per IS split: never a number from 2
     for view in ("frontal", "lateral"):
         assert out[view]["fid_chexnet"] > 0 and out[view]["fid_chexnet_n"] == 2
     assert out["provenance"]["fid_chexnet"]["sha256"] == weights.sha256_of(target)
     target.write_bytes(target.read_bytes()[:-10])  # changed after import: the recorded sha256 no longer holds
     with pytest.raises(XbenchError, match="wrong sha256"):
-        evaluate(fake, real, EvalConfig.tiny(metrics=("fid_chexnet",)), dataset="phantom")
+        evaluate(fake, real, tiny_eval(metrics=("fid_chexnet",)), dataset="phantom")
 
 
 def test_torchscript_inception_maps_onto_torch_fidelity_module(no_torch_hub):

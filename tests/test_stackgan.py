@@ -20,10 +20,11 @@ from methods.stackgan import (
     kl_divergence,
     mismatched,
 )
+from tests.tiny import tiny_model
 
 
 def tiny(**changes) -> Config:
-    return dataclasses.replace(Config.tiny(), **changes)
+    return dataclasses.replace(tiny_model("stackgan"), **changes)
 
 
 def test_parameter_counts_at_the_paper_setting(tiny_phantom):

@@ -14,6 +14,7 @@ from benchmark.data.images import resize
 from methods.base import PairedData
 from methods.dummy import Dummy
 from methods.training import DivergenceGuard, TrainingDiverged, epoch_batches
+from tests.tiny import tiny_model
 
 
 def test_derived_seeds_are_stable_and_distinct():
@@ -75,13 +76,13 @@ def test_checkpoints_round_trip_and_refuse_corrupt_files(tmp_path):
 
 def test_dummy_generates_the_mean_image_per_view(tiny_phantom, tmp_path):
     vocab, train, test = tiny_phantom
-    method = Dummy(Dummy.Config.tiny(), vocab, image_size=64)
+    method = Dummy(tiny_model("dummy"), vocab, image_size=64)
     method.fit(train, None, tmp_path)
     views = method.generate(test.tokens[:3], seeds=[0, 1, 2])
     expected = torch.from_numpy(train.pixels).float().div(127.5).sub(1).mean(0)
     torch.testing.assert_close(views.frontal[1, 0], expected[0])
     torch.testing.assert_close(views.lateral[2, 0], expected[1])
-    restored = Dummy(Dummy.Config.tiny(), vocab, image_size=64)
+    restored = Dummy(tiny_model("dummy"), vocab, image_size=64)
     restored.load_state_dict(method.state_dict())
     assert torch.equal(restored.generate(test.tokens[:1], [0]).frontal, views.frontal[:1])
 

@@ -15,10 +15,11 @@ from methods import METHODS, get_method
 from methods.base import TokenBatch, count_parameters
 from methods.training import TrainingDiverged
 from methods.xraygan import VARIANTS, Config, Critic, Generators, ProgressiveGenerator, XRayGAN
+from tests.tiny import tiny_model
 
 
 def tiny(**changes) -> Config:
-    return dataclasses.replace(Config.tiny(), **changes)
+    return dataclasses.replace(tiny_model("xraygan"), **changes)
 
 
 def test_unknown_method_lists_the_valid_ones():
@@ -42,7 +43,7 @@ def test_parameter_counts_match_the_reference_at_the_paper_setting():
 def test_each_stage_doubles_and_stays_in_range(tiny_phantom):
     vocab, train, _ = tiny_phantom
     cfg = Config(
-        text=Config.tiny().text,
+        text=tiny_model("xraygan").text,
         stage_sizes=(32, 64, 128),
         batch_sizes=(4,) * 3,
         lrs=(1e-4,) * 3,
@@ -70,7 +71,7 @@ def test_progressive_stage_blends_half_and_half():
 
 def test_the_report_vector_reaches_the_critic():
     """The official critic's instance norm zeroes the condition; here changing only c changes the score."""
-    critic = Critic(32, 64, Config.tiny())
+    critic = Critic(32, 64, tiny_model("xraygan"))
     image = torch.rand(4, 1, 32, 32) * 2 - 1
     c = torch.randn(4, 64)
     assert not torch.allclose(critic(image, c), critic(image, c + torch.randn(4, 64)))
@@ -80,7 +81,7 @@ def test_the_report_vector_reaches_the_critic():
 def trained(tiny_phantom, tmp_path_factory):
     vocab, train, test = tiny_phantom
     run_dir = tmp_path_factory.mktemp("xraygan-run")
-    method = XRayGAN(Config.tiny(), vocab, image_size=64, device="cpu", seed=0)
+    method = XRayGAN(tiny_model("xraygan"), vocab, image_size=64, device="cpu", seed=0)
     method.fit(train, None, run_dir)
     return method, run_dir
 
@@ -111,7 +112,9 @@ def test_run_directory_has_logs_checkpoints_and_the_vcn(trained):
 def test_same_seed_same_weights_and_resume_after_a_kill(tiny_phantom, tmp_path, monkeypatch):
     vocab, train, _ = tiny_phantom
     train = train.subset(np.arange(32))
-    cfg = tiny(epochs=(2, 2), warmup_epochs=1, checkpoint_every=1, vcn=dataclasses.replace(Config.tiny().vcn, epochs=1))
+    cfg = tiny(
+        epochs=(2, 2), warmup_epochs=1, checkpoint_every=1, vcn=dataclasses.replace(tiny_model("xraygan").vcn, epochs=1)
+    )
     runs = []
     for name in ("a", "b"):
         method = XRayGAN(cfg, vocab, image_size=64, device="cpu", seed=3)
@@ -160,7 +163,10 @@ def test_checkpoints_that_need_pickled_code_are_refused(tmp_path):
 def test_ablation_variants_are_config_values(variant, tiny_phantom, tmp_path):
     vocab, train, _ = tiny_phantom
     cfg = tiny(
-        epochs=(1, 1), warmup_epochs=1, vcn=dataclasses.replace(Config.tiny().vcn, epochs=1), **VARIANTS[variant]
+        epochs=(1, 1),
+        warmup_epochs=1,
+        vcn=dataclasses.replace(tiny_model("xraygan").vcn, epochs=1),
+        **VARIANTS[variant],
     )
     method = XRayGAN(cfg, vocab, image_size=64, device="cpu")
     method.fit(train.subset(np.arange(16)), None, tmp_path)

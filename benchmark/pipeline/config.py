@@ -1,7 +1,7 @@
 """Run configuration: frozen dataclasses hold the defaults, TOML files and ``--set`` hold the deviations.
 
 Resolution, in order (later wins):
-  1. the method's ``Config()`` (the paper setting) or ``Config.tiny()``; ``DataConfig``; ``EvalConfig``;
+  1. the dataclass defaults, which are the paper setting: the method's ``Config``, ``DataConfig``, ``EvalConfig``;
   2. ``configs/<setting>/defaults.toml``, then ``configs/<setting>/<method>.toml`` (sections ``[model]``,
      ``[data]``, ``[eval]``; a ``[datasets.<name>]`` table holds deviations for one dataset only);
   3. the variant's deviations (the paper's Table 2 ablations, or a baseline's ``xraygan_protocol``);
@@ -81,12 +81,7 @@ def load_config(
     if variant not in variants:
         raise unknown_name(f"variant of {method}", variant, variants)
 
-    tiny = setting == "tiny"
-    sections = {
-        "model": method_cls.Config.tiny() if tiny else method_cls.Config(),
-        "data": DataConfig(),
-        "eval": EvalConfig.tiny() if tiny else EvalConfig(),
-    }
+    sections = {"model": method_cls.Config(), "data": DataConfig(), "eval": EvalConfig()}
     top = {"seed": seed}
     for path in (config_dir / setting / "defaults.toml", config_dir / setting / f"{method}.toml"):
         for table in _toml_tables(path, dataset):

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from benchmark.core.validation import check_ranges
 from benchmark.core import cache
 from benchmark.core.errors import XbenchError
 from benchmark.data.images import Pipeline
@@ -37,6 +38,7 @@ class DataConfig:
     seed: int = 0  # phantom: the anatomy seed (with the case id)
 
     def __post_init__(self):
+        check_ranges(self)
         if self.on_error not in ("raise", "skip"):
             raise XbenchError(f"data.on_error must be 'raise' or 'skip', not {self.on_error!r}")
         if self.image_size < 8 or self.image_size & (self.image_size - 1):

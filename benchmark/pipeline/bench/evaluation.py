@@ -20,12 +20,13 @@ import torch
 from benchmark.data.datasets import Case, get_dataset
 from benchmark.data.images import to_uint8
 from benchmark.data.text import Vocab
-from metrics import EvalConfig, ImageSet, evaluate, weights
+from benchmark.pipeline.config import load_config
+from metrics import ImageSet, evaluate, weights
 from metrics.evaluate import clock
 
-SETTINGS = {  # setting -> (n_test, n_reference, image size, eval config)
-    "paper": (518, 2067, 256, EvalConfig),
-    "tiny": (64, 256, 64, EvalConfig.tiny),
+SETTINGS = {  # setting -> (n_test, n_reference, image size); the configs come from configs/<setting>/
+    "paper": (518, 2067, 256),
+    "tiny": (64, 256, 64),
 }
 
 
@@ -45,10 +46,11 @@ def time_evaluation(
 
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose one of: {', '.join(SETTINGS)}")
-    default_test, default_reference, size, make_eval = SETTINGS[setting]
+    default_test, default_reference, size = SETTINGS[setting]
+    resolved = load_config(method, "phantom", setting=setting)
     dev = torch.device(device) if device is not None else default_device()
     # The evaluators and features follow the method's device, not whatever EvalConfig would pick.
-    eval_cfg = dataclasses.replace(make_eval(), device=str(dev))
+    eval_cfg = dataclasses.replace(resolved.eval, device=str(dev))
 
     with fresh_cache():
         splits = get_dataset("phantom").splits()
@@ -56,8 +58,7 @@ def time_evaluation(
         reference = take(splits.train + splits.val, n_reference or default_reference)
         vocab = Vocab.build((c.report.findings, c.report.impression) for c in splits.train)
         cls = get_method(method)
-        cfg = cls.Config() if setting == "paper" else cls.Config.tiny()
-        model = cls(cfg, vocab, image_size=size, device=dev, seed=seed)
+        model = cls(resolved.model, vocab, image_size=size, device=dev, seed=seed)
         rng = np.random.default_rng(seed)
         ids = tuple(c.case_id for c in test)
         real = ImageSet(ids, random_pairs(rng, len(test), size), tuple(c.report.mesh for c in test))

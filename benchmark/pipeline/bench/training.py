@@ -27,6 +27,7 @@ from torch.utils.flop_counter import flop_registry
 
 from benchmark.core.errors import XbenchError
 from benchmark.data.text import Tokens, Vocab
+from benchmark.pipeline.config import load_config
 from methods import get_method
 from methods.base import PairedData
 from methods.training import Phase, prepare_device
@@ -61,11 +62,11 @@ def openi_vocab() -> Vocab:
 
 
 def method_config(method: str, setting: str, mode: str):
-    """The method's paper (dataclass defaults) or tiny config with the mode's switches applied."""
+    """The method's config at ``setting`` (resolved as ``xbench run`` does) with the mode's switches applied."""
     if mode not in MODES:
         raise XbenchError(f"unknown bench mode {mode!r}; choose from: {', '.join(MODES)}")
     cls = get_method(method)
-    cfg = cls.Config() if setting == "paper" else cls.Config.tiny()
+    cfg = load_config(method, "phantom", setting=setting).model
     fields = {f.name for f in dataclasses.fields(cfg)}
     missing = sorted(set(MODES[mode]) - fields)
     if missing:
