@@ -69,3 +69,26 @@ def test_config_files_are_checked(tmp_path):
     (tmp_path / "tiny" / "xraygan.toml").write_text("[model\n")
     with pytest.raises(XbenchError, match="not valid TOML"):
         load_config("xraygan", "phantom", config_dir=tmp_path)
+
+
+def test_run_settings_keep_the_run_id_and_result_settings_change_it():
+    base = load_config("xraygan", "phantom")
+    for quiet in ("model.progress=true", "model.log_every=1", "model.checkpoint_every=5"):
+        assert load_config("xraygan", "phantom", sets=[quiet]).run_id == base.run_id, quiet
+    assert load_config("xraygan", "phantom", sets=["model.l2_weight=50"]).run_id != base.run_id
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("model.epochs=[-1, 2]", r"xraygan.Config.epochs = \(-1, 2\): each value must be >= 0"),
+        ("model.batch_sizes=[0, 32]", "batch_sizes .* must be >= 1"),
+        ("model.lrs=[1e-3, -1e-3]", "lrs .* must be > 0"),
+        ("model.vcn.lr=0", "VCNConfig.lr = 0.0: each value must be > 0"),
+        ("data.max_cases=0", "DataConfig.max_cases = 0"),
+        ("eval.bootstrap=-5", "bootstrap"),
+    ],
+)
+def test_values_out_of_range_are_refused_where_they_are_defined(item, message):
+    with pytest.raises(XbenchError, match=message):
+        load_config("xraygan", "phantom", sets=[item])

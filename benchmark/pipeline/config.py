@@ -22,6 +22,9 @@ from benchmark.data.datasets import DATASETS, DataConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 SETTINGS = ("paper", "tiny")
+# Model settings that say how a run reports and saves, never what it computes (a resumed run replays the
+# same epochs from any checkpoint): kept in config.json, left out of the config hash.
+RUN_SETTINGS = ("log_every", "progress", "checkpoint_every")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +52,12 @@ class RunConfig:
 
     @property
     def config_hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=list)
+        """sha256 of everything that can change a result: the run settings below are left out, so turning on
+        a progress bar or logging more often keeps the run id (and a record stays checkable)."""
+        settings = self.to_dict()
+        for name in RUN_SETTINGS:
+            settings["model"].pop(name, None)
+        blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     @property
