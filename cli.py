@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmark.core.errors import XbenchError
-from benchmark.core.io import atomic_write
-from benchmark.data.datasets import DATASETS, DataConfig, get_dataset
+from benchmark.data.datasets import DATASETS, DataConfig, dataset_class, get_dataset
 
 app = typer.Typer(
     help="xbench: generating paired chest X-rays from radiology reports, benchmarked.",
@@ -107,24 +106,11 @@ def data_preview(
     seed: SeedOpt = 0,
 ):
     """A contact sheet of frontal + lateral + the report's first findings, for a person to look at."""
-    from benchmark.core.sheets import contact_sheet, save_sheet
+    from benchmark.data.preview import preview_sheet
 
-    if cases < 1:
-        raise XbenchError(f"--cases must be at least 1, not {cases}")
-    ds = get_dataset(dataset, DataConfig(root=root, reports=reports, image_size=size, seed=seed, max_cases=cases))
-    pairs = ds.images(ds.splits()[split])
-    rows = []
-    for case, (frontal, lateral) in zip(pairs.cases, pairs.pixels):
-        tags = "; ".join(f.tag for f in case.report.mesh) or "(no MeSH tags)"
-        rows.append(
-            (
-                [frontal, lateral],
-                f"case {case.case_id}\nMeSH: {tags}\nFINDINGS: {case.report.findings}\n"
-                f"IMPRESSION: {case.report.impression}",
-            )
-        )
-    path = save_sheet(contact_sheet(rows), out)
-    console.print(f"wrote {path} ({len(rows)} cases of {dataset}/{split}, frontal | lateral | report)")
+    cfg = DataConfig(root=root, reports=reports, image_size=size, seed=seed, max_cases=max(cases, 1))
+    path, n = preview_sheet(dataset, cfg, split, cases, out)
+    console.print(f"wrote {path} ({n} cases of {dataset}/{split}, frontal | lateral | report)")
 
 
 @data_app.command("download")
@@ -134,18 +120,8 @@ def data_download(
     root: Annotated[Path, typer.Option(help="Folder to download and unpack into.")] = Path("data/openi"),
 ):
     """Fetch a dataset's public archives (openi: the two NLM archives), resumable, checked and safely unpacked."""
-    from benchmark.data.datasets.download import download_openi
-
-    if dataset not in DATASETS:
-        raise XbenchError(f"unknown dataset {dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
-    if dataset != "openi":
-        reason = {
-            "phantom": "it is rendered locally and needs no download",
-            "mimic": "MIMIC-CXR is credentialed: download it from PhysioNet yourself and set --root",
-        }[dataset]
-        raise XbenchError(f"nothing to download for {dataset}: {reason}")
-    images = download_openi(root)
-    console.print(f"Open-i images are in {images}; use them with --root {images}")
+    images = dataset_class(dataset).download(root)
+    console.print(f"{dataset} images are in {images}; use them with --root {images}")
 
 
 # Runs.
@@ -195,16 +171,10 @@ def ablate_command(
     runs_dir: RunsOpt = Path("runs"),
 ):
     """The paper's Table 2: XRayGAN full, w/o VCN, w/o MSCGAN, w/o HAE; one run per variant and seed."""
-    from benchmark.pipeline.config import load_config
+    from benchmark.pipeline.config import table2_configs
     from benchmark.pipeline.launch import launch
-    from benchmark.pipeline.leaderboard import TABLE2_VARIANTS
 
-    seed_list = _parse_seeds(seeds)
-    configs = [
-        load_config("xraygan", dataset, setting=config, variant=v, seed=s, sets=set_ or ())
-        for v in TABLE2_VARIANTS
-        for s in seed_list
-    ]
+    configs = table2_configs(dataset, config, _parse_seeds(seeds), set_ or ())
     print_results(launch(configs, launcher=launcher, runs_dir=runs_dir, record=record))
 
 
@@ -217,40 +187,19 @@ def table_command(
     out: Annotated[Path | None, typer.Option(help="Folder for <dataset>.md/.csv (default: leaderboards/).")] = None,
 ):
     """Table 1 and Table 2 from the recorded results, beside the paper's reported numbers."""
-    from benchmark.pipeline.leaderboard import (
-        LEADERBOARDS,
-        build_tables,
-        load_records,
-        load_reported,
-        render_markdown,
-        render_plots,
-        render_rich,
-        to_frame,
-    )
+    from benchmark.pipeline.leaderboard import render_rich, write_leaderboard
 
     if format not in ("md", "csv", "rich"):
         raise XbenchError(f"--format must be md, csv or rich, not {format!r}")
-    if dataset not in DATASETS:
-        raise XbenchError(f"unknown dataset {dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
-    out = out or LEADERBOARDS
-    records = load_records(dataset)
-    tables = build_tables(dataset, records, load_reported())
-    markdown = render_markdown(tables)
-    frame = to_frame(tables)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / f"{dataset}.md", f"# xbench leaderboard: {dataset}\n\n{markdown}")
-    atomic_write(out / f"{dataset}.csv", frame.to_csv(index=False))
-    if plots:
-        for path in render_plots(records, dataset, out / "plots"):
-            console.print(f"wrote {path}")
+    board = write_leaderboard(dataset, out, plots=plots)
     if format == "md":
-        print(markdown)
+        print(board.markdown)
     elif format == "csv":
-        print(frame.to_csv(index=False), end="")
+        print(board.csv, end="")
     else:
-        for table in render_rich(tables):
+        for table in render_rich(board.tables):
             console.print(table)
-    console.print(f"wrote {out / f'{dataset}.md'} and {out / f'{dataset}.csv'} ({len(records)} records)")
+    console.print(f"wrote {', '.join(map(str, board.written))} ({board.records} records)")
 
 
 @app.command("check")
@@ -262,14 +211,10 @@ def check_command(
     runs_dir: RunsOpt = Path("runs/check"),
 ):
     """Re-run recorded tiny configurations; compare every metric within leaderboards/tolerances.toml."""
-    from benchmark.pipeline.check import check_record, load_tolerances
+    from benchmark.pipeline.check import check_records
     from benchmark.pipeline.leaderboard import LEADERBOARDS
 
-    paths = records or sorted(p for p in (LEADERBOARDS / "records").glob("*/*.json") if "_tiny_" in p.name)
-    if not paths:
-        raise XbenchError("no records to check; record one with `xbench run --record`")
-    tolerances = load_tolerances()
-    rows = [row for path in paths for row in check_record(path, runs_dir, tolerances)]
+    rows, n_records = check_records(records, runs_dir, LEADERBOARDS)
     table = Table("record", "view", "metric", "recorded", "now", "tolerance", "ok", title="xbench check")
     for r in rows:
         tol = f"abs {r.tolerance.abs:g} / rel {r.tolerance.rel:g}" if r.tolerance else ""
@@ -288,7 +233,7 @@ def check_command(
     if failed:
         console.print(f"{len(failed)} of {len(rows)} comparisons out of tolerance")
         raise typer.Exit(1)
-    console.print(f"all {len(rows)} comparisons within tolerance ({len(paths)} records)")
+    console.print(f"all {len(rows)} comparisons within tolerance ({n_records} records)")
 
 
 @app.command("generate")
@@ -343,8 +288,6 @@ def bench_command(
     ] = False,
 ):
     """Training throughput of every method, stage and mode, the projected schedule, and one evaluation."""
-    import json
-
     import torch
 
     from benchmark.pipeline.bench import report, suite
@@ -367,17 +310,8 @@ def bench_command(
         for row in rows:
             table.add_row(*row)
         console.print(table)
-    text = json.dumps(doc, indent=1) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, text)
-    console.print(f"wrote {out}")
-    if record:
-        path = suite.record_path(doc, LEADERBOARDS)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, text)
-        markdown = report.render_markdown(suite.load_records(LEADERBOARDS), reference)
-        atomic_write(LEADERBOARDS / "speed.md", markdown)
-        console.print(f"recorded {path}; wrote {LEADERBOARDS / 'speed.md'}")
+    for path in suite.save_document(doc, out, LEADERBOARDS, record=record):
+        console.print(f"wrote {path}")
 
 
 # Listings.
@@ -396,25 +330,18 @@ def ls_methods(
     params: Annotated[bool, typer.Option("--params", help="Parameter counts at the paper setting.")] = False,
 ):
     """The registered methods and their variants (and parameter counts with --params)."""
-    from methods import METHODS
+    from benchmark.pipeline.catalog import method_catalog
 
+    entries, vocab_size = method_catalog(parameters=params)
     table = Table("name", "variants", "parameters at the paper setting" if params else "what")
-    vocab = None
-    if params:  # the text encoders' embeddings are counted with the Open-i train split's vocabulary
-        from benchmark.data.text import Vocab
-
-        train = get_dataset("phantom").splits().train
-        vocab = Vocab.build((c.report.findings, c.report.impression) for c in train)
-    for name, cls in METHODS.items():
-        module = sys.modules[cls.__module__]
-        detail = (module.__doc__ or "").strip().splitlines()[0]
-        if params:
-            counts = cls(cls.Config(), vocab, image_size=256, device="cpu").parameter_counts()
-            detail = "\n".join(f"{k}: {v:,}" for k, v in counts.items()) or "none"
-        table.add_row(name, ", ".join(cls.variants), detail)
+    for entry in entries:
+        detail = entry.summary
+        if entry.parameters is not None:
+            detail = "\n".join(f"{k}: {v:,}" for k, v in entry.parameters.items()) or "none"
+        table.add_row(entry.name, ", ".join(entry.variants), detail)
     console.print(table)
     if params:
-        console.print(f"(embeddings counted with the Open-i train vocabulary: {len(vocab):,} words)")
+        console.print(f"(embeddings counted with the Open-i train vocabulary: {vocab_size:,} words)")
 
 
 @ls_app.command("metrics")

@@ -1,25 +1,36 @@
 """Methods: ``METHODS[name](Config, vocab, image_size=...)`` then ``fit`` and ``generate``.
 
-Add a method by writing one file (docstring, Config with ``tiny()``, networks, the Method subclass) and one
-line below. Text encoders shared by every method are in ``methods.text_encoders.TEXT_ENCODERS``.
+Adding a method is one file and one line:
+  1. ``methods/<name>.py``: docstring (paper, reference code, every departure), a frozen ``Config`` dataclass
+     whose defaults are the paper setting, the networks, and a ``Method`` subclass (``StagedMethod`` for the
+     shared resumable training loop). Optional: ``configs/tiny/<name>.toml`` with the CPU-sized deviations,
+     and named ``variants`` (config deviations; the first is the default).
+  2. one line in ``_REGISTRY`` below.
+tests/test_contract.py then builds, trains, samples, saves and restores it like every other method.
+Text encoders shared by every method are in ``methods.text_encoders.TEXT_ENCODERS``.
 """
 
-from benchmark.core.errors import unknown_name
-from methods.attngan import AttnGAN
-from methods.base import Method
-from methods.dummy import Dummy
-from methods.gan_int_cls import GanIntCls
-from methods.stackgan import StackGAN
-from methods.text_encoders import TEXT_ENCODERS, get_text_encoder
-from methods.xraygan import XRayGAN
+import importlib
 
-METHODS: dict[str, type[Method]] = {
-    "dummy": Dummy,
-    "xraygan": XRayGAN,
-    "gan_int_cls": GanIntCls,
-    "stackgan": StackGAN,
-    "attngan": AttnGAN,
+from benchmark.core.errors import unknown_name
+from methods.base import Method
+from methods.text_encoders import TEXT_ENCODERS, get_text_encoder
+
+_REGISTRY = {  # name -> "module:class"
+    "dummy": "methods.dummy:Dummy",
+    "xraygan": "methods.xraygan:XRayGAN",
+    "gan_int_cls": "methods.gan_int_cls:GanIntCls",
+    "stackgan": "methods.stackgan:StackGAN",
+    "attngan": "methods.attngan:AttnGAN",
 }
+
+
+def _load(target: str) -> type[Method]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+METHODS: dict[str, type[Method]] = {name: _load(target) for name, target in _REGISTRY.items()}
 
 
 def get_method(name: str) -> type[Method]:

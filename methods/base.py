@@ -130,7 +130,6 @@ class Views:
 class Method(ABC):
     """A text-to-paired-X-ray method: ``fit`` on train (+ val), then ``generate`` both views per report."""
 
-    name: ClassVar[str]
     Config: ClassVar[type]
     variants: ClassVar[dict[str, dict]] = {"default": {}}  # named config deviations; the first is the default
 

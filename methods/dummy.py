@@ -21,7 +21,6 @@ class Config:
 
 
 class Dummy(Method):
-    name = "dummy"
     Config = Config
 
     def __init__(self, cfg: Config, vocab, *, image_size: int = 256, device=None, seed: int = 0):

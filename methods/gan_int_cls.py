@@ -70,7 +70,9 @@ from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, cou
 from methods.layers import (
     BaseGenerator,
     ResBlock,
+    case_noise,
     check_discriminator_loss,
+    dcgan_init,
     discriminator_norm,
     discriminator_term,
     gradient_penalty,
@@ -260,17 +262,6 @@ class Discriminators(nn.Module):
         return [(self.frontal(f, c), self.lateral(l, c)) for f, l, c in groups]
 
 
-def dcgan_init(module: nn.Module) -> None:
-    """Reed's (and DCGAN's) init: weights N(0, 0.02), batch-norm scales N(1, 0.02), biases 0."""
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
 # Losses.
 def discriminator_loss(
     discriminators: nn.Module,
@@ -318,16 +309,8 @@ def generator_adversarial(discriminators: nn.Module, fake, conds: torch.Tensor, 
     return out
 
 
-def case_noise(seeds: Sequence[int], dim: int, device: torch.device) -> torch.Tensor:
-    """z per case, [B, dim]: drawn on the CPU from a generator seeded by the case seed alone, so a case's noise
-    is the same whatever batch it is in and on whatever device."""
-    rows = [torch.randn(dim, generator=torch.Generator().manual_seed(derive_seed(s))) for s in seeds]
-    return torch.stack(rows).to(device)
-
-
 # The method.
 class GanIntCls(Method):
-    name = "gan_int_cls"
     variants = VARIANTS
     Config = Config
 

@@ -1,10 +1,13 @@
 """Layers and losses shared by several methods (XRayGAN and the baselines that reuse its pieces)."""
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmark.core.seeds import derive_seed
 
 
 class ResBlock(nn.Module):
@@ -123,3 +126,26 @@ def wgan_gp_loss(scores: torch.Tensor, interp: torch.Tensor, gp_weight: float) -
     """
     s_real, s_fake, s_interp = scores.float().chunk(3)
     return s_fake.mean() - s_real.mean() + gp_weight * gradient_penalty(s_interp, interp)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's init (GAN-INT-CLS and StackGAN v1 use it): weights N(0, 0.02), batch-norm scales N(1, 0.02), biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def case_noise(seeds: Sequence[int], dim: int, device: torch.device) -> torch.Tensor:
+    """z per case, [B, dim]: drawn on the CPU from a generator seeded by the case seed alone, so a case's noise
+    is the same whatever batch it is in and on whatever device."""
+    rows = [torch.randn(dim, generator=torch.Generator().manual_seed(derive_seed(s))) for s in seeds]
+    return torch.stack(rows).to(device)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)), averaged over elements (the conditioning augmentation of StackGAN and AttnGAN)."""
+    return -0.5 * (1 + logvar.float() - mu.float().square() - logvar.float().exp()).mean()

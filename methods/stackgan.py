@@ -74,11 +74,14 @@ from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import (
+    case_noise,
     check_discriminator_loss,
+    dcgan_init,
     discriminator_norm,
     discriminator_term,
     gradient_penalty,
     interpolates,
+    kl_divergence,
     mismatched,
 )
 from methods.text_encoders import get_text_encoder
@@ -163,11 +166,6 @@ class CondAugment(nn.Module):
     def forward(self, text: torch.Tensor, eps: torch.Tensor):
         mu, logvar = self.fc(text).chunk(2, dim=1)
         return mu + (0.5 * logvar).exp() * eps, mu, logvar
-
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)), averaged over elements (v1 KL_loss)."""
-    return -0.5 * (1 + logvar.float() - mu.float().square() - logvar.float().exp()).mean()
 
 
 def up_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -331,17 +329,6 @@ class Discriminators(nn.Module):
         return [(self.frontal(f, mu_f), self.lateral(l, mu_l)) for f, l, mu_f, mu_l in groups]
 
 
-def dcgan_init(module: nn.Module) -> None:
-    """v1's weights_init: convs and linears N(0, 0.02), batch-norm scales N(1, 0.02), biases 0."""
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
 # Losses.
 def discriminator_loss(discriminators: nn.Module, real, fake, mu, wrong, cfg: Config) -> dict[str, torch.Tensor]:
     """Both views' D loss ("d") and its terms: the mean of the positive terms (real, conditional and
@@ -384,16 +371,8 @@ def generator_adversarial(discriminators: nn.Module, fake, mu, cfg: Config) -> t
     return sum(-s.float().mean(dim=0).sum() for s in scores)
 
 
-def case_noise(seeds: Sequence[int], dim: int, device: torch.device) -> torch.Tensor:
-    """Noise per case, [B, dim]: drawn on the CPU from a generator seeded by the case seed alone, so a case's
-    noise is the same whatever batch it is in and on whatever device."""
-    rows = [torch.randn(dim, generator=torch.Generator().manual_seed(derive_seed(s))) for s in seeds]
-    return torch.stack(rows).to(device)
-
-
 # The method.
 class StackGAN(Method):
-    name = "stackgan"
     variants = VARIANTS
     Config = Config
 

@@ -210,7 +210,6 @@ def critic_loss(critics: nn.Module, real: tuple, fake: tuple, c: torch.Tensor, g
 
 # The method.
 class XRayGAN(Method):
-    name = "xraygan"
     Config = Config
     variants = VARIANTS
 

@@ -12,20 +12,9 @@ from benchmark.core.checkpoints import load_checkpoint
 from benchmark.core.resize import resident_images
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Vocab
-from methods.attngan import (
-    DAMSM,
-    VARIANTS,
-    AttnGAN,
-    AttnGenerator,
-    Config,
-    Text,
-    WordAttention,
-    damsm_batch_loss,
-    damsm_loss,
-    encode_text,
-    pretrain_damsm,
-)
+from methods.attngan import VARIANTS, AttnGAN, AttnGenerator, Config, WordAttention
 from methods.base import TokenBatch
+from methods.damsm import DAMSM, Text, damsm_batch_loss, damsm_loss, encode_text, pretrain_damsm
 from methods.text_encoders import get_text_encoder
 from tests.tiny import tiny_model
 

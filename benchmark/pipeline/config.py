@@ -19,6 +19,8 @@ from pathlib import Path
 
 from benchmark.core.errors import XbenchError, unknown_name
 from benchmark.data.datasets import DATASETS, DataConfig
+from methods import get_method
+from metrics import EvalConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 SETTINGS = ("paper", "tiny")
@@ -76,9 +78,6 @@ def load_config(
     config_dir: Path = CONFIG_DIR,
 ) -> RunConfig:
     """Resolve a run's configuration from the defaults, the TOML deviations, the variant and ``--set``."""
-    from methods import get_method
-    from metrics import EvalConfig
-
     method_cls = get_method(method)
     if dataset not in DATASETS:
         raise unknown_name("dataset", dataset, DATASETS)
@@ -112,11 +111,16 @@ def load_config(
     )
 
 
+def table2_configs(dataset: str, setting: str, seeds: Sequence[int], sets: Sequence[str] = ()) -> list[RunConfig]:
+    """The paper's Table 2: one XRayGAN run per ablation variant (as methods/xraygan.py defines them) and seed."""
+    variants = get_method("xraygan").variants
+    return [
+        load_config("xraygan", dataset, setting=setting, variant=v, seed=s, sets=sets) for v in variants for s in seeds
+    ]
+
+
 def config_from_dict(data: dict) -> RunConfig:
     """The RunConfig a run directory or record stored (config.json, result.json's "config")."""
-    from methods import get_method
-    from metrics import EvalConfig
-
     try:
         method_cls = get_method(data["method"])
         return RunConfig(

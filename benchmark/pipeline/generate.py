@@ -4,11 +4,14 @@ import json
 import re
 from pathlib import Path
 
+from benchmark.core.checkpoints import load_checkpoint
 from benchmark.core.errors import XbenchError
+from benchmark.core.seeds import derive_seed
 from benchmark.core.sheets import contact_sheet, save_sheet
 from benchmark.data.images import save_png, to_uint8
 from benchmark.data.text import Vocab, split_sentences
 from benchmark.pipeline.config import config_from_dict
+from methods import get_method
 
 _SECTION = re.compile(r"\b(FINDINGS|IMPRESSION)\s*:", re.IGNORECASE)
 
@@ -38,10 +41,6 @@ def report_sections(text: str) -> tuple[str, str]:
 
 def generate_from_report(run_dir: Path, text: str, out: Path, *, seed: int = 0) -> tuple[list[Path], list[str]]:
     """Write frontal.png, lateral.png and sheet.png; return them and the words outside the vocabulary."""
-    from benchmark.core.checkpoints import load_checkpoint
-    from benchmark.core.seeds import derive_seed
-    from methods import get_method
-
     config_path, vocab_path, ckpt = run_dir / "config.json", run_dir / "vocab.json", run_dir / "ckpt" / "final.pt"
     for path in (config_path, vocab_path, ckpt):
         if not path.is_file():

@@ -12,11 +12,15 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmark.core.errors import XbenchError
+from benchmark.core.io import atomic_write
+from benchmark.data.datasets import dataset_class
 from benchmark.pipeline.results import RunResult, load_result
+from methods import get_method
+from metrics import METRICS
 
 LEADERBOARDS = Path(__file__).resolve().parents[2] / "leaderboards"
 VIEWS = {"frontal": "F", "lateral": "L", "pair": "pair"}
-TABLE2_VARIANTS = ("full", "no_vcn", "no_mscgan", "no_hae")
+TABLE2_VARIANTS = tuple(get_method("xraygan").variants)  # the paper's Table 2, defined once in methods/xraygan.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +64,6 @@ def load_reported() -> dict:
 
 def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list[Table]:
     """Table 1 (every method's default variant) and Table 2 (XRayGAN's ablation variants)."""
-    from metrics import METRICS
-
     columns = tuple(
         Column(name, view)
         for name, spec in METRICS.items()
@@ -105,8 +107,6 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list
 
 
 def _variants(method: str) -> dict:
-    from methods import get_method
-
     return get_method(method).variants
 
 
@@ -143,8 +143,6 @@ def _reported_rows(reported: dict, table: str, dataset: str, columns: tuple[Colu
 
 def best_cells(table: Table) -> dict[Column, float]:
     """The best measured mean per column (direction from the metric registry)."""
-    from metrics import METRICS
-
     best = {}
     for col in table.columns:
         values = [row.cells[col][0] for row in table.rows if row.kind == "measured" and col in row.cells]
@@ -274,3 +272,29 @@ def render_plots(records: list[RunResult], dataset: str, out_dir: Path) -> list[
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaderboard:
+    """What ``write_leaderboard`` rendered and wrote."""
+
+    tables: list[Table]
+    markdown: str
+    csv: str
+    records: int
+    written: list[Path]
+
+
+def write_leaderboard(dataset: str, out: Path | None = None, *, plots: bool = False) -> Leaderboard:
+    """Render the dataset's tables from its records and write ``<dataset>.md``, ``.csv`` (and plots) to ``out``."""
+    dataset_class(dataset)  # an unknown name is an error before anything is written
+    out = out or LEADERBOARDS
+    records = load_records(dataset)
+    tables = build_tables(dataset, records, load_reported())
+    markdown, csv = render_markdown(tables), to_frame(tables).to_csv(index=False)
+    atomic_write(out / f"{dataset}.md", f"# xbench leaderboard: {dataset}\n\n{markdown}")
+    atomic_write(out / f"{dataset}.csv", csv)
+    written = [out / f"{dataset}.md", out / f"{dataset}.csv"]
+    if plots:
+        written += render_plots(records, dataset, out / "plots")
+    return Leaderboard(tables, markdown, csv, len(records), written)

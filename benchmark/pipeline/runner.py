@@ -13,26 +13,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.core.checkpoints import save_checkpoint
 from benchmark.core.errors import XbenchError
 from benchmark.core.io import atomic_write
+from benchmark.core.seeds import derive_seed
 from benchmark.data.datasets import Case, get_dataset
 from benchmark.data.images import save_png, to_uint8
 from benchmark.data.text import Vocab
 from benchmark.pipeline import leaderboard
 from benchmark.pipeline.config import RunConfig
 from benchmark.pipeline.results import RunResult, environment, now, save_result
+from methods import get_method
+from methods.base import PairedData, default_device
+from metrics import ImageSet, evaluate
 
 RUNS_DIR = Path("runs")
 
 
 def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None, record: bool = False) -> RunResult:
     """Train, generate the test split, evaluate; returns (and writes) the result."""
-    from benchmark.core.checkpoints import save_checkpoint
-    from benchmark.core.seeds import derive_seed
-    from methods import get_method
-    from methods.base import PairedData, default_device
-    from metrics import ImageSet, evaluate
-
     run_dir = _prepare_run_dir(cfg, runs_dir, resume)
     device = default_device()
     env = environment(device)

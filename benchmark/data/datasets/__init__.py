@@ -16,10 +16,14 @@ DATASETS: dict[str, type[Dataset]] = {
 }
 
 
-def get_dataset(name: str, cfg: DataConfig | None = None) -> Dataset:
+def dataset_class(name: str) -> type[Dataset]:
     if name not in DATASETS:
         raise unknown_name("dataset", name, DATASETS)
-    return DATASETS[name](cfg or DataConfig())
+    return DATASETS[name]
 
 
-__all__ = ["DATASETS", "SPLITS", "Case", "DataConfig", "Dataset", "Pairs", "Splits", "get_dataset"]
+def get_dataset(name: str, cfg: DataConfig | None = None) -> Dataset:
+    return dataset_class(name)(cfg or DataConfig())
+
+
+__all__ = ["DATASETS", "SPLITS", "Case", "DataConfig", "Dataset", "Pairs", "Splits", "dataset_class", "get_dataset"]

@@ -11,6 +11,7 @@ import gzip
 import importlib.resources
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -148,6 +149,13 @@ class Dataset(ABC):
     @abstractmethod
     def fingerprint(self) -> dict:
         """What produced the raw images (source folder, renderer version, ...): part of the cache key."""
+
+    @classmethod
+    def download(cls, root: Path) -> Path:
+        """Fetch the dataset's public archives into ``root``; the folder of its images. Most cannot be fetched."""
+        raise XbenchError(f"nothing to download for {cls.name}: {cls.no_download}")
+
+    no_download: ClassVar[str] = "it has no public archive"
 
     def summary(self, splits: "Splits") -> dict[str, object]:
         """Dataset-specific lines for ``xbench data info`` (label -> value)."""

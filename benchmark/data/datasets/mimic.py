@@ -41,6 +41,7 @@ class Mimic(Dataset):
     name = "mimic"
     description = "MIMIC-CXR-JPG p10 from a local PhysioNet copy in data.root (6,654 cases, credentialed)"
     protocol_file = "mimic_p10.csv.gz"
+    no_download = "MIMIC-CXR is credentialed: download it from PhysioNet yourself and set --root"
 
     @functools.cached_property
     def root(self) -> Path:

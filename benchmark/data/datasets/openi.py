@@ -21,6 +21,13 @@ class OpenI(Dataset):
     description = "Open-i reports + real NLMCXR_png images from data.root (2,585 cases, CC BY-NC-ND 4.0)"
     protocol_file = "openi.csv.gz"
 
+    @classmethod
+    def download(cls, root: Path) -> Path:
+        """The two NLM archives: resumable, checked, safely unpacked; the NLMCXR_png folder."""
+        from benchmark.data.datasets.download import download_openi
+
+        return download_openi(root)
+
     @functools.cached_property
     def images_dir(self) -> Path:
         """``data.root`` itself or its ``NLMCXR_png`` subfolder, whichever holds the PNGs."""

@@ -18,6 +18,7 @@ class Phantom(Dataset):
     name = "phantom"
     description = "Open-i reports + rendered 3D thorax phantom radiographs (2,585 cases, offline; the default)"
     protocol_file = "openi.csv.gz"
+    no_download = "it is rendered locally and needs no download"
 
     def _reports(self, rows):
         return protocol_reports(self.cfg, rows)

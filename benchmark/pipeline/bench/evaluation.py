@@ -17,10 +17,13 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from benchmark.core.seeds import derive_seed
 from benchmark.data.datasets import Case, get_dataset
 from benchmark.data.images import to_uint8
 from benchmark.data.text import Vocab
 from benchmark.pipeline.config import load_config
+from methods import get_method
+from methods.base import default_device
 from metrics import ImageSet, evaluate, weights
 from metrics.evaluate import clock
 
@@ -40,10 +43,6 @@ def time_evaluation(
     seed: int = 0,
 ) -> dict:
     """Seconds to generate ``n_test`` pairs with an untrained ``method`` and to compute every metric on them."""
-    from benchmark.core.seeds import derive_seed
-    from methods import get_method
-    from methods.base import default_device
-
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose one of: {', '.join(SETTINGS)}")
     default_test, default_reference, size = SETTINGS[setting]

@@ -12,8 +12,11 @@ from pathlib import Path
 import torch
 
 from benchmark.core.errors import XbenchError
+from benchmark.core.io import atomic_write
+from benchmark.pipeline.bench import report
 from benchmark.pipeline.bench.training import MODES, OPENI_TRAIN_CASES, schedule_totals, time_method
 from benchmark.pipeline.results import environment, now
+from methods import METHODS
 
 SCHEMA = 1
 TRAINABLE = ("xraygan", "gan_int_cls", "stackgan", "attngan")  # the dummy method has no training step
@@ -33,8 +36,6 @@ def run_suite(
 ) -> dict:
     """Time every (method, mode). On the CPU, where autocast is off, ``bf16`` would repeat ``fp32`` and is
     skipped; ``nchw`` and ``compile`` run in fp32 there (each row names its precision)."""
-    from methods import METHODS
-
     for name in methods:
         if name not in METHODS:
             raise XbenchError(f"unknown method {name!r}; choose from: {', '.join(TRAINABLE)}")
@@ -103,3 +104,17 @@ def load_records(leaderboards: Path) -> list[dict]:
             raise XbenchError(f"{path}: bench schema {doc.get('schema')} is not {SCHEMA}; re-run xbench bench")
         docs.append(doc)
     return docs
+
+
+def save_document(doc: dict, out: Path, leaderboards: Path, *, record: bool) -> list[Path]:
+    """Write the document to ``out``; with ``record`` also keep it under ``leaderboards/speed/`` and re-render
+    ``leaderboards/speed.md`` from every kept document. The paths written."""
+    text = json.dumps(doc, indent=1) + "\n"
+    atomic_write(out, text)
+    if not record:
+        return [out]
+    path = record_path(doc, leaderboards)
+    atomic_write(path, text)
+    reference = report.load_reference(leaderboards / "speed_reference.toml")
+    atomic_write(leaderboards / "speed.md", report.render_markdown(load_records(leaderboards), reference))
+    return [out, path, leaderboards / "speed.md"]

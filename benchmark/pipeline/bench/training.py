@@ -26,11 +26,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from benchmark.core.errors import XbenchError
+from benchmark.core.resize import resident_images
 from benchmark.data.text import Tokens, Vocab
 from benchmark.pipeline.config import load_config
 from methods import get_method
 from methods.base import PairedData
+from methods.damsm import DAMSM, pretrain_damsm
 from methods.training import Phase, prepare_device
+from methods.vcn import train_vcn
 
 # Open-i train split: 1,557 words + 3 specials, 13 sentences of up to 34 words, 180 tokens flat; 1,809 pairs.
 OPENI_VOCAB = (1560, 13, 34, 180)
@@ -191,8 +194,6 @@ def _image_size(cfg, setting: str) -> int:
 
 def _vcn_row(m, full_cfg, mode, stage, train_cases, warmup, steps, count) -> dict:
     """One VCN training step (Adam on a batch of true and mismatched real pairs) at the stage's size."""
-    from methods.vcn import train_vcn
-
     vcn_cfg = dataclasses.replace(full_cfg.vcn, epochs=1)
     size, per_call = m.cfg.stage_sizes[stage], 4  # steps per call: the network's construction is amortised
     pixels = synthetic_data(per_call * vcn_cfg.batch_size, size, openi_vocab()).pixels
@@ -207,9 +208,6 @@ def _vcn_row(m, full_cfg, mode, stage, train_cases, warmup, steps, count) -> dic
 
 def _damsm_row(m, full_cfg, mode, train_cases, count) -> dict:
     """One DAMSM pretraining step (text encoder + both views' image encoders) at the final size."""
-    from benchmark.core.resize import resident_images
-    from methods.attngan import DAMSM, pretrain_damsm
-
     damsm_cfg = dataclasses.replace(full_cfg.damsm, epochs=1)
     per_call = 4  # steps per call: the optimiser's construction is amortised
     data = synthetic_data(per_call * damsm_cfg.batch_size, m.image_size, openi_vocab())
