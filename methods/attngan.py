@@ -946,6 +946,17 @@ class AttnGAN(Method):
     def load_state_dict(self, state: dict) -> None:
         self.nets.load_state_dict(state["networks"])
 
+    @classmethod
+    def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
+        """Each stage's conditional logit (none when ``d_condition`` is off: the D is then unconditional)."""
+        if not cfg.d_condition:
+            return {}
+        out = {}
+        for size in cfg.stage_sizes:
+            d = Discriminator(size, cfg.df_dim, cfg.text.out_dim, True).eval()
+            out[f"D {size}px"] = (lambda x, c, d=d: d.cond_logits(d.trunk(x), c), size, cfg.text.out_dim)
+        return out
+
     def parameter_counts(self) -> dict[str, int]:
         cfg, g = self.cfg, self.nets.generators.frontal
         counts = {

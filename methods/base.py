@@ -165,6 +165,13 @@ class Method(ABC):
         """Trainable parameters per named network (for ``xbench ls methods --params``)."""
         return {}
 
+    @classmethod
+    def conditional_critics(cls, cfg, image_size: int) -> dict[str, tuple]:
+        """The method's conditional discriminators, freshly built from ``cfg`` in eval mode, as
+        {label: (score(image [B, 1, s, s], condition [B, d]) -> [B], s, d)}; the conditioning contract test
+        (tests/test_conditioning.py) checks that each one judges image and report jointly."""
+        return {}
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

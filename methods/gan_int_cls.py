@@ -465,6 +465,10 @@ class GanIntCls(Method):
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
     # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
+    @classmethod
+    def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
+        return {f"D {image_size}px": (Discriminator(image_size, cfg).eval(), image_size, cfg.text.out_dim)}
+
     def parameter_counts(self) -> dict[str, int]:
         g, size = self.generators, self.image_size
         return {

@@ -548,6 +548,15 @@ class StackGAN(Method):
 
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
+    @classmethod
+    def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
+        """The conditional logit (column 0) of each stage's D, which takes mu (c_dim) as its condition."""
+        out = {}
+        for stage, size in ((1, cfg.stage1_size), (2, image_size)):
+            d = Discriminator(size, cfg, uncond=stage == 2 and cfg.stage2_uncond).eval()
+            out[f"D Stage-{'I' * stage} {size}px"] = (lambda x, mu, d=d: d(x, mu)[:, 0], size, cfg.c_dim)
+        return out
+
     # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
     def parameter_counts(self) -> dict[str, int]:
         g, cfg, s1, s2 = self.generators, self.cfg, self.cfg.stage1_size, self.image_size

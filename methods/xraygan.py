@@ -4,12 +4,19 @@ Paper: Yang, Gireesh, Xing, Xie, "XRayGAN: Consistency-preserving Generation of 
 Reports" (arXiv 2006.10552), section 2. Reference code: UCSD-AI4H/XRayGAN @ 8dc983f (``models/Decoder.py``
 baseDecoderv3 / PDecoderv3 / MultiscaleDecoder, ``models/Discriminator.py`` PDiscriminator,
 ``trainer_xraygan.py``). Shapes and parameter counts match the reference at the paper setting
-(G0 7,856,657; each G_k 1,803,590; critics 1,624,769 / 3,984,065 / 6,343,361 / 8,702,657).
+(G0 7,856,657; each G_k 1,803,590; critics 1,624,769 / 3,984,065 / 6,343,361 / 8,702,657 before the joint
+conditioning layer below adds 326,144 to each).
 
 Departures from the official code, each deliberate (``../shared/research/xraygan_reference.md`` section 10):
-- The critics are conditional for real: the official code tiles the projected report vector over the 4x4
-  map and then instance-normalises it, which makes the condition exactly zero. Here the projection goes
-  through a LeakyReLU before tiling, with no normalisation of the constant map.
+- The critics are conditional for real. The paper (section 2.2) feeds the report embedding to each
+  discriminator beside the image features; the official code tiles the projected report vector over the 4x4
+  map and then instance-normalises it, which makes the condition exactly zero, and a single linear head
+  over [features, report] would leave it additive (score f(x) + g(c): g cancels between real and fake, which
+  share c). Here the projection goes through a LeakyReLU before tiling (no normalisation of the constant
+  map), then a joint conv1x1 + LeakyReLU over [features, report] precedes the conv4x4 head, as in Reed et
+  al.'s matching-aware discriminator: the score has an image x report interaction
+  (tests/test_conditioning.py). This adds (C + 128) x C + C parameters per critic (C = 512 at the paper
+  setting: 326,144 net).
 - One combined generator step per iteration (adversarial + 100 x L2 for both views + w x view consistency).
   The official three sequential steps reuse graphs across in-place updates, which current PyTorch refuses.
 - The view-consistency term is -log P(same patient) from a frozen VCN, weight ``vc_weight``: 1 as the paper
@@ -192,9 +199,13 @@ class Generators(nn.Module):
 
 # Critics.
 class Critic(nn.Module):
-    """A WGAN critic at one stage: image -> 4x4x512 features, report projection tiled beside, conv4x4 -> 3x3.
+    """A WGAN critic at one stage: image -> 4x4x512 features, report projection tiled beside, a joint conv1x1 +
+    LeakyReLU over both, conv4x4 -> 3x3 scores averaged.
 
-    Every output unit sees the whole image (receptive field >= the input): a small grid, not a local PatchGAN.
+    The joint layer is what makes it conditional: with one linear head over [features, text] the score is
+    f(x) + g(c), g(c) cancels between real and fake (they share c), and the critic never judges whether an
+    image fits its report. Every output unit sees the whole image (receptive field >= the input): a small
+    grid, not a local PatchGAN.
     """
 
     def __init__(self, size: int, text_dim: int, cfg: Config):
@@ -207,12 +218,13 @@ class Critic(nn.Module):
             c = nxt
         self.image = nn.Sequential(*layers)
         self.text = nn.Sequential(nn.Linear(text_dim, cfg.critic_text), nn.LeakyReLU(0.2))  # no norm: see top
-        self.head = nn.Conv2d(c + cfg.critic_text, 1, 4, padding=1)
+        self.joint = nn.Sequential(nn.Conv2d(c + cfg.critic_text, c, 1), nn.LeakyReLU(0.2))  # no norm either
+        self.head = nn.Conv2d(c, 1, 4, padding=1)
 
     def forward(self, image: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         features = self.image(image)  # [B, C, 4, 4]
         text = self.text(c)[:, :, None, None].expand(-1, -1, *features.shape[-2:])
-        return self.head(torch.cat([features, text], dim=1)).mean(dim=(1, 2, 3))  # [B]
+        return self.head(self.joint(torch.cat([features, text], dim=1))).mean(dim=(1, 2, 3))  # [B]
 
 
 class Critics(nn.Module):
@@ -385,6 +397,11 @@ class XRayGAN(Method):
             return f, l
 
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
+
+    @classmethod
+    def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
+        d = cfg.text.out_dim
+        return {f"critic {s}px": (Critic(s, d, cfg).eval(), s, d) for s in cfg.stage_sizes}
 
     # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
     def parameter_counts(self) -> dict[str, int]:

@@ -35,7 +35,8 @@ def test_parameter_counts_match_the_reference_at_the_paper_setting():
     assert [count_parameters(s) for s in g.frontal.stages] == [1_803_590] * 3
     assert count_parameters(g.encoder) == 1_845_248 + 2 * 1000 * 128
     critics = [count_parameters(Critic(size, 512, cfg)) for size in cfg.stage_sizes]
-    assert critics == [1_624_769, 3_984_065, 6_343_361, 8_702_657]
+    joint = (512 + 128) * 512 + 512 - 128 * 16  # the joint conv1x1, minus the head's narrower input
+    assert critics == [n + joint for n in (1_624_769, 3_984_065, 6_343_361, 8_702_657)]
 
 
 def test_each_stage_doubles_and_stays_in_range(tiny_phantom):
