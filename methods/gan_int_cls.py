@@ -349,6 +349,7 @@ def case_noise(seeds: Sequence[int], dim: int, device: torch.device) -> torch.Te
 
 # The method.
 class GanIntCls(Method):
+    paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     name = "gan_int_cls"
     variants = VARIANTS
     Config = Config
@@ -388,6 +389,8 @@ class GanIntCls(Method):
         real = resident_images(train.pixels, self.image_size, device)
 
         def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+            if len(index) < 2 and phase.name == "gan":  # a last batch of one: D's batch norm cannot train on it
+                return {}
             return self._train_step(
                 generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens[index], real[index], phase.name
             )

@@ -400,8 +400,11 @@ def discriminator_loss(discriminators: nn.Module, real, fake, mu, wrong, cfg: Co
 
 
 def generator_adversarial(discriminators: nn.Module, fake, mu, cfg: Config) -> torch.Tensor:
-    """Both views' adversarial G loss: every head's (BCE to "real", or -score), summed over heads as v1."""
-    (scores,) = discriminators([(*fake, *mu)])
+    """Both views' adversarial G loss: every head's (BCE to "real", or -score), summed over heads as v1.
+
+    mu is detached, as v1's ``compute_generator_loss`` (``cond = conditions.detach()``): the adversarial
+    gradient reaches the images only, never the CA or the text encoder through D's condition input."""
+    (scores,) = discriminators([(*fake, *(m.detach() for m in mu))])
     if cfg.loss == "bce":
         return sum(F.binary_cross_entropy_with_logits(s.float(), torch.ones_like(s.float())) * s.shape[1]
                    for s in scores)  # fmt: skip
@@ -417,6 +420,7 @@ def case_noise(seeds: Sequence[int], dim: int, device: torch.device) -> torch.Te
 
 # The method.
 class StackGAN(Method):
+    paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     name = "stackgan"
     variants = VARIANTS
     Config = Config
@@ -471,6 +475,8 @@ class StackGAN(Method):
         real = resident_images(train.pixels, size, device)
 
         def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+            if len(index) < 2:  # a last batch of one (train size mod batch size = 1): batch norm cannot train
+                return {}
             g.train()
             if stage == 2:  # the frozen Stage-I (and encoder) run as at generation time
                 for module in (g.encoder, g.frontal.stage1, g.lateral.stage1):
