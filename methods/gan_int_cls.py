@@ -64,11 +64,11 @@ from benchmark.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
 from methods.layers import (
     BaseGenerator,
-    ResBlock,
     check_discriminator_loss,
     discriminator_norm,
     discriminator_term,
     gradient_penalty,
+    he_init,
     interpolates,
     mismatched,
 )
@@ -180,23 +180,10 @@ class ViewGenerator(nn.Module):
         self.joint = nn.Sequential(nn.Linear(cfg.z_dim + cfg.text_proj, cfg.g_width), nn.LeakyReLU(0.2))
         self.body = BaseGenerator(cfg.g_width, size)
         if cfg.g_init == "he":
-            self.apply(he_init)
-            for block in self.body.modules():
-                if isinstance(block, ResBlock):
-                    nn.init.zeros_(block.body[-1].weight)  # each block starts as the identity
+            he_init(self)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.body(self.joint(torch.cat([z, self.text(c)], dim=1)))
-
-
-def he_init(module: nn.Module) -> None:
-    """He et al.'s init for LeakyReLU(0.2), biases 0. With PyTorch's default init this norm-free generator's
-    output is constant to 1e-5 at 256 px (the signal shrinks at every block): XRayGAN's L2 loss pulls it out of
-    that, a pure GAN loss does not (measured at ``tiny()``: saturated, report-blind images)."""
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
 
 
 def interpolated(c: torch.Tensor) -> torch.Tensor:
