@@ -61,9 +61,12 @@ Departures from the original, each deliberate:
 
 Variant ``xraygan_protocol`` (``VARIANTS``): AttnGAN as the XRayGAN authors ran it (section 11.3), as
 config values: the text encoder (here the HAE; theirs a flat BiLSTM) is random and frozen (no DAMSM at
-all), no z, condition 128, no KL, unconditional discriminators, WGAN-GP (lambda 10) per stage + 100 x L2
-per stage, Adam 1e-4 betas (0.9, 0.999), lr x 0.2 at epochs 40 and 80, 150 epochs, batch 20; no moving
-average (their trainer is not known to keep one).
+all), no z, condition 128, no KL, unconditional discriminators with instance norm instead of batch norm
+(a per-sample gradient penalty is wrong when batch statistics mix the samples; the other baselines refuse
+WGAN-GP with batch norm alike), WGAN-GP (lambda 10) per stage + 100 x L2
+per stage, Adam betas (0.9, 0.999); no moving average (their trainer is not known to keep one). Their
+schedule (Adam 1e-4, lr x 0.2 at epochs 40 and 80, 150 epochs, batch 20) is ``XRAYGAN_SCHEDULE``, applied
+with the variant at the paper setting (``paper_schedules``).
 """
 
 import copy
@@ -97,7 +100,14 @@ from methods.damsm import (
     masked_softmax,
     pretrain_damsm,
 )
-from methods.layers import case_noise, interpolates, kl_divergence, wgan_gp_loss
+from methods.layers import (
+    case_noise,
+    check_discriminator_loss,
+    discriminator_norm,
+    interpolates,
+    kl_divergence,
+    wgan_gp_loss,
+)
 from methods.text_encoders import get_text_encoder
 from methods.training import JsonlLog, Phase, Stage, autocast, fit_staged
 
@@ -113,15 +123,15 @@ VARIANTS = {
         "kl_weight": 0.0,
         "d_condition": False,
         "loss": "wgan_gp",
+        "d_norm": "instance",  # batch norm mixes the samples whose gradients the penalty takes one by one
         "l2_weight": 100.0,
-        "lr_g": 1e-4,
-        "lr_d": 1e-4,
         "betas": (0.9, 0.999),
-        "lr_milestones": (40, 80),
-        "epochs": 150,
         "ema_decay": 0.0,
     },
 }
+# The authors' optimisation schedule for their stand-in, applied with the variant at the paper setting only
+# (``Method.paper_schedules``), so ``tiny()`` + variant stays tiny.
+XRAYGAN_SCHEDULE = {"lr_g": 1e-4, "lr_d": 1e-4, "lr_milestones": (40, 80), "epochs": 150, "batch_size": 20}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +150,7 @@ class Config:
     # Discriminators.
     df_dim: int = 64
     d_condition: bool = True  # True: conditional + unconditional logits (the original); False: unconditional
+    d_norm: str = "batch"  # "batch" (the original) | "instance" (WGAN-GP critics: a per-sample penalty)
     # Losses.
     loss: str = "bce"  # "bce" (the original) | "wgan_gp" (XRayGAN's runs)
     damsm_weight: float = 5.0  # lambda (birds 5, COCO 50); 0 = no DAMSM term
@@ -173,8 +184,7 @@ class Config:
             raise ValueError(f"attngan: text_training must be 'damsm' or 'frozen_random', not {self.text_training!r}")
         if self.damsm_weight > 0 and self.text_training != "damsm":
             raise ValueError("attngan: damsm_weight > 0 needs text_training = 'damsm' (a pretrained DAMSM)")
-        if self.loss not in ("bce", "wgan_gp"):
-            raise ValueError(f"attngan: loss must be 'bce' or 'wgan_gp', not {self.loss!r}")
+        check_discriminator_loss("attngan", self.loss, self.d_norm)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"attngan: ema_decay must be in [0, 1), not {self.ema_decay}")
 
@@ -359,26 +369,28 @@ class Networks(nn.Module):
 
 
 # Discriminators.
-def block3x3(cin: int, cout: int) -> list[nn.Module]:
-    return [conv3x3(cin, cout), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+def block3x3(cin: int, cout: int, norm: str | None = "batch") -> list[nn.Module]:
+    return [conv3x3(cin, cout)] + ([discriminator_norm(norm, cout)] if norm else []) + [nn.LeakyReLU(0.2)]
 
 
 class Discriminator(nn.Module):
     """D_NET64 / 128 / 256: image -> 8 df x 4 x 4, an unconditional logit and (optionally) a conditional one."""
 
-    def __init__(self, size: int, df_dim: int, text_dim: int, condition: bool):
+    def __init__(self, size: int, df_dim: int, text_dim: int, condition: bool, norm: str = "batch"):
         super().__init__()
-        layers, c = down_block(1, df_dim, bn=False), df_dim
+        layers, c = down_block(1, df_dim, norm=None), df_dim
         for _ in range(int(math.log2(size // 4)) - 1):
-            layers += down_block(c, 2 * c)
+            layers += down_block(c, 2 * c, norm)
             c *= 2
         while c != 8 * df_dim:  # 3x3 blocks back to 8 df (128 px: 16 -> 8; 256 px: 32 -> 16 -> 8)
             nxt = c // 2 if c > 8 * df_dim else 2 * c
-            layers += block3x3(c, nxt)
+            layers += block3x3(c, nxt, norm)
             c = nxt
         self.trunk = nn.Sequential(*layers)
         self.uncond = nn.Conv2d(c, 1, 4, stride=4)
-        self.cond = nn.Sequential(*block3x3(c + text_dim, c), nn.Conv2d(c, 1, 4, stride=4)) if condition else None
+        # An instance norm after the tiled report would subtract it away (XRayGAN's critic bug): none there.
+        joint = block3x3(c + text_dim, c, "batch" if norm == "batch" else None)
+        self.cond = nn.Sequential(*joint, nn.Conv2d(c, 1, 4, stride=4)) if condition else None
 
     def cond_logits(self, features: torch.Tensor, report: torch.Tensor) -> torch.Tensor:
         tiled = report[:, :, None, None].expand(-1, -1, *features.shape[-2:]).to(features.dtype)
@@ -406,8 +418,9 @@ class Discriminators(nn.Module):
 
     def __init__(self, cfg: Config, text_dim: int):
         super().__init__()
-        self.frontal = nn.ModuleList(Discriminator(s, cfg.df_dim, text_dim, cfg.d_condition) for s in cfg.stage_sizes)
-        self.lateral = nn.ModuleList(Discriminator(s, cfg.df_dim, text_dim, cfg.d_condition) for s in cfg.stage_sizes)
+        d = [(s, cfg.df_dim, text_dim, cfg.d_condition, cfg.d_norm) for s in cfg.stage_sizes]
+        self.frontal = nn.ModuleList(Discriminator(*args) for args in d)
+        self.lateral = nn.ModuleList(Discriminator(*args) for args in d)
         self.order = [(view, k) for view in VIEWS for k in range(len(cfg.stage_sizes))]
 
     def forward(self, parts: list[list[torch.Tensor]], report: torch.Tensor, wrong: bool = False) -> list[dict]:
@@ -440,6 +453,7 @@ def critic_score(out: dict, part: int) -> torch.Tensor:
 
 # The method.
 class AttnGAN(Method):
+    paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     """AttnGAN (Xu et al., CVPR 2018): word attention, multi-stage discriminators, the DAMSM loss."""
 
     Config = Config
@@ -664,6 +678,17 @@ class AttnGAN(Method):
     def load_state_dict(self, state: dict) -> None:
         self.nets.load_state_dict(state["networks"])
 
+    @classmethod
+    def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
+        """Each stage's conditional logit (none when ``d_condition`` is off: the D is then unconditional)."""
+        if not cfg.d_condition:
+            return {}
+        out = {}
+        for size in cfg.stage_sizes:
+            d = Discriminator(size, cfg.df_dim, cfg.text.out_dim, True, cfg.d_norm).eval()
+            out[f"D {size}px"] = (lambda x, c, d=d: d.cond_logits(d.trunk(x), c), size, cfg.text.out_dim)
+        return out
+
     def parameter_counts(self) -> dict[str, int]:
         cfg, g = self.cfg, self.nets.generators.frontal
         counts = {
@@ -678,7 +703,7 @@ class AttnGAN(Method):
         counts["G_l (same as G_f)"] = count_parameters(self.nets.generators.lateral)
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             for size in cfg.stage_sizes:
-                d = Discriminator(size, cfg.df_dim, cfg.text.out_dim, cfg.d_condition)
+                d = Discriminator(size, cfg.df_dim, cfg.text.out_dim, cfg.d_condition, cfg.d_norm)
                 counts[f"D {size}px, per view"] = count_parameters(d)
             if cfg.text_training == "damsm":
                 image_encoder = ImageEncoder(cfg.damsm, self.nets.encoder.word_dim, cfg.text.out_dim)

@@ -132,6 +132,7 @@ class Method(ABC):
 
     Config: ClassVar[type]
     variants: ClassVar[dict[str, dict]] = {"default": {}}  # named config deviations; the first is the default
+    paper_schedules: ClassVar[dict[str, dict]] = {}  # variant -> deviations applied at the paper setting only
 
     def __init__(
         self, cfg, vocab: Vocab, *, image_size: int = 256, device: str | torch.device | None = None, seed: int = 0
@@ -141,6 +142,7 @@ class Method(ABC):
         self.vocab = vocab
         self.image_size = image_size
         self.device = torch.device(device) if device else default_device()
+        self.fit_summary: dict = {}  # what fit measured about its own training (JSON values), for result.json
 
     @abstractmethod
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
@@ -160,6 +162,35 @@ class Method(ABC):
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters per named network (for ``xbench ls methods --params``)."""
+        return {}
+
+    def budget(self, n_train: int) -> dict:
+        """The generator's training budget on ``n_train`` cases, from ``phases()`` (methods trained by
+        ``fit_staged``): epochs, pairs seen (epochs x cases, every pass over the train split counted) and
+        generator updates (one per batch), in total and per phase. Pretrained helpers (XRayGAN's VCN,
+        AttnGAN's DAMSM) are not counted. Empty for a method without phases (the dummy floor)."""
+        phases = self.phases() if hasattr(self, "phases") else []
+        if not phases:
+            return {}
+        rows = [
+            {
+                "stage": str(p.stage),
+                "phase": p.name,
+                "epochs": p.epochs,
+                "batch_size": p.batch_size,
+                "pairs_seen": p.epochs * n_train,
+                "generator_updates": p.epochs * -(-n_train // p.batch_size),
+            }
+            for p in phases
+        ]
+        total = {k: sum(r[k] for r in rows) for k in ("epochs", "pairs_seen", "generator_updates")}
+        return {**total, "n_train": n_train, "phases": rows}
+
+    @classmethod
+    def conditional_critics(cls, cfg, image_size: int) -> dict[str, tuple]:
+        """The method's conditional discriminators, freshly built from ``cfg`` in eval mode, as
+        {label: (score(image [B, 1, s, s], condition [B, d]) -> [B], s, d)}; the conditioning contract test
+        (tests/test_conditioning.py) checks that each one judges image and report jointly."""
         return {}
 
 

@@ -22,6 +22,7 @@ from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens
 from methods.base import TextEncoder, TokenBatch
+from methods.layers import discriminator_norm
 from methods.training import autocast
 
 VIEWS = ("frontal", "lateral")
@@ -89,8 +90,10 @@ def identical_reports(flat: torch.Tensor) -> torch.Tensor:
     return (flat[:, None, :] == flat[None, :, :]).all(-1)
 
 
-def down_block(cin: int, cout: int, bn: bool = True) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)] + ([nn.BatchNorm2d(cout)] if bn else []) + [nn.LeakyReLU(0.2)]
+def down_block(cin: int, cout: int, norm: str | None = "batch") -> list[nn.Module]:
+    """conv4x4 stride 2, the norm ("batch", "instance" or None), LeakyReLU 0.2: AttnGAN's downsampling block."""
+    layers = [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)]
+    return layers + ([discriminator_norm(norm, cout)] if norm else []) + [nn.LeakyReLU(0.2)]
 
 
 class SmallBackbone(nn.Module):
@@ -100,7 +103,7 @@ class SmallBackbone(nn.Module):
         super().__init__()
         w = width
         self.local = nn.Sequential(
-            *down_block(1, w, bn=False), *down_block(w, 2 * w), *down_block(2 * w, 4 * w), *down_block(4 * w, 8 * w)
+            *down_block(1, w, norm=None), *down_block(w, 2 * w), *down_block(2 * w, 4 * w), *down_block(4 * w, 8 * w)
         )
         self.glob = nn.Sequential(*down_block(8 * w, 16 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.local_dim, self.global_dim = 8 * w, 16 * w

@@ -69,13 +69,13 @@ from benchmark.data.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import (
     BaseGenerator,
-    ResBlock,
     case_noise,
     check_discriminator_loss,
     dcgan_init,
     discriminator_norm,
     discriminator_term,
     gradient_penalty,
+    he_init,
     interpolates,
     mismatched,
 )
@@ -160,23 +160,10 @@ class ViewGenerator(nn.Module):
         self.joint = nn.Sequential(nn.Linear(cfg.z_dim + cfg.text_proj, cfg.g_width), nn.LeakyReLU(0.2))
         self.body = BaseGenerator(cfg.g_width, size)
         if cfg.g_init == "he":
-            self.apply(he_init)
-            for block in self.body.modules():
-                if isinstance(block, ResBlock):
-                    nn.init.zeros_(block.body[-1].weight)  # each block starts as the identity
+            he_init(self)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.body(self.joint(torch.cat([z, self.text(c)], dim=1)))
-
-
-def he_init(module: nn.Module) -> None:
-    """He et al.'s init for LeakyReLU(0.2), biases 0. With PyTorch's default init this norm-free generator's
-    output is constant to 1e-5 at 256 px (the signal shrinks at every block): XRayGAN's L2 loss pulls it out of
-    that, a pure GAN loss does not (measured at ``tiny()``: saturated, report-blind images)."""
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
 
 
 def interpolated(c: torch.Tensor) -> torch.Tensor:
@@ -311,6 +298,7 @@ def generator_adversarial(discriminators: nn.Module, fake, conds: torch.Tensor, 
 
 # The method.
 class GanIntCls(Method):
+    paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     variants = VARIANTS
     Config = Config
 
@@ -349,6 +337,8 @@ class GanIntCls(Method):
         real = resident_images(train.pixels, self.image_size, device)
 
         def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+            if len(index) < 2 and phase.name == "gan":  # a last batch of one: D's batch norm cannot train on it
+                return {}
             return self._train_step(
                 generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens[index], real[index], phase.name
             )
@@ -426,6 +416,10 @@ class GanIntCls(Method):
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
     # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
+    @classmethod
+    def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
+        return {f"D {image_size}px": (Discriminator(image_size, cfg).eval(), image_size, cfg.text.out_dim)}
+
     def parameter_counts(self) -> dict[str, int]:
         g, size = self.generators, self.image_size
         return {

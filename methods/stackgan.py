@@ -363,8 +363,11 @@ def discriminator_loss(discriminators: nn.Module, real, fake, mu, wrong, cfg: Co
 
 
 def generator_adversarial(discriminators: nn.Module, fake, mu, cfg: Config) -> torch.Tensor:
-    """Both views' adversarial G loss: every head's (BCE to "real", or -score), summed over heads as v1."""
-    (scores,) = discriminators([(*fake, *mu)])
+    """Both views' adversarial G loss: every head's (BCE to "real", or -score), summed over heads as v1.
+
+    mu is detached, as v1's ``compute_generator_loss`` (``cond = conditions.detach()``): the adversarial
+    gradient reaches the images only, never the CA or the text encoder through D's condition input."""
+    (scores,) = discriminators([(*fake, *(m.detach() for m in mu))])
     if cfg.loss == "bce":
         return sum(F.binary_cross_entropy_with_logits(s.float(), torch.ones_like(s.float())) * s.shape[1]
                    for s in scores)  # fmt: skip
@@ -373,6 +376,7 @@ def generator_adversarial(discriminators: nn.Module, fake, mu, cfg: Config) -> t
 
 # The method.
 class StackGAN(Method):
+    paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     variants = VARIANTS
     Config = Config
 
@@ -426,6 +430,8 @@ class StackGAN(Method):
         real = resident_images(train.pixels, size, device)
 
         def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+            if len(index) < 2:  # a last batch of one (train size mod batch size = 1): batch norm cannot train
+                return {}
             g.train()
             if stage == 2:  # the frozen Stage-I (and encoder) run as at generation time
                 for module in (g.encoder, g.frontal.stage1, g.lateral.stage1):
@@ -502,6 +508,15 @@ class StackGAN(Method):
             return f, l
 
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
+
+    @classmethod
+    def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
+        """The conditional logit (column 0) of each stage's D, which takes mu (c_dim) as its condition."""
+        out = {}
+        for stage, size in ((1, cfg.stage1_size), (2, image_size)):
+            d = Discriminator(size, cfg, uncond=stage == 2 and cfg.stage2_uncond).eval()
+            out[f"D Stage-{'I' * stage} {size}px"] = (lambda x, mu, d=d: d(x, mu)[:, 0], size, cfg.c_dim)
+        return out
 
     # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
     def parameter_counts(self) -> dict[str, int]:

@@ -4,12 +4,19 @@ Paper: Yang, Gireesh, Xing, Xie, "XRayGAN: Consistency-preserving Generation of 
 Reports" (arXiv 2006.10552), section 2. Reference code: UCSD-AI4H/XRayGAN @ 8dc983f (``models/Decoder.py``
 baseDecoderv3 / PDecoderv3 / MultiscaleDecoder, ``models/Discriminator.py`` PDiscriminator,
 ``trainer_xraygan.py``). Shapes and parameter counts match the reference at the paper setting
-(G0 7,856,657; each G_k 1,803,590; critics 1,624,769 / 3,984,065 / 6,343,361 / 8,702,657).
+(G0 7,856,657; each G_k 1,803,590; critics 1,624,769 / 3,984,065 / 6,343,361 / 8,702,657 before the joint
+conditioning layer below adds 326,144 to each).
 
 Departures from the official code, each deliberate (``../shared/research/xraygan_reference.md`` section 10):
-- The critics are conditional for real: the official code tiles the projected report vector over the 4x4
-  map and then instance-normalises it, which makes the condition exactly zero. Here the projection goes
-  through a LeakyReLU before tiling, with no normalisation of the constant map.
+- The critics are conditional for real. The paper (section 2.2) feeds the report embedding to each
+  discriminator beside the image features; the official code tiles the projected report vector over the 4x4
+  map and then instance-normalises it, which makes the condition exactly zero, and a single linear head
+  over [features, report] would leave it additive (score f(x) + g(c): g cancels between real and fake, which
+  share c). Here the projection goes through a LeakyReLU before tiling (no normalisation of the constant
+  map), then a joint conv1x1 + LeakyReLU over [features, report] precedes the conv4x4 head, as in Reed et
+  al.'s matching-aware discriminator: the score has an image x report interaction
+  (tests/test_conditioning.py). This adds (C + 128) x C + C parameters per critic (C = 512 at the paper
+  setting: 326,144 net).
 - One combined generator step per iteration (adversarial + 100 x L2 for both views + w x view consistency).
   The official three sequential steps reuse graphs across in-place updates, which current PyTorch refuses.
 - The view-consistency term is -log P(same patient) from a frozen VCN, weight ``vc_weight``: 1 as the paper
@@ -18,11 +25,22 @@ Departures from the official code, each deliberate (``../shared/research/xraygan
 - The critic step sees detached fakes and a detached report vector; the text encoder learns from the
   generator loss only. Real targets of lower stages are antialiased resizes (the official code: nearest).
 - Warm-up (stage 0 only, ``warmup_epochs``): pure L2 on both views in one step (the official: two steps).
-- The learning rate falls by ``lr_decay`` every ``lr_decay_every`` epochs (the paper; the official
-  milestones were 45 / 70 / 90).
+- Generator init (``g_init = "he"``): He et al.'s for LeakyReLU on every conv and linear of both views'
+  cascades, each residual branch starting at zero (``layers.he_init``, as GAN-INT-CLS here). The official
+  PyTorch default init leaves this norm-free cascade's output nearly constant whatever the report, so the L2
+  warm-up cannot tell reports apart: at ``tiny()`` the report vector varied by 0.006 across reports after
+  the warm-up and the main job's samples by 1.0 (frontal) and 0.16 (lateral) grey levels across 64 test
+  cases (real images: 25 and 21): one image for every report. ``g_init = "default"`` restores it.
+- The learning rate falls by ``lr_decay`` (0.2, the paper's) at 50 % and 75 % of each stage's GAN epochs
+  (``lr_schedule = "scaled"``; at 90 epochs: 45, 68, near the official 45 / 70). The paper's "x 0.2 every 20
+  epochs" over the official 90 / 90 / 120 / 120 epochs left about half of each stage below 2 % of its base
+  rate (stage 3 ending at 3e-8); it is ``lr_schedule = "every"``, one ``--set`` away.
 Ablations are config values: ``vc_weight = 0`` (w/o VCN), ``schedule = "one_shot"`` (w/o MSCGAN: the same
 generator, so the same depth and parameter count, trained at the final size only, without the progressive
-curriculum), ``encoder = "flat"`` (w/o HAE).
+curriculum), ``encoder = "flat"`` (w/o HAE). w/o MSCGAN trains as many epochs as the full model (20 warm-up
++ 420 GAN epochs at 256 px at the paper setting, so the same pairs seen; more compute per pair), so the
+ablation measures the curriculum, not a budget cut; ``one_shot_epochs = "last"`` is the other reading
+(20 + 120 epochs, the last stage's).
 """
 
 import dataclasses
@@ -35,16 +53,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.core.distributed import barrier, world, wrap_ddp
+from benchmark.core.errors import XbenchError
 from benchmark.core.resize import resident_images
 from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
-from methods.layers import BaseGenerator, InstanceNorm, ResBlock, interpolates, wgan_gp_loss
+from methods.layers import BaseGenerator, InstanceNorm, ResBlock, he_init, interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
 from methods.training import JsonlLog, Phase, Stage, autocast, fit_staged, generate_in_batches
-from methods.vcn import VCN, VCNConfig, consistency_loss, load_vcn, save_vcn, train_vcn
+from methods.vcn import VCN, VCNConfig, consistency_loss, evaluate_vcn, load_vcn, save_vcn, train_vcn
 
 VARIANTS = {  # the paper's Table 2, as config deviations
     "full": {},
@@ -62,10 +81,13 @@ class Config:
     # Generators.
     stage_sizes: tuple[int, ...] = (32, 64, 128, 256)  # px; each stage doubles
     schedule: str = "progressive"  # "progressive" | "one_shot" (w/o MSCGAN)
+    one_shot_epochs: str = "total"  # w/o MSCGAN trains "total" = sum(epochs) GAN epochs (the full model's
+    #                                 budget in pairs seen) | "last" = epochs[-1] (the last stage's only)
     blend: float = 0.5  # alpha of the paper's eq. (1)
     prog_channels: int = 128  # progressive generator width (official nf)
     prog_blocks: int = 4  # residual blocks per progressive stage
     prog_text: int = 64  # report projection tiled into each stage
+    g_init: str = "he"  # "he" (variance-preserving, residual branches start at zero) | "default" (PyTorch's)
     # Critics.
     critic_channels: int = 64
     critic_max_channels: int = 512
@@ -73,8 +95,11 @@ class Config:
     # Optimisation (the paper; batch 48 at stage 1 is the official config, the paper's text says 56).
     batch_sizes: tuple[int, ...] = (96, 48, 24, 12)
     lrs: tuple[float, ...] = (3e-4, 3e-4, 2e-4, 1e-4)
+    lr_schedule: str = "scaled"  # "scaled": x lr_decay at lr_milestones (fractions of a stage's GAN epochs) |
+    #                              "every": x lr_decay every lr_decay_every epochs (the paper's text)
     lr_decay: float = 0.2
-    lr_decay_every: int = 20  # epochs
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)  # "scaled": 90 epochs -> 45, 67 (official: 45, 70)
+    lr_decay_every: int = 20  # epochs ("every" only)
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: tuple[int, ...] = (90, 90, 120, 120)  # GAN epochs per stage (official)
     warmup_epochs: int = 20  # stage 0 L2-only epochs (official)
@@ -100,6 +125,14 @@ class Config:
                 raise ValueError(f"xraygan: {name} needs one value per stage ({n}), got {getattr(self, name)}")
         if any(b != 2 * a for a, b in zip(self.stage_sizes, self.stage_sizes[1:])):
             raise ValueError(f"xraygan: each stage must double the size, got {self.stage_sizes}")
+        if self.g_init not in ("he", "default"):
+            raise ValueError(f"xraygan: g_init must be 'he' or 'default', not {self.g_init!r}")
+        if self.lr_schedule not in ("scaled", "every"):
+            raise ValueError(f"xraygan: lr_schedule must be 'scaled' or 'every', not {self.lr_schedule!r}")
+        if not all(0 < m < 1 for m in self.lr_milestones):
+            raise ValueError(f"xraygan: lr_milestones must be fractions in (0, 1), not {self.lr_milestones}")
+        if self.one_shot_epochs not in ("total", "last"):
+            raise ValueError(f"xraygan: one_shot_epochs must be 'total' or 'last', not {self.one_shot_epochs!r}")
         if self.schedule not in ("progressive", "one_shot"):
             raise ValueError(f"xraygan: schedule must be 'progressive' or 'one_shot', not {self.schedule!r}")
 
@@ -153,6 +186,9 @@ class Generators(nn.Module):
         self.encoder = get_text_encoder(cfg.encoder, cfg.text, vocab_size)
         self.frontal = MultiScaleGenerator(cfg)
         self.lateral = MultiScaleGenerator(cfg)
+        if cfg.g_init == "he":  # see the module docstring: the default init makes the output report-blind
+            he_init(self.frontal)
+            he_init(self.lateral)
 
     def forward(self, findings, impression, flat, stage: int):
         c = self.encoder(TokenBatch(findings, impression, flat)).report
@@ -161,9 +197,13 @@ class Generators(nn.Module):
 
 # Critics.
 class Critic(nn.Module):
-    """A WGAN critic at one stage: image -> 4x4x512 features, report projection tiled beside, conv4x4 -> 3x3.
+    """A WGAN critic at one stage: image -> 4x4x512 features, report projection tiled beside, a joint conv1x1 +
+    LeakyReLU over both, conv4x4 -> 3x3 scores averaged.
 
-    Every output unit sees the whole image (receptive field >= the input): a small grid, not a local PatchGAN.
+    The joint layer is what makes it conditional: with one linear head over [features, text] the score is
+    f(x) + g(c), g(c) cancels between real and fake (they share c), and the critic never judges whether an
+    image fits its report. Every output unit sees the whole image (receptive field >= the input): a small
+    grid, not a local PatchGAN.
     """
 
     def __init__(self, size: int, text_dim: int, cfg: Config):
@@ -176,12 +216,13 @@ class Critic(nn.Module):
             c = nxt
         self.image = nn.Sequential(*layers)
         self.text = nn.Sequential(nn.Linear(text_dim, cfg.critic_text), nn.LeakyReLU(0.2))  # no norm: see top
-        self.head = nn.Conv2d(c + cfg.critic_text, 1, 4, padding=1)
+        self.joint = nn.Sequential(nn.Conv2d(c + cfg.critic_text, c, 1), nn.LeakyReLU(0.2))  # no norm either
+        self.head = nn.Conv2d(c, 1, 4, padding=1)
 
     def forward(self, image: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         features = self.image(image)  # [B, C, 4, 4]
         text = self.text(c)[:, :, None, None].expand(-1, -1, *features.shape[-2:])
-        return self.head(torch.cat([features, text], dim=1)).mean(dim=(1, 2, 3))  # [B]
+        return self.head(self.joint(torch.cat([features, text], dim=1))).mean(dim=(1, 2, 3))  # [B]
 
 
 class Critics(nn.Module):
@@ -208,6 +249,21 @@ def critic_loss(critics: nn.Module, real: tuple, fake: tuple, c: torch.Tensor, g
     )
 
 
+def lr_factor(cfg: Config, phase: Phase, epoch: int) -> float:
+    """The learning rate of ``epoch`` of ``phase`` as a fraction of its stage's base rate (warm-up: 1).
+
+    "scaled" (the default) decays at fixed fractions of each stage's GAN epochs, so every stage ends at
+    lr_decay^2 = 4 % of its base whatever its length. "every" is the paper's text (x 0.2 every 20 epochs)
+    on the official 90 / 90 / 120 / 120 epochs: about half of each stage below 2 % of its base, stage 3
+    ending at 3e-8 (docs/reproduction.md).
+    """
+    if phase.name != "gan":
+        return 1.0
+    if cfg.lr_schedule == "every":
+        return cfg.lr_decay ** (epoch // cfg.lr_decay_every)
+    return cfg.lr_decay ** sum(epoch >= math.ceil(m * phase.epochs) for m in cfg.lr_milestones)
+
+
 # The method.
 class XRayGAN(Method):
     Config = Config
@@ -231,6 +287,7 @@ class XRayGAN(Method):
         return self.generators
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
+        self._val = val  # held-out pairs that gate each stage's VCN
         fit_staged(self, train, run_dir, resume=resume)
         self.generators.requires_grad_(True)
 
@@ -239,6 +296,8 @@ class XRayGAN(Method):
         last = len(cfg.stage_sizes) - 1
         stages = range(last + 1) if cfg.schedule == "progressive" else [last]
         warmup = [Phase(stages[0], "warmup", cfg.warmup_epochs, cfg.batch_sizes[stages[0]])]
+        if cfg.schedule == "one_shot" and cfg.one_shot_epochs == "total":  # the full model's budget, in one go
+            return warmup + [Phase(last, "gan", sum(cfg.epochs), cfg.batch_sizes[last])]
         return warmup + [Phase(k, "gan", cfg.epochs[k], cfg.batch_sizes[k]) for k in stages]
 
     def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> Stage:
@@ -267,8 +326,8 @@ class XRayGAN(Method):
                 generators, critics, critics_ddp, opt_g, opt_d, self._vcn, tokens, real, index, stage, phase.name
             )
 
-        def set_epoch(phase: Phase, epoch: int) -> None:  # the paper's schedule: x lr_decay every N GAN epochs
-            lr = cfg.lrs[stage] * cfg.lr_decay ** ((epoch if phase.name == "gan" else 0) // cfg.lr_decay_every)
+        def set_epoch(phase: Phase, epoch: int) -> None:
+            lr = cfg.lrs[stage] * lr_factor(cfg, phase, epoch)
             for opt in (opt_g, opt_d):
                 for group in opt.param_groups:
                     group["lr"] = lr
@@ -319,10 +378,10 @@ class XRayGAN(Method):
     def _stage_vcn(self, stage: int, real: torch.Tensor, run_dir: Path, init: VCN | None) -> VCN:
         """The frozen VCN of a stage: trained once on the train split at the stage size, saved with its sha256."""
         path = run_dir / "vcn" / f"stage{stage}_{real.shape[-1]}px.pt"
+        log = JsonlLog(run_dir / "log.jsonl")
         barrier()  # every rank decides from the same files: train all (deterministically) or load all
         if path.is_file():
-            return load_vcn(path, device=self.device)
-        log = JsonlLog(run_dir / "log.jsonl")
+            return self._check_vcn(stage, load_vcn(path, device=self.device), log)
         vcn = train_vcn(
             real,
             real.shape[-1],
@@ -337,6 +396,24 @@ class XRayGAN(Method):
         if world().is_main:
             save_vcn(vcn, path)
         barrier()
+        return self._check_vcn(stage, vcn, log)
+
+    def _check_vcn(self, stage: int, vcn: VCN, log: JsonlLog) -> VCN:
+        """The gate: the VCN's AUROC on held-out val pairs at the stage size, logged and kept in
+        ``fit_summary``; below ``vcn.min_auroc`` the run stops (a VCN at chance makes the VC term noise)."""
+        val = getattr(self, "_val", None)
+        if val is None:  # nothing held out (unit tests fitting on a bare train split): no gate
+            return vcn
+        size = self.cfg.stage_sizes[stage]
+        result = evaluate_vcn(vcn, val.pixels, size, seed=derive_seed(self.seed, "vcn-val", stage))
+        self.fit_summary.setdefault("vcn_val", {})[f"stage{stage}_{size}px"] = result
+        log.write(stage=stage, phase="vcn_val", **{k: round(v, 6) for k, v in result.items()})
+        if result["auroc"] < self.cfg.vcn.min_auroc:
+            raise XbenchError(
+                f"xraygan stage {stage} ({size} px): the VCN separates held-out val pairs with AUROC "
+                f"{result['auroc']:.3f} < model.vcn.min_auroc {self.cfg.vcn.min_auroc}; train it longer "
+                "(model.vcn.epochs) or lower the threshold (--set model.vcn.min_auroc=0)"
+            )
         return vcn
 
     def _adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:
@@ -353,6 +430,11 @@ class XRayGAN(Method):
             return f, l
 
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
+
+    @classmethod
+    def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
+        d = cfg.text.out_dim
+        return {f"critic {s}px": (Critic(s, d, cfg).eval(), s, d) for s in cfg.stage_sizes}
 
     # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
     def parameter_counts(self) -> dict[str, int]:

@@ -12,7 +12,7 @@ from benchmark.core.checkpoints import load_checkpoint
 from benchmark.core.resize import resident_images
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Vocab
-from methods.attngan import VARIANTS, AttnGAN, AttnGenerator, Config, WordAttention
+from methods.attngan import VARIANTS, AttnGAN, AttnGenerator, Config, Discriminators, WordAttention
 from methods.base import TokenBatch
 from methods.damsm import DAMSM, Text, damsm_batch_loss, damsm_loss, encode_text, pretrain_damsm
 from methods.text_encoders import get_text_encoder
@@ -124,7 +124,12 @@ def test_damsm_pretraining_lowers_its_loss_on_the_train_split(tiny_phantom):
 
 
 def test_identical_reports_are_not_negatives():
-    """Two cases with the same report: swapping which image goes with which copy changes nothing."""
+    """Two cases with the same report: neither copy is a negative for the other's image.
+
+    Unmasked, the duplicate is a negative exactly as similar as the positive, which adds log 2-like terms
+    to both cases' cross-entropy; masked, the loss equals that of reports that merely look alike to the
+    encoder but differ token for token (so are true negatives) minus that penalty. Swapping the two images
+    leaves the masked loss unchanged."""
     torch.manual_seed(0)
     cfg = tiny_model("attngan").damsm
     flat = torch.tensor([[5, 6, 7], [5, 6, 7], [8, 9, 0]])
@@ -132,12 +137,28 @@ def test_identical_reports_are_not_negatives():
     words[1] = words[0]
     report = torch.randn(3, 16)
     report[1] = report[0]
-    text = Text(report, words, mask, flat)
-    regions, code = torch.randn(3, 5, 8), torch.randn(3, 16)
-    loss = damsm_loss(regions, code, text, cfg)
-    swapped = damsm_loss(regions[[1, 0, 2]], code[[1, 0, 2]], text, cfg)
+    # Each image matches its own report closely (regions hold its words, the code is its report vector).
+    regions, code = torch.cat([words, torch.randn(3, 1, 8)], dim=1), report.clone()
+    loss = damsm_loss(regions, code, Text(report, words, mask, flat), cfg)
+    # The same features under reports that differ token for token: the duplicate counts as a negative.
+    distinct = damsm_loss(
+        regions, code, Text(report, words, mask, torch.tensor([[5, 6, 7], [5, 6, 4], [8, 9, 0]])), cfg
+    )
+    for key in loss:
+        assert loss[key] < distinct[key] - 0.1, (key, float(loss[key]), float(distinct[key]))
+    swapped = damsm_loss(regions[[1, 0, 2]], code[[1, 0, 2]], Text(report, words, mask, flat), cfg)
     for key in loss:
         torch.testing.assert_close(loss[key], swapped[key])
+
+
+def test_the_xraygan_protocol_critics_have_no_batch_norm():
+    """WGAN-GP's per-sample penalty is wrong under batch statistics: refused, and the variant's critics
+    use instance norm."""
+    with pytest.raises(ValueError, match="wgan_gp' needs d_norm 'instance'"):
+        Config(loss="wgan_gp")
+    d = Discriminators(protocol(), 64)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in Discriminators(tiny(), 64).modules())
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

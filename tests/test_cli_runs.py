@@ -71,9 +71,9 @@ def test_table_renders_the_records_beside_the_paper(dummy_run, xbench, tmp_path)
     result = xbench("table", "--format", "md")
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "leaderboards" / "phantom.md").read_text()
-    assert "## Table 1: methods on phantom" in markdown and "dummy [default, tiny]" in markdown
+    assert "## Table 1a: methods on phantom, one protocol" in markdown and "dummy [default, tiny]" in markdown
     assert "ssim (F)" in markdown and "**" in markdown  # best per column marked
-    assert (tmp_path / "leaderboards" / "phantom.csv").read_text().startswith("table,row,kind,seeds,metric")
+    assert (tmp_path / "leaderboards" / "phantom.csv").read_text().startswith("table,row,kind,seeds,pairs_seen,metric")
     openi = xbench("table", "--dataset", "openi", "--format", "md")
     assert "GAN-INT-CLS (reported)" in openi.output and "272.7" in openi.output
 

@@ -92,3 +92,14 @@ def test_run_settings_keep_the_run_id_and_result_settings_change_it():
 def test_values_out_of_range_are_refused_where_they_are_defined(item, message):
     with pytest.raises(XbenchError, match=message):
         load_config("xraygan", "phantom", sets=[item])
+
+
+def test_every_method_variant_and_setting_resolves():
+    from benchmark.pipeline.config import SETTINGS
+    from methods import METHODS
+
+    for method, cls in METHODS.items():
+        for variant in cls.variants:
+            for setting in SETTINGS:
+                cfg = load_config(method, "phantom", setting=setting, variant=variant)
+                assert cfg.variant == variant and cfg.setting == setting

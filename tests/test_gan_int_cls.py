@@ -183,3 +183,11 @@ def test_config_checks():
         Config(warmup_epochs=2)
     with pytest.raises(ValueError, match="power of two"):
         GanIntCls(tiny(), vocab=None, image_size=48, device="cpu")
+
+
+def test_a_last_batch_of_one_trains(tiny_phantom, tmp_path):
+    """D's text branch has batch norm: a train size of batch size + 1 leaves a batch of one."""
+    vocab, train, _ = tiny_phantom
+    GanIntCls(tiny(epochs=1, batch_size=8), vocab, image_size=64, device="cpu").fit(
+        train.subset(np.arange(9)), None, tmp_path
+    )

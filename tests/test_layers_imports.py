@@ -33,7 +33,7 @@ def imports_of(path: Path, source: str) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # `from benchmark import cache` imports benchmark.cache: count the names as submodules
+            # `from benchmark import cache` imports benchmark.core.cache: count the names as submodules
             found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
     return found
 

@@ -41,6 +41,9 @@ def check_xraygan_protocol(key):
     for name in ("gan_int_cls", "stackgan", "attngan"):
         faithful, official = paper(method=name), paper(variant="xraygan_protocol", method=name)
         assert official.model != faithful.model and official.variant == "xraygan_protocol"
+        assert official.model.epochs in (150, (150, 150))  # the authors' schedule, at the paper setting
+        tiny = load_config(name, "phantom", variant="xraygan_protocol").model
+        assert tiny.epochs == load_config(name, "phantom").model.epochs  # tiny + variant stays tiny
 
 
 def check_equalize(key):
@@ -51,8 +54,30 @@ def check_equalize(key):
     assert cfg.equalize is False and cfg.pipeline(image).max() < 101 and paper().data.pipeline(image).max() == 255
 
 
-def check_lr_decay(key):
-    assert paper().model.lr_decay_every == 20 and paper("model.lr_decay_every=45").model.lr_decay_every == 45
+def check_lr_schedule(key):
+    from methods.xraygan import lr_factor
+
+    default, every = paper().model, paper("model.lr_schedule=every").model
+    last = Phase(3, "gan", 120, 12)
+    assert default.lr_schedule == "scaled" and lr_factor(default, last, 119) == pytest.approx(0.04)
+    assert every.lr_schedule == "every" and lr_factor(every, last, 119) == pytest.approx(0.2**5)
+
+
+def check_vcn_lr(key):
+    assert paper().model.vcn.lr == 1e-3 and paper("model.vcn.lr=0.01").model.vcn.lr == 0.01
+
+
+def check_vcn_gate(key):
+    assert paper().model.vcn.min_auroc == 0.75 and paper("model.vcn.min_auroc=0").model.vcn.min_auroc == 0
+
+
+def check_one_shot_epochs(key):
+    cfg = paper("model.one_shot_epochs=last", variant="no_mscgan").model
+    assert [p.epochs for p in _phases(cfg)] == [20, 120]
+
+
+def check_g_init(key):
+    assert paper().model.g_init == "he" and paper("model.g_init=default").model.g_init == "default"
 
 
 def check_batch_sizes(key):
@@ -73,7 +98,8 @@ def check_epochs(key):
 def check_no_mscgan(key):
     cfg = paper(variant="no_mscgan").model
     assert cfg.schedule == "one_shot"
-    assert [(p.stage, p.name) for p in _phases(cfg)] == [(3, "warmup"), (3, "gan")]
+    assert [(p.stage, p.name, p.epochs) for p in _phases(cfg)] == [(3, "warmup", 20), (3, "gan", 420)]
+    assert sum(p.epochs for p in _phases(cfg)) == sum(p.epochs for p in _phases(paper().model))  # the same budget
 
 
 def check_no_hae(key):
@@ -92,12 +118,16 @@ CHECKS = {  # row of docs/reproduction.md -> the check of its key
     8: check_eval_metrics,
     11: check_xraygan_protocol,
     13: check_equalize,
-    14: check_lr_decay,
+    14: check_lr_schedule,
     15: check_batch_sizes,
     16: check_warmup,
     17: check_epochs,
     18: check_no_mscgan,
     19: check_no_hae,
+    21: check_vcn_lr,
+    22: check_vcn_gate,
+    23: check_one_shot_epochs,
+    24: check_g_init,
 }
 
 

@@ -17,6 +17,7 @@ from methods.stackgan import (
     Generators,
     StackGAN,
     discriminator_loss,
+    generator_adversarial,
     kl_divergence,
     mismatched,
 )
@@ -200,3 +201,20 @@ def test_config_checks():
         Config(epochs=(1, 2, 3))
     with pytest.raises(ValueError, match="above stage1_size 64"):
         StackGAN(Config(), vocab=None, image_size=64, device="cpu")
+
+
+def test_the_generator_loss_sees_mu_detached():
+    """v1 detaches the condition in G's adversarial term: its gradient reaches the images, not the CA."""
+    cfg = tiny()
+    ds = Discriminators(16, cfg, uncond=False)
+    fake = tuple(torch.rand(4, 1, 16, 16, requires_grad=True) for _ in range(2))
+    mu = tuple(torch.randn(4, 16, requires_grad=True) for _ in range(2))
+    generator_adversarial(ds, fake, mu, cfg).backward()
+    assert all(m.grad is None for m in mu) and all(f.grad is not None for f in fake)
+
+
+def test_a_last_batch_of_one_trains(tiny_phantom, tmp_path):
+    """Stage-I's generator has batch norm over its FC: a train size of batch size + 1 leaves a batch of one."""
+    vocab, train, _ = tiny_phantom
+    method = StackGAN(tiny(epochs=(1, 1), batch_sizes=(8, 8)), vocab, image_size=64, device="cpu")
+    method.fit(train.subset(np.arange(9)), None, tmp_path)

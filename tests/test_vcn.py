@@ -162,3 +162,22 @@ class _Pickled:
 
     def __init__(self):
         self.weights = torch.ones(3)
+
+
+def roc_area(pos: np.ndarray, neg: np.ndarray) -> float:
+    """The area under the ROC curve by the trapezoid rule over every threshold (an independent route)."""
+    thresholds = np.r_[np.inf, np.unique(np.r_[pos, neg])[::-1]]
+    tpr = [(pos >= t).mean() for t in thresholds]
+    fpr = [(neg >= t).mean() for t in thresholds]
+    return float(np.trapezoid(tpr, fpr))
+
+
+def test_auroc_is_the_mann_whitney_statistic():
+    from methods.vcn import auroc
+
+    assert auroc(torch.tensor([0.9, 0.8]), torch.tensor([0.1, 0.2])) == 1.0
+    assert auroc(torch.tensor([0.5]), torch.tensor([0.5])) == 0.5  # a tie counts half
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(0.5, 1, 40).round(1), rng.normal(0, 1, 30).round(1)  # rounded: ties included
+    expected = roc_area(pos, neg)
+    assert auroc(torch.tensor(pos), torch.tensor(neg)) == pytest.approx(expected, abs=1e-12)

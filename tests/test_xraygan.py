@@ -37,7 +37,8 @@ def test_parameter_counts_match_the_reference_at_the_paper_setting():
     assert [count_parameters(s) for s in g.frontal.stages] == [1_803_590] * 3
     assert count_parameters(g.encoder) == 1_845_248 + 2 * 1000 * 128
     critics = [count_parameters(Critic(size, 512, cfg)) for size in cfg.stage_sizes]
-    assert critics == [1_624_769, 3_984_065, 6_343_361, 8_702_657]
+    joint = (512 + 128) * 512 + 512 - 128 * 16  # the joint conv1x1, minus the head's narrower input
+    assert critics == [n + joint for n in (1_624_769, 3_984_065, 6_343_361, 8_702_657)]
 
 
 def test_each_stage_doubles_and_stays_in_range(tiny_phantom):
@@ -174,3 +175,43 @@ def test_ablation_variants_are_config_values(variant, tiny_phantom, tmp_path):
     assert stages == ({1} if variant == "no_mscgan" else {0, 1})
     assert (tmp_path / "vcn").exists() == (variant != "no_vcn")
     assert type(method.generators.encoder).__name__ == ("FlatEncoder" if variant == "no_hae" else "HierarchicalEncoder")
+
+
+@pytest.mark.parametrize("threshold", [1.01, 0.0])
+def test_the_vcn_gate_stops_a_run_below_its_threshold_and_records_the_auroc(threshold, tiny_phantom, tmp_path):
+    """Each stage's VCN is scored on held-out val pairs; below model.vcn.min_auroc the run stops, naming the
+    stage and the AUROC (an AUROC above 1 is impossible: 1.01 always stops; 0 never does)."""
+    vocab, train, test = tiny_phantom
+    vcn = dataclasses.replace(Config.tiny().vcn, epochs=1, min_auroc=threshold)
+    method = XRayGAN(tiny(epochs=(1, 1), warmup_epochs=1, vcn=vcn), vocab, image_size=64, device="cpu")
+    val = test.subset(np.arange(16))
+    if threshold > 1:
+        with pytest.raises(XbenchError, match=r"xraygan stage 0 \(32 px\): the VCN separates held-out val pairs "
+                           r"with AUROC 0\.\d+ < model\.vcn\.min_auroc 1\.01"):  # fmt: skip
+            method.fit(train.subset(np.arange(16)), val, tmp_path)
+        return
+    method.fit(train.subset(np.arange(16)), val, tmp_path)
+    scores = method.fit_summary["vcn_val"]
+    assert sorted(scores) == ["stage0_32px", "stage1_64px"]
+    assert all(0 <= s["auroc"] <= 1 and s["n"] == 16 for s in scores.values())
+    logged = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if r["phase"] == "vcn_val"]
+    assert [r["stage"] for r in logged] == [0, 1]
+
+
+def test_no_stage_spends_more_than_a_quarter_of_its_epochs_below_one_percent_of_its_base_rate():
+    from methods.training import Phase
+    from methods.xraygan import lr_factor
+
+    def low_fraction(cfg, epochs):
+        phase = Phase(0, "gan", epochs, 1)
+        return sum(lr_factor(cfg, phase, e) < 0.01 for e in range(epochs)) / epochs
+
+    cfg = Config()
+    assert [low_fraction(cfg, e) for e in cfg.epochs] == [0.0] * 4  # it ends at 0.2^2 = 4 % of the base
+    assert [lr_factor(cfg, Phase(0, "gan", 90, 1), e) for e in (0, 44, 45, 67, 68, 89)] == pytest.approx(
+        [1, 1, 0.2, 0.2, 0.04, 0.04]
+    )
+    assert lr_factor(cfg, Phase(0, "warmup", 20, 1), 19) == 1
+    # The paper's "x0.2 every 20 epochs" over the official epochs breaks it (one --set away).
+    every = dataclasses.replace(cfg, lr_schedule="every")
+    assert all(low_fraction(every, e) > 0.25 for e in every.epochs)

@@ -13,11 +13,11 @@ from benchmark.core.errors import XbenchError
 # (pattern on the field name, test, what the value must be). The first matching pattern applies.
 RULES: tuple[tuple[str, object, str], ...] = (
     (r"(^|_)betas$", lambda v: 0 <= v < 1, "in [0, 1)"),
+    (r"ema_decay$", lambda v: 0 <= v < 1, "in [0, 1)"),  # 0: no moving average
     (r"(^|_)(decay|blend)$", lambda v: 0 < v <= 1, "in (0, 1]"),
-    (r"ema_decay$", lambda v: 0 <= v < 1, "in [0, 1)"),
     (r"(^|_)lrs?(_[a-z])?$|_lr$", lambda v: v > 0, "> 0"),
     (r"lr_gamma$", lambda v: 0 < v <= 1, "in (0, 1]"),
-    (r"(^|_)(epochs|milestones|bootstrap|res_blocks)$", lambda v: v >= 0, ">= 0"),
+    (r"(^|_)(epochs|milestones|bootstrap|res_blocks)$|^z_dim$", lambda v: v >= 0, ">= 0"),  # z_dim 0: no noise
     (r"batch_sizes?$|_every$|step_epochs$|blocks$", lambda v: v >= 1, ">= 1"),
     (
         r"(^|_)(size|sizes|dim|channels|width|hidden|text|proj|gf|ndf|max_cases|max_eval_cases)$",

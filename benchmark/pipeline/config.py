@@ -4,7 +4,8 @@ Resolution, in order (later wins):
   1. the dataclass defaults, which are the paper setting: the method's ``Config``, ``DataConfig``, ``EvalConfig``;
   2. ``configs/<setting>/defaults.toml``, then ``configs/<setting>/<method>.toml`` (sections ``[model]``,
      ``[data]``, ``[eval]``; a ``[datasets.<name>]`` table holds deviations for one dataset only);
-  3. the variant's deviations (the paper's Table 2 ablations, or a baseline's ``xraygan_protocol``);
+  3. the variant's deviations (the paper's Table 2 ablations, or a baseline's ``xraygan_protocol``), and at
+     the paper setting the variant's schedule (``Method.paper_schedules``: the authors' for their stand-ins);
   4. ``--set key=value`` (``model.vc_weight=0.1``, ``data.image_size=128``, ``eval.bootstrap=200``, ``seed=1``).
 An unknown key or a value of the wrong type is an error naming the key and the valid ones.
 """
@@ -97,6 +98,9 @@ def load_config(
                     raise XbenchError(f"{path}: unknown section [{section}]; valid: model, data, eval, datasets")
                 sections[section] = apply_changes(sections[section], values, f"{path} [{section}]")
     sections["model"] = apply_changes(sections["model"], variants[variant], f"variant {variant}")
+    if setting == "paper":  # e.g. the XRayGAN authors' schedule for a baseline's xraygan_protocol stand-in
+        schedule = method_cls.paper_schedules.get(variant, {})
+        sections["model"] = apply_changes(sections["model"], schedule, f"variant {variant} (paper schedule)")
     for item in sets:
         key, value = _parse_set(item)
         section, _, rest = key.partition(".")

@@ -21,6 +21,21 @@ from metrics import METRICS
 LEADERBOARDS = Path(__file__).resolve().parents[2] / "leaderboards"
 VIEWS = {"frontal": "F", "lateral": "L", "pair": "pair"}
 TABLE2_VARIANTS = tuple(get_method("xraygan").variants)  # the paper's Table 2, defined once in methods/xraygan.py
+# Table 1's blocks: every method under one protocol first (the paper's: XRayGAN, and each baseline as the
+# XRayGAN authors' stand-in, WGAN-GP + 100 x L2), then the baselines' own objectives. A (method, variant)
+# not listed is in no block; the dummy floor sits in the first.
+TABLE1_BLOCKS = (
+    (
+        "one protocol (XRayGAN's: WGAN-GP + 100 x L2; baselines as the XRayGAN authors' stand-ins)",
+        {("xraygan", "full"), ("gan_int_cls", "xraygan_protocol"), ("stackgan", "xraygan_protocol"),
+         ("attngan", "xraygan_protocol"), ("dummy", "default")},
+    ),
+    (
+        "faithful baselines (each with its own paper's objective)",
+        {("gan_int_cls", "faithful"), ("stackgan", "faithful"), ("attngan", "faithful")},
+    ),
+)  # fmt: skip
+BUDGET_TOLERANCE = 0.10  # pairs seen within one block and setting may differ by this fraction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +54,7 @@ class Row:
     kind: str  # "measured" | "reported"
     cells: dict[Column, tuple[float, float | None]]  # column -> (mean, std over seeds or None)
     seeds: int = 0
+    budget: dict | None = None  # the runs' result.json "budget" (epochs, pairs_seen, generator_updates)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +79,8 @@ def load_reported() -> dict:
 
 
 def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list[Table]:
-    """Table 1 (every method's default variant) and Table 2 (XRayGAN's ablation variants)."""
+    """Table 1 in blocks (``TABLE1_BLOCKS``: one protocol, then the faithful baselines) and Table 2 (XRayGAN's
+    ablation variants); each measured row carries its training budget."""
     columns = tuple(
         Column(name, view)
         for name, spec in METRICS.items()
@@ -84,26 +101,62 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list
     def measured(keys) -> list[Row]:
         return [_mean_row(f"{m} [{v}, {s}]", groups[(m, v, s)], columns) for m, v, s in keys]
 
-    default_variant = {r.method: next(iter(_variants(r.method))) for r in records}
-    table1_keys = sorted(k for k in groups if k[1] == default_variant[k[0]])
+    tables = []
+    for k, (label, members) in enumerate(TABLE1_BLOCKS):
+        keys = sorted(key for key in groups if key[:2] in members)
+        if not keys and k > 0:
+            continue
+        rows = measured(keys) + (_reported_rows(reported, "table1", dataset, columns) if k == 0 else [])
+        title = f"Table 1{'ab'[k]}: methods on {dataset}, {label}"
+        tables.append(Table(title, columns, tuple(rows), notes + budget_notes(rows)))
     table2_keys = sorted(
         (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS),
         key=lambda k: (TABLE2_VARIANTS.index(k[1]), k[2]),
     )
-    return [
-        Table(
-            f"Table 1: methods on {dataset}",
-            columns,
-            tuple(measured(table1_keys) + _reported_rows(reported, "table1", dataset, columns)),
-            notes,
-        ),
-        Table(
-            f"Table 2: XRayGAN ablations on {dataset}",
-            columns,
-            tuple(measured(table2_keys) + _reported_rows(reported, "table2", dataset, columns)),
-            notes,
-        ),
-    ]
+    rows = measured(table2_keys) + _reported_rows(reported, "table2", dataset, columns)
+    tables.append(Table(f"Table 2: XRayGAN ablations on {dataset}", columns, tuple(rows), notes + budget_notes(rows)))
+    return tables
+
+
+def budget_notes(rows: list[Row]) -> tuple[str, ...]:
+    """Where the pairs seen of a table's rows at one setting differ by more than BUDGET_TOLERANCE, say so and
+    why; rows recorded before budgets were kept are named."""
+    notes, by_setting = [], defaultdict(list)
+    for row in rows:
+        if row.kind == "measured" and row.budget:
+            by_setting[row.label.rsplit(", ", 1)[-1].rstrip("]")].append(row)
+    for setting, group in sorted(by_setting.items()):
+        low = min(group, key=lambda r: r.budget["pairs_seen"])
+        high = max(group, key=lambda r: r.budget["pairs_seen"])
+        if high.budget["pairs_seen"] > (1 + BUDGET_TOLERANCE) * low.budget["pairs_seen"]:
+            why = (
+                "the tiny settings are sized to train in about a minute each on a CPU, not to equal budgets"
+                if setting == "tiny"
+                else "each method keeps the schedule its authors trained it with (the stand-ins: the XRayGAN "
+                "authors' 20 + 150 epochs)"
+            )
+            notes.append(
+                f"budgets at the {setting} setting differ by more than {BUDGET_TOLERANCE:.0%} in pairs seen "
+                f"({_count(low.budget['pairs_seen'])} for {low.label}, {_count(high.budget['pairs_seen'])} for "
+                f"{high.label}): {why}"
+            )
+    missing = [row.label for row in rows if row.kind == "measured" and not row.budget]
+    if missing:
+        notes.append(f"no budget recorded (a record older than budgets; re-record it): {', '.join(missing)}")
+    return tuple(notes)
+
+
+def format_budget(budget: dict | None) -> str:
+    """``440 ep, 796k pairs, 20.7k G updates``; empty when unknown (the floor, old records)."""
+    if not budget:
+        return ""
+    return (
+        f"{budget['epochs']} ep, {_count(budget['pairs_seen'])} pairs, {_count(budget['generator_updates'])} G updates"
+    )
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k" if n >= 1e4 else f"{n:.0f}"
 
 
 def _variants(method: str) -> dict:
@@ -120,7 +173,8 @@ def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...]) ->
             mean = sum(values) / len(values)
             std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
             cells[col] = (mean, std)
-    return Row(label, "measured", cells, seeds=len(runs))
+    budgets = [r.budget for r in runs]  # runs of one config: equal budgets (the train split is fixed)
+    return Row(label, "measured", cells, seeds=len(runs), budget=budgets[0] if all(budgets) else None)
 
 
 def _reported_rows(reported: dict, table: str, dataset: str, columns: tuple[Column, ...]) -> list[Row]:
@@ -164,8 +218,8 @@ def render_markdown(tables: list[Table]) -> str:
         columns = list(dict.fromkeys(all_columns))
         best = best_cells(table)
         out.append(f"## {table.title}\n")
-        out.append("| method | seeds | " + " | ".join(c.label for c in columns) + " |")
-        out.append("|---|---:|" + "---:|" * len(columns))
+        out.append("| method | seeds | budget | " + " | ".join(c.label for c in columns) + " |")
+        out.append("|---|---:|---|" + "---:|" * len(columns))
         for row in table.rows:
             cells = []
             for col in columns:
@@ -176,10 +230,13 @@ def render_markdown(tables: list[Table]) -> str:
                 bold = row.kind == "measured" and best.get(col) == row.cells[col][0]
                 cells.append(f"**{text}**" if bold else text)
             seeds = str(row.seeds) if row.kind == "measured" else "–"
-            out.append(f"| {row.label} | {seeds} | " + " | ".join(cells) + " |")
+            out.append(f"| {row.label} | {seeds} | {format_budget(row.budget)} | " + " | ".join(cells) + " |")
         out.append("")
     notes = dict.fromkeys(n for t in tables for n in t.notes)
-    out.append("Notes: best measured value per column in **bold**; mean ± std over seeds.\n")
+    out.append(
+        "Notes: best measured value per column in **bold**; mean ± std over seeds; budget = the generator's "
+        "training epochs (warm-up included), pairs seen (epochs x train cases) and generator updates.\n"
+    )
     out.extend(f"- {note}" for note in notes)
     return "\n".join(out) + "\n"
 
@@ -197,6 +254,7 @@ def to_frame(tables: list[Table]):
                         "row": row.label,
                         "kind": row.kind,
                         "seeds": row.seeds,
+                        "pairs_seen": (row.budget or {}).get("pairs_seen"),
                         "metric": col.metric,
                         "view": col.view,
                         "mean": mean,
@@ -204,7 +262,7 @@ def to_frame(tables: list[Table]):
                     }
                 )
     return pd.DataFrame.from_records(
-        records, columns=["table", "row", "kind", "seeds", "metric", "view", "mean", "std"]
+        records, columns=["table", "row", "kind", "seeds", "pairs_seen", "metric", "view", "mean", "std"]
     )
 
 
@@ -214,7 +272,7 @@ def render_rich(tables: list[Table]):
     out = []
     for table in tables:
         best = best_cells(table)
-        rich = RichTable("method", "seeds", *[c.label for c in table.columns], title=table.title)
+        rich = RichTable("method", "seeds", "budget", *[c.label for c in table.columns], title=table.title)
         for row in table.rows:
             cells = []
             for col in table.columns:
@@ -227,6 +285,7 @@ def render_rich(tables: list[Table]):
             rich.add_row(
                 row.label,
                 str(row.seeds) if row.kind == "measured" else "–",
+                format_budget(row.budget),
                 *cells,
                 style="dim" if row.kind == "reported" else None,
             )

@@ -39,6 +39,13 @@ class RunResult:
     config: dict  # the resolved RunConfig, so a record can be re-run by ``xbench check``
     created: str
     schema: int = SCHEMA
+    # Added within schema 1 (older records lack them and load with them empty):
+    budget: dict = dataclasses.field(default_factory=dict)  # Method.budget: epochs, pairs_seen, updates
+    training: dict = dataclasses.field(default_factory=dict)  # Method.fit_summary (e.g. the VCN's val AUROC)
+    sample_spread: dict = dataclasses.field(default_factory=dict)  # per view: how much samples vary by report
+
+
+OPTIONAL_FIELDS = ("budget", "training", "sample_spread")
 
 
 def save_result(result: RunResult, path: Path) -> Path:
@@ -55,8 +62,9 @@ def load_result(path: Path) -> RunResult:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise XbenchError(f"corrupt result file {path}: not valid JSON ({err}); re-run or delete it") from None
     fields = {f.name for f in dataclasses.fields(RunResult)}
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or set(data) != fields:
-        missing = sorted(fields - set(data)) if isinstance(data, dict) else sorted(fields)
+    required = fields - set(OPTIONAL_FIELDS)
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not required <= set(data) <= fields:
+        missing = sorted(required - set(data)) if isinstance(data, dict) else sorted(required)
         raise XbenchError(f"corrupt result file {path}: not a schema-{SCHEMA} result (missing {missing[:4]})")
     if not isinstance(data["metrics"], dict) or not all(isinstance(v, dict) for v in data["metrics"].values()):
         raise XbenchError(f"corrupt result file {path}: 'metrics' must map views to metric values")

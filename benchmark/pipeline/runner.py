@@ -103,11 +103,32 @@ def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None
         throughput={"train_pairs_per_s": getattr(method, "pairs_seen", len(train)) / max(fit_s, 1e-9)},
         config=cfg.to_dict(),
         created=now(),
+        budget=method.budget(len(train)),
+        training=method.fit_summary,
+        sample_spread=sample_spread(fake, test.pixels),
     )
     save_result(result, run_dir / "result.json")
     if record:
         record_result(result, run_dir / "result.json")
     return result
+
+
+def sample_spread(fake: np.ndarray, real: np.ndarray) -> dict:
+    """Per view, how much images vary across test cases: the per-pixel standard deviation across cases,
+    averaged over pixels, in 8-bit grey levels, for the samples (``fake``) and the real test images.
+
+    A method that ignores the report draws (nearly) one image for every case: its value is near 0 while
+    the real images' is tens of levels. ``fake``, ``real``: uint8 [N, 2, H, W] in the same case order.
+    """
+    if fake.shape != real.shape or fake.ndim != 4 or fake.shape[1] != 2:
+        raise ValueError(f"sample_spread: need two [N, 2, H, W] arrays, got {fake.shape} and {real.shape}")
+    return {
+        view: {
+            "fake_std": float(fake[:, v].astype(np.float64).std(axis=0).mean()),
+            "real_std": float(real[:, v].astype(np.float64).std(axis=0).mean()),
+        }
+        for v, view in enumerate(("frontal", "lateral"))
+    }
 
 
 def record_result(result: RunResult, path: Path) -> Path:

@@ -1,0 +1,38 @@
+"""Training budgets (result.json "budget", Table 1's budget column and its note) and the sample spread."""
+
+import numpy as np
+
+from benchmark.data.text import Vocab
+from benchmark.pipeline.leaderboard import Row, budget_notes, format_budget
+from benchmark.pipeline.runner import sample_spread
+from methods.xraygan import Config, XRayGAN
+
+
+def test_xraygan_budget_at_the_paper_setting():
+    vocab = Vocab(("<pad>", "<unk>", "<sep>", "a"), 1, 1, 2)
+    budget = XRayGAN(Config(), vocab, image_size=256, device="cpu").budget(1809)
+    assert budget["epochs"] == 20 + 90 + 90 + 120 + 120
+    assert budget["pairs_seen"] == 440 * 1809
+    # ceil(1809 / batch) updates per epoch: 19 at 96 (warm-up and stage 0), 38 at 48, 76 at 24, 151 at 12.
+    assert budget["generator_updates"] == 20 * 19 + 90 * 19 + 90 * 38 + 120 * 76 + 120 * 151
+    assert format_budget(budget) == "440 ep, 796k pairs, 32.8k G updates"
+
+
+def _row(label: str, pairs: int) -> Row:
+    return Row(label, "measured", {}, 1, {"epochs": 1, "pairs_seen": pairs, "generator_updates": 1})
+
+
+def test_the_table_says_when_budgets_of_a_block_differ():
+    assert budget_notes([_row("a [x, tiny]", 100), _row("b [y, tiny]", 109)]) == ()
+    (note,) = budget_notes([_row("a [x, tiny]", 100), _row("b [y, tiny]", 120), _row("c [y, paper]", 1)])
+    assert "tiny setting differ by more than 10%" in note and "a [x, tiny]" in note and "b [y, tiny]" in note
+    (old,) = budget_notes([Row("d [x, tiny]", "measured", {}, 1, None)])
+    assert "no budget recorded" in old and "d [x, tiny]" in old
+
+
+def test_sample_spread_is_the_mean_per_pixel_std_across_cases():
+    real = np.zeros((4, 2, 8, 8), np.uint8)
+    real[::2] = 10  # every pixel: half the cases 10, half 0 -> std 5
+    fake = np.full_like(real, 128)  # one image for every report
+    spread = sample_spread(fake, real)
+    assert spread == {"frontal": {"fake_std": 0.0, "real_std": 5.0}, "lateral": {"fake_std": 0.0, "real_std": 5.0}}
