@@ -88,7 +88,7 @@ from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.damsm import (
     DAMSM,
     DAMSMConfig,
@@ -109,7 +109,7 @@ from methods.layers import (
     wgan_gp_loss,
 )
 from methods.text_encoders import get_text_encoder
-from methods.training import JsonlLog, Phase, Stage, autocast, fit_staged
+from methods.training import JsonlLog, Phase, StagedMethod, StageState, autocast
 
 VIEWS = ("frontal", "lateral")
 
@@ -452,7 +452,15 @@ def critic_score(out: dict, part: int) -> torch.Tensor:
 
 
 # The method.
-class AttnGAN(Method):
+@dataclasses.dataclass
+class AttnGANStage(StageState):
+    """The stage's discriminators and optimisers, the train split's encoded reports and its images per size."""
+
+    text: Text
+    reals: list[torch.Tensor]  # uint8 [N, 2, s, s] per stage size
+
+
+class AttnGAN(StagedMethod):
     paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     """AttnGAN (Xu et al., CVPR 2018): word attention, multi-stage discriminators, the DAMSM loss."""
 
@@ -478,7 +486,7 @@ class AttnGAN(Method):
         return self.nets
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
-        fit_staged(self, train, run_dir, resume=resume)
+        super().fit(train, val, run_dir, resume=resume)
         if world().size > 1:  # BN running statistics last moved on each rank's own shard: take rank 0's
             for buffer in self.nets.buffers():
                 dist.broadcast(buffer, src=0)
@@ -486,7 +494,7 @@ class AttnGAN(Method):
     def phases(self) -> list[Phase]:
         return [Phase("gan", "gan", self.cfg.epochs, self.cfg.batch_size)]
 
-    def begin_stage(self, stage: str, train: PairedData, run_dir: Path) -> Stage:
+    def begin_stage(self, stage: str, train: PairedData, run_dir: Path) -> "AttnGANStage":
         cfg, device = self.cfg, self.device
         reals = [resident_images(train.pixels, size, device) for size in cfg.stage_sizes]
         if cfg.text_training == "damsm":
@@ -507,26 +515,22 @@ class AttnGAN(Method):
             nn.SyncBatchNorm.convert_sync_batchnorm(discriminators)
         generators_ddp = wrap_ddp(self.nets.generators, device)
         discriminators_ddp = wrap_ddp(discriminators, device)
+        return AttnGANStage(stage, generators_ddp, discriminators, discriminators_ddp, opt_g, opt_d, text, reals)
 
-        def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
-            if len(index) < 2:  # batch norm cannot train on one sample
-                return {}
-            return self._train_step(
-                generators_ddp, discriminators, discriminators_ddp, opt_g, opt_d, text.select(index), reals, index
-            )
+    def set_epoch(self, state: "AttnGANStage", phase: Phase, epoch: int) -> None:
+        decay = self.cfg.lr_decay ** sum(epoch >= m for m in self.cfg.lr_milestones)
+        state.set_lr(self.cfg.lr_g * decay, self.cfg.lr_d * decay)
 
-        def set_epoch(phase: Phase, epoch: int) -> None:
-            decay = cfg.lr_decay ** sum(epoch >= m for m in cfg.lr_milestones)
-            for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = lr * decay
-
-        return Stage(
-            {"discriminators": discriminators}, {"generators": opt_g, "discriminators": opt_d}, step, set_epoch
-        )
-
-    def _train_step(self, generators, discriminators, discriminators_ddp, opt_g, opt_d, text, reals, index):
+    def train_step(self, state: "AttnGANStage", phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        if len(index) < 2:  # batch norm cannot train on one sample
+            return {}
         cfg = self.cfg
+        generators, discriminators, discriminators_ddp = (
+            state.generators,
+            state.discriminators,
+            state.discriminators_ddp,
+        )
+        opt_g, opt_d, text, reals = state.opt_g, state.opt_d, state.text.select(index), state.reals
         b = len(index)
         targets = [to_unit_range(real[index]) for real in reals]  # per stage [B, 2, s, s]
         if cfg.channels_last:

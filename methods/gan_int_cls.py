@@ -66,7 +66,7 @@ from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import (
     BaseGenerator,
     case_noise,
@@ -80,7 +80,7 @@ from methods.layers import (
     mismatched,
 )
 from methods.text_encoders import get_text_encoder
-from methods.training import Phase, Stage, autocast, fit_staged, generate_in_batches
+from methods.training import PairedStage, Phase, StagedMethod, autocast, generate_in_batches
 
 VARIANTS = {
     "faithful": {},
@@ -297,7 +297,7 @@ def generator_adversarial(discriminators: nn.Module, fake, conds: torch.Tensor, 
 
 
 # The method.
-class GanIntCls(Method):
+class GanIntCls(StagedMethod):
     paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     variants = VARIANTS
     Config = Config
@@ -317,7 +317,7 @@ class GanIntCls(Method):
         return self.generators
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
-        fit_staged(self, train, run_dir, resume=resume)
+        super().fit(train, val, run_dir, resume=resume)
         self.generators.requires_grad_(True)
 
     def phases(self) -> list[Phase]:
@@ -325,7 +325,7 @@ class GanIntCls(Method):
         warmup = [Phase(0, "warmup", cfg.warmup_epochs, cfg.batch_size)] if cfg.warmup_epochs > 0 else []
         return warmup + [Phase(0, "gan", cfg.epochs, cfg.batch_size)]
 
-    def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> Stage:
+    def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> PairedStage:
         cfg, device = self.cfg, self.device
         seed_everything(derive_seed(self.seed, "discriminators", stage))  # the same Ds on a resumed run
         discriminators = Discriminators(self.image_size, cfg).to(device)
@@ -335,26 +335,19 @@ class GanIntCls(Method):
         opt_g, opt_d = self._adam(self.generators), self._adam(discriminators)
         tokens = TokenBatch.of(train.tokens, device)
         real = resident_images(train.pixels, self.image_size, device)
+        return PairedStage(stage, generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens, real)
 
-        def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
-            if len(index) < 2 and phase.name == "gan":  # a last batch of one: D's batch norm cannot train on it
-                return {}
-            return self._train_step(
-                generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens[index], real[index], phase.name
-            )
+    def set_epoch(self, state: PairedStage, phase: Phase, epoch: int) -> None:  # lr x lr_decay at each milestone
+        passed = sum(epoch >= m for m in self.cfg.lr_milestones) if phase.name == "gan" else 0
+        state.set_lr(self.cfg.lr * self.cfg.lr_decay**passed)
 
-        def set_epoch(phase: Phase, epoch: int) -> None:  # lr x lr_decay at each milestone (GAN epochs)
-            passed = sum(epoch >= m for m in cfg.lr_milestones) if phase.name == "gan" else 0
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * cfg.lr_decay**passed
-
-        return Stage(
-            {"discriminators": discriminators}, {"generators": opt_g, "discriminators": opt_d}, step, set_epoch
-        )
-
-    def _train_step(self, generators, discriminators, discriminators_ddp, opt_g, opt_d, batch, real, phase):
+    def train_step(self, state: PairedStage, phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        if len(index) < 2 and phase.name == "gan":  # a last batch of one: D's batch norm cannot train on it
+            return {}
         cfg, device = self.cfg, self.device
+        generators, opt_g, opt_d = state.generators, state.opt_g, state.opt_d
+        discriminators, discriminators_ddp = state.discriminators, state.discriminators_ddp
+        batch, real, phase = state.tokens[index], state.real[index], phase.name
         target = to_unit_range(real)  # [B, 2, H, W]
         if cfg.channels_last:
             target = target.contiguous(memory_format=torch.channels_last)

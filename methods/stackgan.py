@@ -72,7 +72,7 @@ from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import (
     case_noise,
     check_discriminator_loss,
@@ -85,7 +85,7 @@ from methods.layers import (
     mismatched,
 )
 from methods.text_encoders import get_text_encoder
-from methods.training import Phase, Stage, autocast, fit_staged, generate_in_batches
+from methods.training import PairedStage, Phase, StagedMethod, autocast, generate_in_batches
 
 VARIANTS = {
     "faithful": {},
@@ -375,7 +375,7 @@ def generator_adversarial(discriminators: nn.Module, fake, mu, cfg: Config) -> t
 
 
 # The method.
-class StackGAN(Method):
+class StackGAN(StagedMethod):
     paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     variants = VARIANTS
     Config = Config
@@ -401,7 +401,7 @@ class StackGAN(Method):
         return self.generators
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
-        fit_staged(self, train, run_dir, resume=resume)
+        super().fit(train, val, run_dir, resume=resume)
         self.generators.requires_grad_(True)
         self.generators.train()
 
@@ -409,7 +409,7 @@ class StackGAN(Method):
         cfg = self.cfg
         return [Phase(k, "gan", cfg.epochs[k - 1], cfg.batch_sizes[k - 1]) for k in (1, 2) if cfg.epochs[k - 1] > 0]
 
-    def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> Stage:
+    def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> PairedStage:
         cfg, device, g = self.cfg, self.device, self.generators
         # Stage-I trains the encoder and both Stage-I generators; Stage-II only the Stage-II generators.
         g.requires_grad_(False)
@@ -428,29 +428,23 @@ class StackGAN(Method):
         opt_d = self._adam(discriminators.parameters())
         tokens = TokenBatch.of(train.tokens, device)
         real = resident_images(train.pixels, size, device)
+        return PairedStage(stage, generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens, real)
 
-        def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
-            if len(index) < 2:  # a last batch of one (train size mod batch size = 1): batch norm cannot train
-                return {}
-            g.train()
-            if stage == 2:  # the frozen Stage-I (and encoder) run as at generation time
-                for module in (g.encoder, g.frontal.stage1, g.lateral.stage1):
-                    module.eval()
-            return self._train_step(
-                generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens[index], real[index], stage
-            )
+    def set_epoch(self, state: PairedStage, phase: Phase, epoch: int) -> None:  # lr x lr_decay at each milestone
+        state.set_lr(self.cfg.lr * self.cfg.lr_decay ** sum(epoch >= m for m in self.cfg.lr_milestones))
 
-        def set_epoch(phase: Phase, epoch: int) -> None:  # lr x lr_decay at each milestone
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * cfg.lr_decay ** sum(epoch >= m for m in cfg.lr_milestones)
-
-        return Stage(
-            {"discriminators": discriminators}, {"generators": opt_g, "discriminators": opt_d}, step, set_epoch
-        )
-
-    def _train_step(self, generators, discriminators, discriminators_ddp, opt_g, opt_d, batch, real, stage):
+    def train_step(self, state: PairedStage, phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        if len(index) < 2:  # a last batch of one (train size mod batch size = 1): batch norm cannot train
+            return {}
+        g, stage = self.generators, state.stage
+        g.train()
+        if stage == 2:  # the frozen Stage-I (and encoder) run as at generation time
+            for module in (g.encoder, g.frontal.stage1, g.lateral.stage1):
+                module.eval()
         cfg, device = self.cfg, self.device
+        generators, opt_g, opt_d = state.generators, state.opt_g, state.opt_d
+        discriminators, discriminators_ddp = state.discriminators, state.discriminators_ddp
+        batch, real = state.tokens[index], state.real[index]
         target = to_unit_range(real)  # [B, 2, H, W]
         if cfg.channels_last:
             target = target.contiguous(memory_format=torch.channels_last)

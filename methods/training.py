@@ -11,7 +11,8 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterator
+from abc import abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.core.distributed import init_distributed, unwrap, world
 from benchmark.core.seeds import derive_seed, seed_everything
-from methods.base import TokenBatch, Views
+from methods.base import Method, PairedData, TokenBatch, Views
 
 
 class TrainingDiverged(RuntimeError):
@@ -115,21 +116,81 @@ class Phase:
 
 
 @dataclasses.dataclass
-class Stage:
-    """What a method sets up for one stage: checkpointed modules and optimisers, and how to train."""
+class StageState:
+    """What one stage trains with, set up once by ``StagedMethod.begin_stage``: the generators (as the step
+    calls them: DDP-wrapped with several processes), the stage's own discriminators (the plain module, which
+    the checkpoint saves and the generator step freezes, and its DDP view) and the two optimisers. A method
+    extends it with what its step reads besides (its training data on the device, XRayGAN's frozen VCN)."""
 
-    modules: dict[str, nn.Module]  # stage-local networks (e.g. the stage's critics)
-    optimizers: dict[str, torch.optim.Optimizer]
-    step: Callable[[Phase, torch.Tensor], dict[str, torch.Tensor]]  # (phase, batch indices) -> losses
-    set_epoch: Callable[[Phase, int], None] = lambda phase, epoch: None  # learning-rate schedules
+    stage: int | str
+    generators: nn.Module
+    discriminators: nn.Module
+    discriminators_ddp: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+    def checkpointed(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+        """The stage-local modules and the optimisers a checkpoint holds (the generators are the method's)."""
+        return {"discriminators": self.discriminators}, {"generators": self.opt_g, "discriminators": self.opt_d}
+
+    def set_lr(self, lr_g: float, lr_d: float | None = None) -> None:
+        for opt, lr in ((self.opt_g, lr_g), (self.opt_d, lr_g if lr_d is None else lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
 
-def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
-    """The training loop every method shares: phases in order, epochs reseeded, resumable at epoch ends.
+@dataclasses.dataclass
+class PairedStage(StageState):
+    """A stage that trains on the train split's tokens and its images at one size."""
 
-    The method provides ``phases()``, ``begin_stage(stage, train, run_dir) -> Stage``, ``networks`` (the
-    module that lives across stages: what ``generate`` uses), ``seed``, ``device`` and ``cfg.log_every``,
-    ``cfg.checkpoint_every``, ``cfg.progress``. Checkpoints hold tensors and plain values only.
+    tokens: TokenBatch
+    real: torch.Tensor  # uint8 [N, 2, size, size] on the device
+
+
+class StagedMethod(Method):
+    """A method trained by ``fit_staged``, the loop every GAN here shares. Read top to bottom:
+
+        for phase in phases():                       # (stage, name, epochs, batch size), in order
+            if phase.stage is new: state = begin_stage(phase.stage, train, run_dir)
+            for epoch in range(phase.epochs):        # reseeded from (seed, stage, phase, epoch): resumable
+                set_epoch(state, phase, epoch)       # learning-rate schedules
+                for index in shuffled batches: losses = train_step(state, phase, index)
+            checkpoint at epoch ends
+
+    ``networks`` is the module that lives across stages (what ``generate`` uses and the checkpoint keeps).
+    """
+
+    val: PairedData | None = None  # held-out pairs, set by ``fit``: XRayGAN gates each stage's VCN on them
+
+    @property
+    @abstractmethod
+    def networks(self) -> nn.Module: ...
+
+    @abstractmethod
+    def phases(self) -> list[Phase]:
+        """The schedule: each phase's stage, name ("warmup", "gan", ...), epochs and batch size."""
+
+    @abstractmethod
+    def begin_stage(self, stage: int | str, train: PairedData, run_dir: Path) -> StageState:
+        """Build the stage's discriminators and optimisers, put its data on the device, pretrain what it needs."""
+
+    @abstractmethod
+    def train_step(self, state: StageState, phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One combined discriminator + generator update on the cases ``index``; the losses, detached."""
+
+    def set_epoch(self, state: StageState, phase: Phase, epoch: int) -> None:
+        """Called before each epoch: the learning-rate schedule (none by default)."""
+
+    def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
+        self.val = val
+        fit_staged(self, train, run_dir, resume=resume)
+
+
+def fit_staged(method: StagedMethod, train: PairedData, run_dir: Path, *, resume: bool) -> None:
+    """The training loop of every ``StagedMethod``: phases in order, epochs reseeded, resumable at epoch ends.
+
+    Reads ``cfg.log_every``, ``cfg.checkpoint_every`` and ``cfg.progress`` of the method's config. Checkpoints
+    hold tensors and plain values only.
     """
     device, cfg = method.device, method.cfg
     prepare_device(device)
@@ -148,14 +209,15 @@ def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
             continue
         if phase.stage != current:
             stage, current = method.begin_stage(phase.stage, train, run_dir), phase.stage
+            modules, optimizers = stage.checkpointed()
             if state is not None and state["stage"] == phase.stage:
-                for name, module in stage.modules.items():
+                for name, module in modules.items():
                     module.load_state_dict(state["modules"][name])
-                for name, opt in stage.optimizers.items():
+                for name, opt in optimizers.items():
                     opt.load_state_dict(state["optimizers"][name])
         first = resume_at[1] if index == resume_at[0] else 0
         for epoch in range(first, phase.epochs):
-            stage.set_epoch(phase, epoch)
+            method.set_epoch(stage, phase, epoch)
             seed = derive_seed(method.seed, phase.stage, phase.name, epoch)
             seed_everything(seed)
             batches = list(epoch_batches(len(train), phase.batch_size, seed, device=device))
@@ -166,7 +228,7 @@ def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
                 for i, batch in enumerate(batches):
                     step += 1
                     method.pairs_seen += len(batch)
-                    losses = stage.step(phase, batch)
+                    losses = method.train_step(stage, phase, batch)
                     guard.watch(step, losses)
                     if step % cfg.log_every == 0 or i == len(batches) - 1:
                         guard.check()  # the only host sync of the loop
@@ -182,8 +244,8 @@ def fit_staged(method, train, run_dir: Path, *, resume: bool) -> None:
                         "epoch": epoch,
                         "step": step,
                         "networks": unwrap(method.networks).state_dict(),
-                        "modules": {name: unwrap(m).state_dict() for name, m in stage.modules.items()},
-                        "optimizers": {name: opt.state_dict() for name, opt in stage.optimizers.items()},
+                        "modules": {name: unwrap(m).state_dict() for name, m in modules.items()},
+                        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
                     },
                     ckpt_path,
                 )

@@ -59,10 +59,10 @@ from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import BaseGenerator, InstanceNorm, ResBlock, he_init, interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
-from methods.training import JsonlLog, Phase, Stage, autocast, fit_staged, generate_in_batches
+from methods.training import JsonlLog, Phase, StagedMethod, StageState, autocast, generate_in_batches
 from methods.vcn import VCN, VCNConfig, consistency_loss, evaluate_vcn, load_vcn, save_vcn, train_vcn
 
 VARIANTS = {  # the paper's Table 2, as config deviations
@@ -265,7 +265,16 @@ def lr_factor(cfg: Config, phase: Phase, epoch: int) -> float:
 
 
 # The method.
-class XRayGAN(Method):
+@dataclasses.dataclass
+class XRayGANStage(StageState):
+    """A stage's critics and optimisers, plus the frozen VCN it trains against and the train split on the device."""
+
+    vcn: VCN | None
+    tokens: TokenBatch
+    real: torch.Tensor  # uint8 [N, 2, size, size]
+
+
+class XRayGAN(StagedMethod):
     Config = Config
     variants = VARIANTS
 
@@ -287,8 +296,7 @@ class XRayGAN(Method):
         return self.generators
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
-        self._val = val  # held-out pairs that gate each stage's VCN
-        fit_staged(self, train, run_dir, resume=resume)
+        super().fit(train, val, run_dir, resume=resume)  # self.val: held-out pairs that gate each stage's VCN
         self.generators.requires_grad_(True)
 
     def phases(self) -> list[Phase]:
@@ -300,7 +308,7 @@ class XRayGAN(Method):
             return warmup + [Phase(last, "gan", sum(cfg.epochs), cfg.batch_sizes[last])]
         return warmup + [Phase(k, "gan", cfg.epochs[k], cfg.batch_sizes[k]) for k in stages]
 
-    def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> Stage:
+    def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> "XRayGANStage":
         cfg, device = self.cfg, self.device
         size = cfg.stage_sizes[stage]
         for view in (self.generators.frontal, self.generators.lateral):
@@ -319,58 +327,54 @@ class XRayGAN(Method):
         if cfg.channels_last:
             critics.to(memory_format=torch.channels_last)
         opt_g, opt_d = self._adam(self.generators, cfg.lrs[stage]), self._adam(critics, cfg.lrs[stage])
-        critics_ddp = wrap_ddp(critics, device)
+        return XRayGANStage(
+            stage, generators, critics, wrap_ddp(critics, device), opt_g, opt_d, self._vcn, tokens, real
+        )
 
-        def step(phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
-            return self._train_step(
-                generators, critics, critics_ddp, opt_g, opt_d, self._vcn, tokens, real, index, stage, phase.name
-            )
+    def set_epoch(self, state: "XRayGANStage", phase: Phase, epoch: int) -> None:
+        state.set_lr(self.cfg.lrs[state.stage] * lr_factor(self.cfg, phase, epoch))
 
-        def set_epoch(phase: Phase, epoch: int) -> None:
-            lr = cfg.lrs[stage] * lr_factor(cfg, phase, epoch)
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = lr
-
-        return Stage({"critics": critics}, {"generators": opt_g, "critics": opt_d}, step, set_epoch)
-
-    def _train_step(self, generators, critics, critics_ddp, opt_g, opt_d, vcn, tokens, real, index, stage, phase):
-        cfg = self.cfg
-        batch = tokens[index]
-        target = to_unit_range(real[index])  # [B, 2, H, W]
+    def train_step(self, state: "XRayGANStage", phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, critics = self.cfg, state.discriminators
+        batch = state.tokens[index]
+        target = to_unit_range(state.real[index])  # [B, 2, H, W]
         if cfg.channels_last:
             target = target.contiguous(memory_format=torch.channels_last)
         real_f, real_l = target[:, :1], target[:, 1:]
         with autocast(self.device, cfg.bf16):
-            fake_f, fake_l, c = generators(batch.findings, batch.impression, batch.flat, stage)
+            fake_f, fake_l, c = state.generators(batch.findings, batch.impression, batch.flat, state.stage)
         losses = {}
-        if phase == "gan":
+        if phase.name == "gan":
             # Update the critics.
             with autocast(self.device, cfg.bf16):
                 loss_d = critic_loss(
-                    critics_ddp, (real_f, real_l), (fake_f.detach(), fake_l.detach()), c.detach(), cfg.gp_weight
+                    state.discriminators_ddp,
+                    (real_f, real_l),
+                    (fake_f.detach(), fake_l.detach()),
+                    c.detach(),
+                    cfg.gp_weight,
                 )
-            opt_d.zero_grad(set_to_none=True)
+            state.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            opt_d.step()
+            state.opt_d.step()
             losses["critic"] = loss_d.detach()
         # Update the generators (and the text encoder): one combined step.
         with autocast(self.device, cfg.bf16):
             l2 = F.mse_loss(fake_f.float(), real_f) + F.mse_loss(fake_l.float(), real_l)
             loss_g = cfg.l2_weight * l2
-            if phase == "gan":
+            if phase.name == "gan":
                 critics.requires_grad_(False)  # the plain module: DDP must not see a frozen forward
                 adv = -sum(s.float().mean() for s in critics([(fake_f, fake_l, c)])[0])
                 critics.requires_grad_(True)
                 loss_g = loss_g + cfg.adv_weight * adv
                 losses["adv"] = adv.detach()
-                if vcn is not None:
-                    vc = consistency_loss(vcn, fake_f, fake_l)
+                if state.vcn is not None:
+                    vc = consistency_loss(state.vcn, fake_f, fake_l)
                     loss_g = loss_g + cfg.vc_weight * vc
                     losses["vc"] = vc.detach()
-        opt_g.zero_grad(set_to_none=True)
+        state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        opt_g.step()
+        state.opt_g.step()
         losses["l2"] = l2.detach()
         losses["generator"] = loss_g.detach()
         return losses
@@ -401,7 +405,7 @@ class XRayGAN(Method):
     def _check_vcn(self, stage: int, vcn: VCN, log: JsonlLog) -> VCN:
         """The gate: the VCN's AUROC on held-out val pairs at the stage size, logged and kept in
         ``fit_summary``; below ``vcn.min_auroc`` the run stops (a VCN at chance makes the VC term noise)."""
-        val = getattr(self, "_val", None)
+        val = self.val
         if val is None:  # nothing held out (unit tests fitting on a bare train split): no gate
             return vcn
         size = self.cfg.stage_sizes[stage]

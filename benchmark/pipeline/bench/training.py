@@ -1,7 +1,7 @@
 """Training throughput per method, mode and phase: warm-up steps, then the median of timed steps.
 
 Inputs are synthetic (random reports and images already on the device), so the figure is the training
-step itself: critic and generator updates, text encoder included, exactly the ``Stage.step`` that ``fit``
+step itself: critic and generator updates, text encoder included, exactly the ``train_step`` that ``fit``
 runs. Each phase's projected wall time is its epochs x steps per epoch (over the Open-i train split) x the
 median step; XRayGAN's per-stage VCN training and AttnGAN's DAMSM pretraining are timed the same way.
 FLOPs per pair are counted on one extra step (every matmul and convolution, backward and the penalty's
@@ -182,7 +182,7 @@ def time_method(
             index = torch.arange(phase.batch_size, device=m.device)
             if method == "xraygan" and phase.name != "warmup" and cfg.vc_weight > 0:
                 rows.append(_vcn_row(m, full_cfg, mode, phase.stage, train_cases, warmup, steps, count))
-            result = measure(lambda: stage.step(phase, index), m.device, warmup, steps, count)
+            result = measure(lambda: m.train_step(stage, phase, index), m.device, warmup, steps, count)
             rows.append(_row(method, mode, phase, train_cases, result, m.device))
     return rows
 
