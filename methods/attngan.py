@@ -59,7 +59,7 @@ Departures from the original, each deliberate:
   log2(size / 4) up-blocks, and a discriminator's trunk has log2(size / 4) down-sampling convolutions
   followed by 3x3 blocks back to 8 DF channels; at 64 / 128 / 256 this is the original's layout.
 
-Variant ``xraygan_protocol`` (``VARIANTS``): AttnGAN as the XRayGAN authors ran it (section 11.3), as
+Variant ``xraygan_protocol`` (``VARIANTS``): AttnGAN as the XRayGAN authors ran it, as
 config values: the text encoder (here the HAE; theirs a flat BiLSTM) is random and frozen (no DAMSM at
 all), no z, condition 128, no KL, unconditional discriminators with instance norm instead of batch norm
 (a per-sample gradient penalty is wrong when batch statistics mix the samples; the other baselines refuse
@@ -115,7 +115,7 @@ VIEWS = ("frontal", "lateral")
 
 VARIANTS = {
     "faithful": {},  # the original AttnGAN objective (DAMSM, CA + KL, conditional + unconditional BCE)
-    "xraygan_protocol": {  # as the XRayGAN authors ran it (reference notes, section 11.3)
+    "xraygan_protocol": {  # as the XRayGAN authors ran it
         "text_training": "frozen_random",
         "damsm_weight": 0.0,
         "z_dim": 0,

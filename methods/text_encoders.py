@@ -5,7 +5,7 @@ section 2.1 (hierarchical attentional encoder: word-level BiLSTM + attention -> 
 BiLSTM + attention -> section vector, FINDINGS and IMPRESSION fused into one report vector); the ablation
 "w/o HAE" encodes the report as one flat word sequence. Reference code: UCSD-AI4H/XRayGAN
 ``models/Encoder.py`` (``HAttnEncoder``) and ``models/HALSTM.py`` (the v2 word/sentence attention RNNs).
-This file is written from the paper and the notes in ``shared/research/xraygan_reference.md`` section 3.
+This file is written from the paper and a reading of the reference code; no code is copied.
 
 Architecture ("hae", defaults of ``TextEncoder.Config``), per section (FINDINGS, IMPRESSION; two fully
 separate branches that share no weights, not even the embedding table, as in the official code):

@@ -7,7 +7,7 @@ baseDecoderv3 / PDecoderv3 / MultiscaleDecoder, ``models/Discriminator.py`` PDis
 (G0 7,856,657; each G_k 1,803,590; critics 1,624,769 / 3,984,065 / 6,343,361 / 8,702,657 before the joint
 conditioning layer below adds 326,144 to each).
 
-Departures from the official code, each deliberate (``../shared/research/xraygan_reference.md`` section 10):
+Departures from the official code, each deliberate (and listed in docs/reproduction.md):
 - The critics are conditional for real. The paper (section 2.2) feeds the report embedding to each
   discriminator beside the image features; the official code tiles the projected report vector over the 4x4
   map and then instance-normalises it, which makes the condition exactly zero, and a single linear head
