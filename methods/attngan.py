@@ -130,7 +130,7 @@ VARIANTS = {
     },
 }
 # The authors' optimisation schedule for their stand-in, applied with the variant at the paper setting only
-# (``Method.paper_schedules``), so ``tiny()`` + variant stays tiny.
+# (``Method.paper_schedules``), so the tiny setting plus a variant stays tiny.
 XRAYGAN_SCHEDULE = {"lr_g": 1e-4, "lr_d": 1e-4, "lr_milestones": (40, 80), "epochs": 150, "batch_size": 20}
 
 

@@ -3,7 +3,7 @@
 Conventions (asserted at the boundaries): images inside methods are float32 in [-1, 1], shape [B, 1, H, W];
 on disk they are 8-bit grayscale PNG. Reports enter as ``benchmark.data.text.Tokens`` (padded id arrays).
 A method file reads top to bottom: docstring (paper, reference code, every departure), ``Config``
-(the paper's setting as defaults, ``tiny()`` for CPU tests), networks, then the ``Method`` subclass.
+(the paper's setting as defaults; the tiny setting in configs/tiny/), networks, then the ``Method`` subclass.
 """
 
 import dataclasses

@@ -24,7 +24,7 @@ Departures from the original, each deliberate:
   -> conv1x1 + tanh. No batch norm (as XRayGAN). He init with each residual branch starting at zero
   (``g_init = "he"``) instead of XRayGAN's PyTorch default, under which this norm-free generator's output is
   constant to 1e-5 at 256 px whatever z and the text: XRayGAN's L2 loss pulls it out of that, a pure GAN loss
-  did not (at ``tiny()``: saturated, report-blind images). ``g_init = "default"`` restores XRayGAN's.
+  did not (at the tiny setting: saturated, report-blind images). ``g_init = "default"`` restores XRayGAN's.
 - Discriminator: Reed's, for one channel and any size: log2(size / 4) stride-2 conv4x4 (channels doubling from
   64 to a cap of 8 x 64, where Reed has four convs at 64 px), the residual bottleneck at 4x4, the text projected
   to 128 (+ batch norm, LeakyReLU), tiled and joined by conv1x1, conv4x4 -> one logit. A LeakyReLU follows every
@@ -48,7 +48,7 @@ breaks the per-sample penalty; the layers that see the tiled text get no norm, s
 cancel the condition, the authors' critic bug), ``cls_weight = interp_weight = 0``, ``l2_weight = 100`` and
 Adam betas (0.9, 0.999). The networks stay this file's (the authors' had no z and XRayGAN's critic). Their
 schedule (20 L2 warm-up epochs, 150 GAN epochs, batch 24, lr 1e-4 x 0.2 at epochs 40 and 80) is
-``XRAYGAN_SCHEDULE``, for a paper-scale config: it is not in the variant, so ``tiny()`` + variant stays tiny.
+``XRAYGAN_SCHEDULE``, for a paper-scale config: it is not in the variant, so the tiny setting plus a variant stays tiny.
 """
 
 import dataclasses

@@ -91,7 +91,7 @@ def he_init(module: nn.Module) -> None:
     """He et al.'s init for LeakyReLU(0.2) on every conv and linear (biases 0), each residual branch's last conv
     zeroed (every ResBlock starts as the identity). With PyTorch's default init a norm-free Res-Upsample
     generator's output is nearly constant whatever its input (the signal shrinks at every block: to 1e-5 at
-    256 px), so no gradient tells the text apart: measured at ``tiny()``, GAN-INT-CLS gave saturated,
+    256 px), so no gradient tells the text apart: measured at the tiny setting, GAN-INT-CLS gave saturated,
     report-blind images and XRayGAN's L2 warm-up a report vector that varied by 0.006 across reports."""
     module.apply(_he_init_one)  # apply's order (children first): the draws of GAN-INT-CLS's records
     for m in module.modules():

@@ -28,7 +28,7 @@ Faithful parts (the defaults, v1 at the paper's settings):
 
 Departures, each deliberate:
 - No ReLU after the CA's linear layer. v1 applies one to mu and log sigma^2 alike (a known quirk: sigma >= 1,
-  mu >= 0, and a unit the KL term pushes below zero never comes back): measured at ``tiny()`` after six Stage-I
+  mu >= 0, and a unit the KL term pushes below zero never comes back): measured at the tiny setting after six Stage-I
   epochs, 97% of the CA units were dead and mu was the same for every report (the text gone from c); without
   it, 53% and mu varies with the report. The paper's CA is a fully connected layer, as here.
 - Text: the shared HAE report vector (512-d) replaces the fixed pretrained 1024-d char-CNN-RNN embedding. It
@@ -54,7 +54,7 @@ would cancel it), ``kl_weight = 0`` (the CA still samples: noise injection, as t
 False``, ``stage2_uncond = False``, ``l2_weight = 100`` per stage and view, Adam betas (0.9, 0.999). The
 networks and the sequential v1 order stay this file's (theirs was the v2 tree trained jointly, without z).
 Their schedule (150 epochs, batch 24, lr 1e-4 x 0.2 at epochs 40 and 80) is ``XRAYGAN_SCHEDULE``, for a
-paper-scale config: not in the variant, so ``tiny()`` + variant stays tiny.
+paper-scale config: not in the variant, so the tiny setting plus a variant stays tiny.
 """
 
 import dataclasses

@@ -28,7 +28,7 @@ Departures from the official code, each deliberate (and listed in docs/reproduct
 - Generator init (``g_init = "he"``): He et al.'s for LeakyReLU on every conv and linear of both views'
   cascades, each residual branch starting at zero (``layers.he_init``, as GAN-INT-CLS here). The official
   PyTorch default init leaves this norm-free cascade's output nearly constant whatever the report, so the L2
-  warm-up cannot tell reports apart: at ``tiny()`` the report vector varied by 0.006 across reports after
+  warm-up cannot tell reports apart: at the tiny setting the report vector varied by 0.006 across reports after
   the warm-up and the main job's samples by 1.0 (frontal) and 0.16 (lateral) grey levels across 64 test
   cases (real images: 25 and 21): one image for every report. ``g_init = "default"`` restores it.
 - The learning rate falls by ``lr_decay`` (0.2, the paper's) at 50 % and 75 % of each stage's GAN epochs

@@ -10,20 +10,21 @@ import pytest
 import torch
 
 from methods import METHODS
+from tests.tiny import tiny_model
 
 CONDITIONAL = sorted(name for name in METHODS if name != "dummy")
 
 
 def test_every_method_but_the_floor_lists_its_conditional_critics():
     for name, cls in METHODS.items():
-        critics = cls.conditional_critics(cls.Config.tiny(), 64)
+        critics = cls.conditional_critics(tiny_model(name), 64)
         assert bool(critics) == (name in CONDITIONAL), name
 
 
 @pytest.mark.parametrize("name", CONDITIONAL)
 def test_the_critic_is_not_additive_in_image_and_report(name):
     cls = METHODS[name]
-    critics = cls.conditional_critics(cls.Config.tiny(), 64)
+    critics = cls.conditional_critics(tiny_model(name), 64)
     for label, (critic, size, text_dim) in critics.items():
         gen = torch.Generator().manual_seed(0)
         x1, x2 = (torch.rand(16, 1, size, size, generator=gen) * 2 - 1 for _ in range(2))

@@ -21,6 +21,7 @@ from benchmark.pipeline.runner import run
 from methods import METHODS
 from methods.base import TokenBatch
 from methods.vcn import auroc, load_vcn
+from tests.tiny import tiny_model
 
 pytestmark = pytest.mark.slow
 CHEAP_EVAL = ['eval.metrics=["ssim"]', "eval.bootstrap=0"]  # the mechanisms, not the metrics
@@ -106,7 +107,7 @@ def test_every_conditional_method_draws_other_images_for_other_reports(name, tin
     """The same per-case noise (one seed for every case), other reports: the images must differ."""
     vocab, train, test = tiny_phantom
     cls = METHODS[name]
-    cfg = cls.Config.tiny()
+    cfg = tiny_model(name)
     if name == "xraygan":  # no val split here, so no VCN gate; the short VCN is enough for this check
         cfg = dataclasses.replace(cfg, vcn=dataclasses.replace(cfg.vcn, epochs=1))
     method = cls(cfg, vocab, image_size=64, device="cpu", seed=0)

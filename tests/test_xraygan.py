@@ -182,7 +182,7 @@ def test_the_vcn_gate_stops_a_run_below_its_threshold_and_records_the_auroc(thre
     """Each stage's VCN is scored on held-out val pairs; below model.vcn.min_auroc the run stops, naming the
     stage and the AUROC (an AUROC above 1 is impossible: 1.01 always stops; 0 never does)."""
     vocab, train, test = tiny_phantom
-    vcn = dataclasses.replace(Config.tiny().vcn, epochs=1, min_auroc=threshold)
+    vcn = dataclasses.replace(tiny_model("xraygan").vcn, epochs=1, min_auroc=threshold)
     method = XRayGAN(tiny(epochs=(1, 1), warmup_epochs=1, vcn=vcn), vocab, image_size=64, device="cpu")
     val = test.subset(np.arange(16))
     if threshold > 1:
