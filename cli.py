@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from benchmark.core.errors import XbenchError
 from benchmark.data.datasets import DATASETS, DataConfig, dataset_class, get_dataset
@@ -69,26 +68,12 @@ def data_info(
     seed: SeedOpt = 0,
 ):
     """Cases per split, skipped cases, and what the dataset's images show."""
+    from benchmark.pipeline.display import data_info_tables
+
     ds = get_dataset(dataset, DataConfig(root=root, reports=reports, on_error=on_error, seed=seed))
     splits = ds.splits()
-    table = Table(title=f"{dataset}: {ds.description}", show_header=False)
-    for split in ("train", "val", "test"):
-        table.add_row(f"{split} cases", str(len(splits[split])))
-    table.add_row("skipped cases", str(len(splits.skipped)))
-    nested = {}
-    for label, value in ds.summary(splits).items():
-        if isinstance(value, dict):
-            nested[label] = value
-        else:
-            table.add_row(label, str(value))
-    console.print(table)
-    for label, counts in nested.items():
-        sub = Table(title=label)
-        sub.add_column("MeSH term")
-        sub.add_column("cases", justify="right")
-        for term, count in counts.items():
-            sub.add_row(term, str(count))
-        console.print(sub)
+    for table in data_info_tables(dataset, ds, splits):
+        console.print(table)
     for case_id, why in splits.skipped.items():
         console.print(f"skipped {case_id}: {why}", markup=False)
 
@@ -212,23 +197,11 @@ def check_command(
 ):
     """Re-run recorded tiny configurations; compare every metric within leaderboards/tolerances.toml."""
     from benchmark.pipeline.check import check_records
+    from benchmark.pipeline.display import check_table
     from benchmark.pipeline.leaderboard import LEADERBOARDS
 
     rows, n_records = check_records(records, runs_dir, LEADERBOARDS)
-    table = Table("record", "view", "metric", "recorded", "now", "tolerance", "ok", title="xbench check")
-    for r in rows:
-        tol = f"abs {r.tolerance.abs:g} / rel {r.tolerance.rel:g}" if r.tolerance else ""
-        fmt = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
-        table.add_row(
-            r.record,
-            r.view,
-            r.metric,
-            fmt(r.recorded),
-            fmt(r.now),
-            tol,
-            "ok" if r.ok else f"[red]REGRESSION[/red] {r.why}",
-        )
-    console.print(table)
+    console.print(check_table(rows))
     failed = [r for r in rows if not r.ok]
     if failed:
         console.print(f"{len(failed)} of {len(rows)} comparisons out of tolerance")
@@ -292,6 +265,7 @@ def bench_command(
 
     from benchmark.pipeline.bench import report, suite
     from benchmark.pipeline.bench.suite import TRAINABLE
+    from benchmark.pipeline.display import rows_table
     from benchmark.pipeline.leaderboard import LEADERBOARDS
 
     setting = config or ("paper" if torch.cuda.is_available() else "tiny")
@@ -306,10 +280,7 @@ def bench_command(
     )
     reference = report.load_reference(LEADERBOARDS / "speed_reference.toml")
     for title, headers, rows in report.tables(doc, reference):
-        table = Table(*headers, title=title)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        console.print(rows_table(title, headers, rows))
     for path in suite.save_document(doc, out, LEADERBOARDS, record=record):
         console.print(f"wrote {path}")
 
@@ -318,10 +289,9 @@ def bench_command(
 @ls_app.command("datasets")
 def ls_datasets():
     """The registered datasets."""
-    table = Table("name", "what")
-    for name, cls in DATASETS.items():
-        table.add_row(name, cls.description)
-    console.print(table)
+    from benchmark.pipeline.display import datasets_table
+
+    console.print(datasets_table())
 
 
 @ls_app.command("methods")
@@ -331,15 +301,10 @@ def ls_methods(
 ):
     """The registered methods and their variants (and parameter counts with --params)."""
     from benchmark.pipeline.catalog import method_catalog
+    from benchmark.pipeline.display import methods_table
 
     entries, vocab_size = method_catalog(parameters=params)
-    table = Table("name", "variants", "parameters at the paper setting" if params else "what")
-    for entry in entries:
-        detail = entry.summary
-        if entry.parameters is not None:
-            detail = "\n".join(f"{k}: {v:,}" for k, v in entry.parameters.items()) or "none"
-        table.add_row(entry.name, ", ".join(entry.variants), detail)
-    console.print(table)
+    console.print(methods_table(entries))
     if params:
         console.print(f"(embeddings counted with the Open-i train vocabulary: {vocab_size:,} words)")
 
@@ -347,43 +312,29 @@ def ls_methods(
 @ls_app.command("metrics")
 def ls_metrics():
     """The registered metrics: direction, scope, weights and protocol."""
-    from metrics import METRICS
+    from benchmark.pipeline.display import metrics_table
 
-    table = Table("name", "", "scope", "weights", "protocol")
-    for name, spec in METRICS.items():
-        table.add_row(name, spec.arrow, "/".join(spec.scope), ", ".join(spec.weights) or "-", spec.protocol_note)
-    console.print(table)
+    console.print(metrics_table())
 
 
 @weights_app.command("list")
 def weights_list():
     """Every weights file the metrics can use: source, sha256, which metrics, where it was found."""
+    from benchmark.pipeline.display import weights_list_table
     from metrics.weights import weights_table
 
-    table = Table("name", "file", "used by", "found at", "sha256", "source")
-    for row in weights_table():
-        table.add_row(
-            row["name"],
-            row["file"],
-            ", ".join(row["used_by"]),
-            row["path"] or "[red]missing[/red]",
-            row["sha256"][:16],
-            row["source"],
-        )
-    console.print(table)
+    console.print(weights_list_table(weights_table()))
 
 
 @weights_app.command("verify")
 @user_errors
 def weights_verify():
     """Hash every weights file present; exit 1 when one has the wrong sha256."""
+    from benchmark.pipeline.display import weights_verify_table
     from metrics.weights import verify_weights
 
     rows = verify_weights()
-    table = Table("name", "status", "path", "how to get it")
-    for row in rows:
-        table.add_row(row["name"], row["status"], row["path"] or "", row.get("hint", ""))
-    console.print(table)
+    console.print(weights_verify_table(rows))
     if any(row["status"].startswith("wrong") for row in rows):
         raise typer.Exit(1)
 
@@ -401,17 +352,9 @@ def weights_import(
 
 
 def print_results(results) -> None:
-    """Result rows: one per run, the main metrics per view."""
-    table = Table("run", "N", "view", "metrics", title="results")
-    for r in results:
-        for view, values in r.metrics.items():
-            if view not in ("frontal", "lateral", "pair") or not values:
-                continue
-            shown = ", ".join(
-                f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float) and not k.endswith(("_n", "_ci"))
-            )
-            table.add_row(r.run_id, str(r.n_test_cases), view, shown)
-    console.print(table)
+    from benchmark.pipeline.display import results_table
+
+    console.print(results_table(results))
 
 
 def _parse_seeds(text: str) -> list[int]:

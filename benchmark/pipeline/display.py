@@ -1,0 +1,110 @@
+"""What the command line shows: rich tables built from the pipeline's results (the CLI only prints them)."""
+
+from collections.abc import Iterable
+
+from rich.table import Table
+
+from benchmark.data.datasets import DATASETS, Dataset, Splits
+from benchmark.pipeline.catalog import MethodEntry
+from benchmark.pipeline.check import Comparison
+from benchmark.pipeline.results import RunResult
+from metrics import METRICS
+
+
+def data_info_tables(name: str, ds: Dataset, splits: Splits) -> list[Table]:
+    """Cases per split, skipped cases, the dataset's own summary lines, and one table per nested summary."""
+    table = Table(title=f"{name}: {ds.description}", show_header=False)
+    for split in ("train", "val", "test"):
+        table.add_row(f"{split} cases", str(len(splits[split])))
+    table.add_row("skipped cases", str(len(splits.skipped)))
+    tables = [table]
+    for label, value in ds.summary(splits).items():
+        if not isinstance(value, dict):
+            table.add_row(label, str(value))
+            continue
+        sub = Table("MeSH term", "cases", title=label)
+        for term, count in value.items():
+            sub.add_row(term, str(count))
+        tables.append(sub)
+    return tables
+
+
+def results_table(results: Iterable[RunResult]) -> Table:
+    """One row per run and view: the main metrics."""
+    table = Table("run", "N", "view", "metrics", title="results")
+    for r in results:
+        for view, values in r.metrics.items():
+            if view not in ("frontal", "lateral", "pair") or not values:
+                continue
+            shown = ", ".join(
+                f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float) and not k.endswith(("_n", "_ci"))
+            )
+            table.add_row(r.run_id, str(r.n_test_cases), view, shown)
+    return table
+
+
+def check_table(rows: Iterable[Comparison]) -> Table:
+    table = Table("record", "view", "metric", "recorded", "now", "tolerance", "ok", title="xbench check")
+    for r in rows:
+        tol = f"abs {r.tolerance.abs:g} / rel {r.tolerance.rel:g}" if r.tolerance else ""
+        table.add_row(
+            r.record,
+            r.view,
+            r.metric,
+            _number(r.recorded),
+            _number(r.now),
+            tol,
+            "ok" if r.ok else f"[red]REGRESSION[/red] {r.why}",
+        )
+    return table
+
+
+def rows_table(title: str, headers, rows) -> Table:
+    table = Table(*headers, title=title)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def datasets_table() -> Table:
+    return rows_table("datasets", ("name", "what"), ((name, cls.description) for name, cls in DATASETS.items()))
+
+
+def methods_table(entries: list[MethodEntry]) -> Table:
+    with_counts = any(e.parameters is not None for e in entries)
+    table = Table("name", "variants", "parameters at the paper setting" if with_counts else "what", title="methods")
+    for e in entries:
+        detail = e.summary if e.parameters is None else "\n".join(f"{k}: {v:,}" for k, v in e.parameters.items())
+        table.add_row(e.name, ", ".join(e.variants), detail or "none")
+    return table
+
+
+def metrics_table() -> Table:
+    rows = (
+        (name, s.arrow, "/".join(s.scope), ", ".join(s.weights) or "-", s.protocol_note) for name, s in METRICS.items()
+    )
+    return rows_table("metrics", ("name", "", "scope", "weights", "protocol"), rows)
+
+
+def weights_list_table(rows: list[dict]) -> Table:
+    cells = (
+        (
+            r["name"],
+            r["file"],
+            ", ".join(r["used_by"]),
+            r["path"] or "[red]missing[/red]",
+            r["sha256"][:16],
+            r["source"],
+        )
+        for r in rows
+    )
+    return rows_table("weights", ("name", "file", "used by", "found at", "sha256", "source"), cells)
+
+
+def weights_verify_table(rows: list[dict]) -> Table:
+    cells = ((r["name"], r["status"], r["path"] or "", r.get("hint", "")) for r in rows)
+    return rows_table("weights", ("name", "status", "path", "how to get it"), cells)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
