@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmark.reports import Finding
 
-RENDERER_VERSION = "phantom-1"
+RENDERER_VERSION = "phantom-2"
 
 __all__ = ["RENDERER_VERSION", "RenderedCase", "is_modelled", "render_case", "build_case"]
 
@@ -71,6 +71,6 @@ def render_case(case_id: str, findings: Sequence[Finding], *, seed: int = 0, siz
     anatomy, modelled, unmodelled = build_case(case_id, findings, seed=seed)
     images = {}
     for name, view in make_views(anatomy, size).items():
-        sharp, soft = ray_sums(anatomy, view)
-        images[name] = develop(anatomy, name, sharp, soft, rng_for(case_id, seed, "noise", name))
+        sharp, soft, lung = ray_sums(anatomy, view, name)
+        images[name] = develop(anatomy, name, sharp, soft, lung, rng_for(case_id, seed, "noise", name))
     return RenderedCase(images["frontal"], images["lateral"], modelled, unmodelled)

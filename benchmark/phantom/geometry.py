@@ -88,6 +88,8 @@ class Component:
     minus: list = dataclasses.field(default_factory=list)  # exact (inclusion-exclusion)
     minus_disjoint: list = dataclasses.field(default_factory=list)  # assumed disjoint from the rest
     layer: int = SHARP
+    view: str | None = None  # drawn in this view only (arms: down on the PA film, raised on the lateral)
+    lung: bool = False  # aerated lung: carries the parenchymal texture
 
     def contains(self, p: np.ndarray) -> np.ndarray:
         inside = np.ones(len(np.atleast_2d(p)), bool)

@@ -28,6 +28,10 @@ class View:
     d: np.ndarray
     px: float  # cm per pixel
     size: int
+    # The film: columns [crop, crop + keep) of the square canvas, stretched to ``size`` columns (a film
+    # squashed to a square, as the image pipeline does with real films).
+    crop: int = 0
+    keep: int = 0
 
     @property
     def basis(self) -> np.ndarray:
@@ -37,6 +41,13 @@ class View:
         """(..., 3) points -> (..., 3) as (col, row, depth) in pixel units (pixel centres at integers)."""
         q = (np.asarray(p, float) - self.origin) @ self.basis / self.px
         q[..., :2] -= 0.5
+        return q
+
+    def to_image(self, p: np.ndarray) -> np.ndarray:
+        """(..., 3) points -> (..., 3) as (col, row, depth) in the final (cropped, stretched) image."""
+        q = self.to_pixels(p)
+        keep = self.keep or self.size
+        q[..., 0] = (q[..., 0] - self.crop + 0.5) * (self.size / keep) - 0.5
         return q
 
 
