@@ -95,7 +95,7 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     insp = u(-1.6, 1.4)
     apex = 24.5 + 2.5 * (size - 1) + u(-1.0, 1.0)
     dome_depth = u(5.5, 7.0)
-    fov_top = apex + u(2.5, 5.0)
+    fov_top = apex + u(2.0, 4.5)
     fov_h = fov_top - (insp - 1.5 - dome_depth - u(2.0, 5.0))
     p = Patient(
         female=female,
@@ -121,13 +121,16 @@ def sample_patient(rng: np.random.Generator) -> Patient:
         fov_h=fov_h,
         frame_x=u(-1.5, 1.5),
         frame_w=W + u(-1.8, 0.2),
-        frame_y=u(-1.2, 1.2),
-        frame_d=D + u(-0.8, 1.2),
-        arm_out=u(0.04, 0.25),
+        frame_y=0.0,
+        frame_d=0.0,
+        arm_out=u(0.02, 0.2),
         arm_r=size * u(3.4, 4.6),
         texture=u(0.7, 1.3),
         marker=int(rng.choice([0, 0, 0, 1, 2])),
     )
+    # the lateral film: the sternum always in, the back's skin at or just beyond the film's edge
+    front, back = D + u(0.0, 0.8), -D + u(0.3, 1.8)
+    p.frame_y, p.frame_d = (front + back) / 2, (front - back) / 2
     p.ref_lung_mu = p.lung_mu
     return p
 
@@ -314,7 +317,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     # a boxy cross-section (two ellipses intersected): the lateral chest wall is seen tangentially, as on a film
     trunk = Ellipsoid.make([0, 0, -8], [W * 1.12, D * 1.12, 55])
     flank = Ellipsoid.make([0, 0, -8], [W, D * 1.6, 55])
-    chest = Ellipsoid.make([0, 0, -8], [W * 1.6, D, 55])
+    chest = Ellipsoid.make([0, 0, -8], [W * 2.2, D, 55])
     comps.append(Component(MU_SOFT, [trunk, flank, chest, below(shoulder_z)]))
     torso = (trunk, flank, chest, below(shoulder_z))
     for k in (0.85, 1.15):  # nested shells: the shoulders' shadow fades into the chest, no hard rim
@@ -423,7 +426,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             post = np.clip((np.pi * 0.55 - phim) / 0.5, 0, 1)  # 1 posterior .. 0 anterior, smooth between
             radius = rr * rib_w[k - 1, m] * (0.82 + 0.36 * post)
             dens = bone * rib_d[k - 1, m] * (0.42 + 0.38 * post) * np.linspace(1.0, 0.8, len(phim))
-            dens[0] *= 0.5  # the neck runs along the lateral ray: keep its end-on spot faint
+            dens[:3] *= [0.45, 0.6, 0.8]  # the neck runs along the lateral ray: keep its end-on spot faint
             dens *= 1.0 if k <= 10 else 0.7
             parts.polyline(pts, radius, dens, inner=radius * (0.5 + 0.12 * post), mu_inner=-0.55 * dens)
             if k <= 10:  # faint costal cartilage to the sternum
