@@ -321,7 +321,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     comps.append(Component(MU_SOFT, [trunk, flank, chest, below(shoulder_z)]))
     torso = (trunk, flank, chest, below(shoulder_z))
     for k in (0.85, 1.15):  # nested shells: the shoulders' shadow fades into the chest, no hard rim
-        shoulders = Ellipsoid.make([0, -1.0, shoulder_z + 1.0], [W + 3.0, D * 0.85 * k, 5.5 * k])
+        shoulders = Ellipsoid.make([0, -1.0, shoulder_z + 1.0], [W + 3.0, D * 0.7 * k, 5.5 * k])
         comps.append(Component(MU_SOFT / 2, [shoulders], [torso]))
     neck = Ellipsoid.make([0, -0.5, shoulder_z + 9], [5.8, 6.2, 13.0])
     comps.append(Component(MU_SOFT, [neck], [torso, shoulders]))
@@ -453,8 +453,12 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
         # Shoulders and arms: down and out on the PA film (humeral heads at the top corners, arm soft
         # tissue along the film's sides), raised out of the field on the lateral film.
         for view, head, axis in (
-            ("frontal", np.array([s * (W + 1.2), -1.0, notch_z + 1.2]), [s * np.sin(p.arm_out), 0.0, -np.cos(p.arm_out)]),
-            ("lateral", np.array([s * (W + 0.6), 1.0, notch_z + 3.6]), [s * 0.1, 0.75, 0.65]),
+            (
+                "frontal",
+                np.array([s * (W + 1.2), -1.0, notch_z + 1.2]),
+                [s * np.sin(p.arm_out), 0.0, -np.cos(p.arm_out)],
+            ),
+            ("lateral", np.array([s * (W + 0.6), 1.0, notch_z + 4.5]), [s * 0.1, 0.6, 0.8]),
         ):
             axis = np.asarray(axis) / np.linalg.norm(axis)
             arm = Ellipsoid.make(head + axis * 17.0, [20.0, p.arm_r, p.arm_r], frame(axis))
@@ -503,7 +507,7 @@ def _vessels(anat: Anatomy, rng: np.random.Generator) -> None:
         lo = np.array([[-0.1, -0.95, 0.0]])
         hi = np.array([[1.0, 0.95, 1.0]])
         start = lung.hilum[None, :] + rng.normal(0, 0.3, 3)
-        radius = np.array([0.62 * p.hilum_scale * p.vessel_scale])
+        radius = np.array([0.55 * p.hilum_scale * p.vessel_scale])
         for gen in range(VESSEL_GENERATIONS):
             n = len(lo)
             axis = np.argmax((hi - lo) * span, axis=1)
@@ -516,15 +520,15 @@ def _vessels(anat: Anatomy, rng: np.random.Generator) -> None:
             a = np.repeat(start, 2, 0)
             reach = 0.55 if gen < VESSEL_GENERATIONS - 1 else 1.0
             b = a + (target - a) * reach
-            r = np.repeat(radius, 2) * rng.uniform(0.62, 0.78, 2 * n)
+            r = np.repeat(radius, 2) * rng.uniform(0.74, 0.86, 2 * n)  # about Murray's law, 2^(-1/3)
             # a kink half way: vessels are not straight rods
             mid = 0.5 * (a + b) + rng.normal(0, 0.12, (2 * n, 3)) * np.linalg.norm(b - a, axis=1, keepdims=True)
             segs.extend(zip(a, mid, r))
-            segs.extend(zip(mid, b, r * 0.9))
-            lo, hi, start, radius = lo2, hi2, b, r * 0.9
+            segs.extend(zip(mid, b, r * 0.93))
+            lo, hi, start, radius = lo2, hi2, b, r * 0.93
         # twigs: the last branches run on toward the lung's surface, thinning out
         tip = lung.point(*np.clip(lo + (hi - lo) * rng.uniform(0.0, 1.0, hi.shape), 0, 1).T)
-        segs.extend(zip(start, start + (tip - start) * 0.8, radius * 0.6))
+        segs.extend(zip(start, start + (tip - start) * 0.8, radius * 0.7))
     anat.notes["vessels"] = segs
 
 
@@ -546,7 +550,7 @@ def finalize_vessels(anat: Anatomy) -> None:
     keep |= hil
     for zone in anat.vessel_zones:
         keep &= ~zone.contains(mid)
-    mu = (MU_SOFT - p.lung_mu) * 1.25 * p.vessel_mu
+    mu = (MU_SOFT - p.lung_mu) * 1.8 * p.vessel_mu
     for k in np.flatnonzero(keep):
         anat.parts.tube(a[k], b[k], max(r[k], 0.06), mu)
 
