@@ -319,7 +319,9 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     flank = Ellipsoid.make([0, 0, -8], [W, D * 1.6, 55])
     chest = Ellipsoid.make([0, 0, -8], [W * 2.2, D, 55])
     comps.append(Component(MU_SOFT, [trunk, flank, chest, below(shoulder_z)]))
-    torso = (trunk, flank, chest, below(shoulder_z))
+    # what lies outside the trunk is cut against the one ellipse that bounds the trunk there (cheaper
+    # than the exact intersection): the flank at the sides and the top, the chest in front
+    torso = (flank, below(shoulder_z))
     for k in (0.85, 1.15):  # nested shells: the shoulders' shadow fades into the chest, no hard rim
         shoulders = Ellipsoid.make([0, -1.0, shoulder_z + 1.0], [W + 3.0, D * 0.7 * k, 5.5 * k])
         comps.append(Component(MU_SOFT / 2, [shoulders], [torso]))
@@ -330,7 +332,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             b = Ellipsoid.make(
                 [s * Wi * 0.52, D - 0.6 * p.breast, p.apex_z - 20.5], [p.breast * 1.15, p.breast * 1.2, p.breast * 0.95]
             )
-            comps.append(Component(MU_SOFT * 0.92, [b], [torso]))
+            comps.append(Component(MU_SOFT * 0.92, [b], [(chest, below(shoulder_z))]))
 
     # ------------------------------------------------------------------ mediastinum and heart
     lung_front, lung_back = D - 2.1, -D + 2.6
@@ -414,7 +416,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             Rx = abs(lung.center[0]) + lung.semi[0] * cs + 0.8
             Ry = lung.semi[1] * max(cs, 0.55) + 0.9
             phi0 = np.arcsin(min(2.6 / Rx, 0.9))
-            phi = np.linspace(phi0, phi1, 11)
+            phi = np.linspace(phi0, phi1, 9)
             g = (1 - np.cos(phi)) / 2 + 0.12 * np.sin(phi) ** 2
             g = g + 0.35 * np.clip((phi - np.pi / 2) / (0.3 * np.pi), 0, None) ** 1.5  # anterior: down and in
             rise = 0.7 * np.clip(np.sin(2 * phi), 0, None) * (phi < np.pi / 2)
@@ -426,7 +428,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             post = np.clip((np.pi * 0.55 - phim) / 0.5, 0, 1)  # 1 posterior .. 0 anterior, smooth between
             radius = rr * rib_w[k - 1, m] * (0.82 + 0.36 * post)
             dens = bone * rib_d[k - 1, m] * (0.42 + 0.38 * post) * np.linspace(1.0, 0.8, len(phim))
-            dens[:3] *= [0.45, 0.6, 0.8]  # the neck runs along the lateral ray: keep its end-on spot faint
+            dens[:3] *= [0.45, 0.65, 0.85]  # the neck runs along the lateral ray: keep its end-on spot faint
             dens *= 1.0 if k <= 10 else 0.7
             parts.polyline(pts, radius, dens, inner=radius * (0.5 + 0.12 * post), mu_inner=-0.55 * dens)
             if k <= 10:  # faint costal cartilage to the sternum
@@ -521,10 +523,13 @@ def _vessels(anat: Anatomy, rng: np.random.Generator) -> None:
             reach = 0.55 if gen < VESSEL_GENERATIONS - 1 else 1.0
             b = a + (target - a) * reach
             r = np.repeat(radius, 2) * rng.uniform(0.74, 0.86, 2 * n)  # about Murray's law, 2^(-1/3)
-            # a kink half way: vessels are not straight rods
+            # a kink half way in the long proximal branches: vessels are not straight rods
             mid = 0.5 * (a + b) + rng.normal(0, 0.12, (2 * n, 3)) * np.linalg.norm(b - a, axis=1, keepdims=True)
-            segs.extend(zip(a, mid, r))
-            segs.extend(zip(mid, b, r * 0.93))
+            if gen < 3:
+                segs.extend(zip(a, mid, r))
+                segs.extend(zip(mid, b, r * 0.93))
+            else:
+                segs.extend(zip(a, b, r))
             lo, hi, start, radius = lo2, hi2, b, r * 0.93
         # twigs: the last branches run on toward the lung's surface, thinning out
         tip = lung.point(*np.clip(lo + (hi - lo) * rng.uniform(0.0, 1.0, hi.shape), 0, 1).T)
@@ -551,8 +556,7 @@ def finalize_vessels(anat: Anatomy) -> None:
     for zone in anat.vessel_zones:
         keep &= ~zone.contains(mid)
     mu = (MU_SOFT - p.lung_mu) * 1.8 * p.vessel_mu
-    for k in np.flatnonzero(keep):
-        anat.parts.tube(a[k], b[k], max(r[k], 0.06), mu)
+    anat.parts.tubes(a[keep], b[keep], np.maximum(r[keep], 0.06), mu)
 
 
 def cardiothoracic_ratio(anat: Anatomy) -> float:

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from benchmark.phantom.anatomy import MU_SOFT, Anatomy
-from benchmark.phantom.geometry import SHARP, SOFT, rotation
+from benchmark.phantom.geometry import rotation
 from benchmark.phantom.projection import View, blobs_into, component_chord, tubes_into
 
 # Film formation. Calibrated with ``benchmark.datasets.realism`` against Open-i films after the pipeline:
@@ -42,15 +42,17 @@ def make_views(anat: Anatomy, size: int) -> dict[str, View]:
     return {"frontal": frontal, "lateral": lateral}
 
 
-def _resize_axis(img: np.ndarray, n_out: int, axis: int) -> np.ndarray:
-    """Linear interpolation along one axis between pixel-centre grids (edge-clamped)."""
+def _resize_axis(img: np.ndarray, n_out: int, axis: int, start: float = 0.0, length: float | None = None) -> np.ndarray:
+    """Linear interpolation along one axis between pixel-centre grids (edge-clamped): the source window
+    [start, start + length) (in source pixels; default the whole axis) onto ``n_out`` pixels."""
     n_in = img.shape[axis]
-    x = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    length = n_in if length is None else length
+    x = start + (np.arange(n_out) + 0.5) * (length / n_out) - 0.5
     x = np.clip(x, 0, n_in - 1)
     i0 = np.minimum(np.floor(x).astype(int), n_in - 2) if n_in > 1 else np.zeros(n_out, int)
     t = (x - i0).astype(np.float32)
     i1 = np.minimum(i0 + 1, n_in - 1)
-    shape = [1, 1]
+    shape = [1] * img.ndim
     shape[axis] = n_out
     t = t.reshape(shape)
     return np.take(img, i0, axis) * (1 - t) + np.take(img, i1, axis) * t
@@ -65,18 +67,15 @@ def ray_sums(anat: Anatomy, view: View, name: str) -> tuple[np.ndarray, np.ndarr
 
     Tubes and small ellipsoids (bones, vessels, devices: fine detail) are summed at full resolution; the
     large smooth components (body, lungs, fluid, opacities) at half resolution, then interpolated. The
-    canvas's film columns are then stretched to the square film."""
+    canvas's film columns are stretched to the square film."""
     n = view.size
     acc = [np.zeros(n * n, np.float64), np.zeros(n * n, np.float64)]
     both = (anat.parts, anat.view_parts[name])
     tubes_into(acc, view, *(np.concatenate(arrays) for arrays in zip(*(p.tube_arrays() for p in both))))
     blobs_into(acc, view, *(np.concatenate(arrays) for arrays in zip(*(p.blob_arrays() for p in both))))
-    sharp = acc[0].reshape(n, n).astype(np.float32)
-    soft = acc[1].reshape(n, n).astype(np.float32)
     half = n // 2 if n >= 128 else n
     low = View(view.origin, view.eu, view.ev, view.d, view.px * n / half, half)
-    layers = [np.zeros((half, half), np.float32), np.zeros((half, half), np.float32)]
-    lung = np.zeros((half, half), np.float32)
+    layers = np.zeros((3, half, half), np.float32)  # sharp, soft, lung path
     for comp in anat.components:
         if comp.view not in (None, name):
             continue
@@ -84,23 +83,25 @@ def ray_sums(anat: Anatomy, view: View, name: str) -> tuple[np.ndarray, np.ndarr
         if out is None:
             continue
         (i0, i1, j0, j1), chord = out
-        layers[comp.layer][i0:i1, j0:j1] += np.float32(comp.mu) * chord
+        layers[comp.layer, i0:i1, j0:j1] += np.float32(comp.mu) * chord
         if comp.lung:
-            lung[i0:i1, j0:j1] += chord
-    if half != n:
-        sharp += resize(layers[SHARP], n)
-        if layers[SOFT].any():
-            soft += resize(layers[SOFT], n)
-        lung = resize(lung, n)
-    else:
-        sharp += layers[SHARP]
-        soft += layers[SOFT]
-    cols = slice(view.crop, view.crop + (view.keep or n))
+            layers[2, i0:i1, j0:j1] += chord
+    # only the layers that hold something are resampled (most cases have no ill-defined lesion)
+    keep, k = view.keep or n, n // half
 
-    def film(img):
-        return _resize_axis(img[:, cols], n, 1) if (view.keep or n) != n else img
+    def film(fine, coarse):
+        out = _resize_axis(_resize_axis(coarse, n, 0), n, 1, view.crop / k, keep / k)
+        if fine is not None:
+            fine = fine.reshape(n, n).astype(np.float32)
+            out += _resize_axis(fine, n, 1, view.crop, keep) if keep != n else fine
+        return out
 
-    return film(sharp), film(soft), film(lung)
+    soft = acc[1].any() or layers[1].any()  # most cases have no ill-defined lesion: skip that layer
+    return (
+        film(acc[0], layers[0]),
+        film(acc[1], layers[1]) if soft else np.zeros((n, n), np.float32),
+        film(None, layers[2]),
+    )
 
 
 def box_blur(img: np.ndarray, r: int) -> np.ndarray:
