@@ -67,6 +67,10 @@ def data_info(
     reports: ReportsOpt = None,
     on_error: OnErrorOpt = "raise",
     seed: SeedOpt = 0,
+    realism: Annotated[
+        bool, typer.Option(help="Also measure per view the side-band background and spectral slope (256 px).")
+    ] = False,
+    realism_cases: Annotated[int, typer.Option(help="How many cases --realism measures.")] = 200,
 ):
     """Cases per split, skipped cases, and what the dataset's images show."""
     ds = get_dataset(dataset, DataConfig(root=root, reports=reports, on_error=on_error, seed=seed))
@@ -76,7 +80,12 @@ def data_info(
         table.add_row(f"{split} cases", str(len(splits[split])))
     table.add_row("skipped cases", str(len(splits.skipped)))
     nested = {}
-    for label, value in ds.summary(splits).items():
+    summary = ds.summary(splits)
+    if realism:
+        from benchmark.datasets.realism import realism_summary
+
+        summary.update(realism_summary(ds, splits.all, realism_cases))
+    for label, value in summary.items():
         if isinstance(value, dict):
             nested[label] = value
         else:
@@ -97,7 +106,7 @@ def data_info(
 @user_errors
 def data_preview(
     dataset: DatasetArg = "phantom",
-    cases: Annotated[int, typer.Option(help="How many cases (rows) to show.")] = 8,
+    cases: Annotated[int, typer.Option(help="How many cases (rows) to show.")] = 12,
     out: Annotated[Path, typer.Option(help="Where to write the PNG contact sheet.")] = Path("sheet.png"),
     split: Annotated[str, typer.Option(help="Which split's first cases to show.")] = "test",
     root: RootOpt = None,
@@ -105,7 +114,7 @@ def data_preview(
     size: SizeOpt = 256,
     seed: SeedOpt = 0,
 ):
-    """A contact sheet of frontal + lateral + the report's first findings, for a person to look at."""
+    """A contact sheet of frontal + lateral + the report (MeSH, impression, findings), for a person to look at."""
     from benchmark.sheets import contact_sheet, save_sheet
 
     if cases < 1:
@@ -118,8 +127,8 @@ def data_preview(
         rows.append(
             (
                 [frontal, lateral],
-                f"case {case.case_id}\nMeSH: {tags}\nFINDINGS: {case.report.findings}\n"
-                f"IMPRESSION: {case.report.impression}",
+                f"case {case.case_id}\nMeSH: {tags}\nIMPRESSION: {case.report.impression}\n"
+                f"FINDINGS: {case.report.findings}",
             )
         )
     path = save_sheet(contact_sheet(rows), out)
