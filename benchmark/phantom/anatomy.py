@@ -96,7 +96,7 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     apex = 24.5 + 2.5 * (size - 1) + u(-1.0, 1.0)
     dome_depth = u(5.5, 7.0)
     fov_top = apex + u(2.0, 4.5)
-    fov_h = fov_top - (insp - 1.5 - dome_depth - u(2.0, 5.0))
+    fov_h = fov_top - (insp - 1.5 - dome_depth - u(0.5, 3.5))
     p = Patient(
         female=female,
         half_width=W,
@@ -126,7 +126,7 @@ def sample_patient(rng: np.random.Generator) -> Patient:
         arm_out=u(0.02, 0.2),
         arm_r=size * u(3.4, 4.6),
         texture=u(0.7, 1.3),
-        marker=int(rng.choice([0, 0, 0, 1, 2])),
+        marker=int(rng.choice([0, 0, 0, 0, 0, 0, 1, 2])),
     )
     # the lateral film: the sternum always in, the back's skin at or just beyond the film's edge
     front, back = D + u(0.0, 0.8), -D + u(0.3, 1.8)
@@ -388,7 +388,9 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
         c = spine_center(p, zc)
         spine.append((name, c, h, r))
         top, bot = c + [0, 0, h / 2 - 0.2], c - [0, 0, h / 2 - 0.2]
-        parts.tube(bot, top, r, 0.36 * bone, inner=r - 0.2, mu_inner=-0.26 * bone)  # cortex, marrow
+        parts.tube(bot, top, r, 0.36 * bone, inner=r - 0.2, mu_inner=-0.16 * bone)  # cortex, trabecular bone
+        for end in (bot, top - [0, 0, 0.3]):  # dense endplates: the body's upper and lower lines on both films
+            parts.tube(end, end + [0, 0, 0.3], r - 0.2, 0.2 * bone)
         for sx in (-1, 1):
             parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.36, 0.7, 0.5]), 0.45 * bone)
             parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.22, 0.5, 0.32]), -0.3 * bone)
@@ -428,7 +430,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             post = np.clip((np.pi * 0.55 - phim) / 0.5, 0, 1)  # 1 posterior .. 0 anterior, smooth between
             radius = rr * rib_w[k - 1, m] * (0.82 + 0.36 * post)
             dens = bone * rib_d[k - 1, m] * (0.42 + 0.38 * post) * np.linspace(1.0, 0.8, len(phim))
-            dens[:3] *= [0.45, 0.65, 0.85]  # the neck runs along the lateral ray: keep its end-on spot faint
+            dens[:4] *= [0.3, 0.45, 0.65, 0.85]  # the neck runs along the lateral ray: keep its end-on spot faint
             dens *= 1.0 if k <= 10 else 0.7
             parts.polyline(pts, radius, dens, inner=radius * (0.5 + 0.12 * post), mu_inner=-0.55 * dens)
             if k <= 10:  # faint costal cartilage to the sternum

@@ -192,7 +192,8 @@ def develop(
     px = p.fov_h / size
     A = sharp + gauss_blur(soft, 0.35 / px) if soft.any() else sharp
     # parenchymal texture, in proportion to the aerated lung the ray crosses
-    A = A + lung * texture(noise_rng, size) * np.float32(TEXTURE * p.texture)
+    # (per cm of lung, so the lateral film, whose rays cross both lungs, is scaled back toward the PA's grain)
+    A = A + lung * texture(noise_rng, size) * np.float32(TEXTURE * p.texture * (1.0 if view_name == "frontal" else 0.7))
     centre, width = window(anat, view_name)
     # quantum noise: fewer photons behind dense parts
     n = noise_rng.standard_normal(A.shape, dtype=np.float32)
