@@ -389,8 +389,6 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
         spine.append((name, c, h, r))
         top, bot = c + [0, 0, h / 2 - 0.2], c - [0, 0, h / 2 - 0.2]
         parts.tube(bot, top, r, 0.36 * bone, inner=r - 0.2, mu_inner=-0.16 * bone)  # cortex, trabecular bone
-        for end in (bot, top - [0, 0, 0.3]):  # dense endplates: the body's upper and lower lines on both films
-            parts.tube(end, end + [0, 0, 0.3], r - 0.2, 0.2 * bone)
         for sx in (-1, 1):
             parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.36, 0.7, 0.5]), 0.45 * bone)
             parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.22, 0.5, 0.32]), -0.3 * bone)
@@ -432,7 +430,15 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             dens = bone * rib_d[k - 1, m] * (0.42 + 0.38 * post) * np.linspace(1.0, 0.8, len(phim))
             dens[:4] *= [0.3, 0.45, 0.65, 0.85]  # the neck runs along the lateral ray: keep its end-on spot faint
             dens *= 1.0 if k <= 10 else 0.7
-            parts.polyline(pts, radius, dens, inner=radius * (0.5 + 0.12 * post), mu_inner=-0.55 * dens)
+            # the thin anterior part is drawn solid (its marrow barely shows, and a solid tube costs half)
+            hollow = post > 0.5
+            parts.polyline(
+                pts,
+                radius,
+                dens * np.where(hollow, 1.0, 0.8),
+                inner=np.where(hollow, radius * 0.6, 0.0),
+                mu_inner=-0.55 * dens,
+            )
             if k <= 10:  # faint costal cartilage to the sternum
                 end = pts[-1]
                 stern = np.array([s * 1.4, D - 1.6, end[2] - 1.5 - 0.3 * k])
@@ -470,7 +476,8 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             if view == "frontal":  # on the lateral the raised humeral heads lie above the film
                 comps.append(Component(0.55 * bone, [Ellipsoid.make(head, [2.3, 2.3, 2.5])], view=view))
                 comps.append(Component(-0.25 * bone, [Ellipsoid.make(head, [1.9, 1.9, 2.1])], view=view))
-            shaft = (head + axis * (1.0 if view == "frontal" else 5.0), head + axis * 30.0)
+            # only the shaft's upper part: the rest lies beyond the film's edge in both views
+            shaft = (head + axis * (1.0 if view == "frontal" else 5.0), head + axis * 12.0)
             view_parts[view].tube(*shaft, 1.1, 0.5 * bone, inner=0.7, mu_inner=-0.3 * bone)
         scap = Ellipsoid.make(
             [s * (Wi - 2.4), -D + 2.6, notch_z - 4.5],

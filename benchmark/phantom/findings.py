@@ -781,7 +781,6 @@ def _vertebral_compression(f, anat, rng):
         top = c + [0, 0, h / 2 - 0.2]
         cut = top - [0, 0, 0.4 * h]
         _cancel_tube(anat, cut, top, r, 0.36 * bone, r - 0.2, -0.16 * bone)
-        anat.parts.tube(top - [0, 0, 0.3], top, r - 0.2, -0.2 * bone)  # the old upper endplate goes too
         anat.parts.tube(cut, cut + [0, 0, 0.35], r, 0.5 * bone)
 
 

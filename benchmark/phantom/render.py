@@ -13,10 +13,10 @@ from benchmark.phantom.projection import View, blobs_into, component_chord, tube
 # Film formation. Calibrated with ``benchmark.datasets.realism`` against Open-i films after the pipeline:
 # a film downsampled to 256 px keeps detail up to its Nyquist limit (little detector blur on the PA; the
 # lateral, with more scatter, a little more), so the radial spectrum falls near f^-3 as real films do.
-TEXTURE = 0.012  # parenchymal texture per cm of aerated lung
+TEXTURE = 0.016  # parenchymal texture per cm of aerated lung
 TEXTURE_BETA = 2.6  # its power spectrum's slope
-QUANTUM_NOISE = 0.028
-NOISE_BLUR = 0.12
+QUANTUM_NOISE = 0.03
+NOISE_BLUR = 0.05
 EDGE_ENHANCE = 0.8  # unsharp-mask gain
 DETECTOR_BLUR = {"frontal": 0.0, "lateral": 0.08}  # side weight of the final 3-tap blur
 
