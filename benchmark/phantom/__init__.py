@@ -66,11 +66,12 @@ def build_case(case_id: str, findings: Sequence[Finding], *, seed: int = 0):
 def render_case(case_id: str, findings: Sequence[Finding], *, seed: int = 0, size: int = 256) -> RenderedCase:
     """Both views of one case; identical bytes for identical (case_id, findings, seed, size)."""
     from benchmark.phantom.anatomy import rng_for
-    from benchmark.phantom.render import develop, make_views, ray_sums
+    from benchmark.phantom.render import develop, grains, make_views, ray_sums
 
     anatomy, modelled, unmodelled = build_case(case_id, findings, seed=seed)
+    grain = grains(anatomy, size, rng_for(case_id, seed, "texture"))
     images = {}
     for name, view in make_views(anatomy, size).items():
-        sharp, soft, lung = ray_sums(anatomy, view, name)
-        images[name] = develop(anatomy, name, sharp, soft, lung, rng_for(case_id, seed, "noise", name))
+        sharp, soft = ray_sums(anatomy, view, name, grain[name])
+        images[name] = develop(anatomy, name, sharp, soft, rng_for(case_id, seed, "noise", name))
     return RenderedCase(images["frontal"], images["lateral"], modelled, unmodelled)

@@ -315,10 +315,9 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
 
     # ------------------------------------------------------------------ soft tissue envelope
     # a boxy cross-section (two ellipses intersected): the lateral chest wall is seen tangentially, as on a film
-    trunk = Ellipsoid.make([0, 0, -8], [W * 1.12, D * 1.12, 55])
     flank = Ellipsoid.make([0, 0, -8], [W, D * 1.6, 55])
     chest = Ellipsoid.make([0, 0, -8], [W * 2.2, D, 55])
-    comps.append(Component(MU_SOFT, [trunk, flank, chest, below(shoulder_z)]))
+    comps.append(Component(MU_SOFT, [chest, flank, below(shoulder_z)]))
     # what lies outside the trunk is cut against the one ellipse that bounds the trunk there (cheaper
     # than the exact intersection): the flank at the sides and the top, the chest in front
     torso = (flank, below(shoulder_z))
@@ -496,7 +495,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     parts.polyline([carina, [2.6, -0.9, carina_z - 1.6], [4.0, -1.1, carina_z - 3.6]], [0.55, 0.45], -MU_SOFT)
 
     anatomy = Anatomy(p, comps, parts, lungs, heart, spine, ribs, knob_c, carina, sternum, view_parts=view_parts)
-    anatomy.notes.update(knob=knob, desc=desc, asc=asc, supmed=supmed, trunk=trunk, notch_z=notch_z)
+    anatomy.notes.update(knob=knob, desc=desc, asc=asc, supmed=supmed, trunk=flank, notch_z=notch_z)
     _vessels(anatomy, rng)
     return anatomy
 

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from benchmark.phantom.anatomy import MU_SOFT, Anatomy
-from benchmark.phantom.geometry import rotation
+from benchmark.phantom.geometry import SHARP, SOFT, rotation
 from benchmark.phantom.projection import View, blobs_into, component_chord, tubes_into
 
 # Film formation. Calibrated with ``benchmark.datasets.realism`` against Open-i films after the pipeline:
@@ -62,12 +62,13 @@ def resize(img: np.ndarray, n: int) -> np.ndarray:
     return _resize_axis(_resize_axis(img, n, 0), n, 1)
 
 
-def ray_sums(anat: Anatomy, view: View, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sharp, soft, lung path in cm) over the film, each [size, size] float32.
+def ray_sums(anat: Anatomy, view: View, name: str, grain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sharp, soft) attenuation line integrals over the film, each [size, size] float32.
 
     Tubes and small ellipsoids (bones, vessels, devices: fine detail) are summed at full resolution; the
-    large smooth components (body, lungs, fluid, opacities) at half resolution, then interpolated. The
-    canvas's film columns are stretched to the square film."""
+    large smooth components (body, lungs, fluid, opacities) at half resolution, where ``grain`` (a texture
+    field on that grid, see :func:`texture`) multiplies the aerated lung's path length, then interpolated.
+    The canvas's film columns are stretched to the square film."""
     n = view.size
     acc = [np.zeros(n * n, np.float64), np.zeros(n * n, np.float64)]
     both = (anat.parts, anat.view_parts[name])
@@ -75,7 +76,8 @@ def ray_sums(anat: Anatomy, view: View, name: str) -> tuple[np.ndarray, np.ndarr
     blobs_into(acc, view, *(np.concatenate(arrays) for arrays in zip(*(p.blob_arrays() for p in both))))
     half = n // 2 if n >= 128 else n
     low = View(view.origin, view.eu, view.ev, view.d, view.px * n / half, half)
-    layers = np.zeros((3, half, half), np.float32)  # sharp, soft, lung path
+    layers = np.zeros((2, half, half), np.float32)
+    lung = np.zeros((half, half), np.float32)
     for comp in anat.components:
         if comp.view not in (None, name):
             continue
@@ -85,23 +87,19 @@ def ray_sums(anat: Anatomy, view: View, name: str) -> tuple[np.ndarray, np.ndarr
         (i0, i1, j0, j1), chord = out
         layers[comp.layer, i0:i1, j0:j1] += np.float32(comp.mu) * chord
         if comp.lung:
-            layers[2, i0:i1, j0:j1] += chord
-    # only the layers that hold something are resampled (most cases have no ill-defined lesion)
+            lung[i0:i1, j0:j1] += chord
+    if grain is not None:
+        layers[SHARP] += lung * grain
     keep, k = view.keep or n, n // half
 
     def film(fine, coarse):
         out = _resize_axis(_resize_axis(coarse, n, 0), n, 1, view.crop / k, keep / k)
-        if fine is not None:
-            fine = fine.reshape(n, n).astype(np.float32)
-            out += _resize_axis(fine, n, 1, view.crop, keep) if keep != n else fine
+        fine = fine.reshape(n, n).astype(np.float32)
+        out += _resize_axis(fine, n, 1, view.crop, keep) if keep != n else fine
         return out
 
-    soft = acc[1].any() or layers[1].any()  # most cases have no ill-defined lesion: skip that layer
-    return (
-        film(acc[0], layers[0]),
-        film(acc[1], layers[1]) if soft else np.zeros((n, n), np.float32),
-        film(None, layers[2]),
-    )
+    soft = acc[1].any() or layers[SOFT].any()  # most cases have no ill-defined lesion: skip that layer
+    return film(acc[0], layers[SHARP]), film(acc[1], layers[SOFT]) if soft else np.zeros((n, n), np.float32)
 
 
 def box_blur(img: np.ndarray, r: int) -> np.ndarray:
@@ -169,14 +167,20 @@ def _spectrum_amplitude(n: int, beta: float) -> np.ndarray:
 
 def texture(rng: np.random.Generator, n: int, beta: float = TEXTURE_BETA) -> np.ndarray:
     """A [n, n] Gaussian random field of unit standard deviation whose power falls as f^-beta: the
-    anatomical noise of overlapping lung structure, too fine and too many to model one by one. Drawn at
-    half resolution (it lives in the half-resolution lung path anyway) and interpolated."""
-    m = n // 2 if n >= 128 else n
-    amp = _spectrum_amplitude(m, beta)
+    anatomical noise of overlapping lung structure, too fine and too many to model one by one."""
+    amp = _spectrum_amplitude(n, beta)
     spec = rng.standard_normal((2, *amp.shape), dtype=np.float32)
-    field = np.fft.irfft2((spec[0] + 1j * spec[1]) * amp, s=(m, m)).astype(np.float32)
-    field /= field.std()
-    return resize(field, n) if m != n else field
+    field = np.fft.irfft2((spec[0] + 1j * spec[1]) * amp, s=(n, n)).astype(np.float32)
+    return field / field.std()
+
+
+def grains(anat: Anatomy, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per view, the lung texture on the ray sums' half-resolution grid, in attenuation per cm of aerated
+    lung. One field serves both views, transposed for the lateral (another section through the same
+    lungs); the lateral's rays cross both lungs, so it is scaled back toward the PA's grain."""
+    half = size // 2 if size >= 128 else size
+    field = texture(rng, half) * np.float32(TEXTURE * anat.patient.texture)
+    return {"frontal": field, "lateral": np.ascontiguousarray(field[::-1].T) * np.float32(0.7)}
 
 
 def develop(
@@ -184,16 +188,12 @@ def develop(
     view_name: str,
     sharp: np.ndarray,
     soft: np.ndarray,
-    lung: np.ndarray,
     noise_rng: np.random.Generator,
 ) -> np.ndarray:
     p = anat.patient
     size = sharp.shape[0]
     px = p.fov_h / size
     A = sharp + gauss_blur(soft, 0.35 / px) if soft.any() else sharp
-    # parenchymal texture, in proportion to the aerated lung the ray crosses
-    # (per cm of lung, so the lateral film, whose rays cross both lungs, is scaled back toward the PA's grain)
-    A = A + lung * texture(noise_rng, size) * np.float32(TEXTURE * p.texture * (1.0 if view_name == "frontal" else 0.7))
     centre, width = window(anat, view_name)
     # quantum noise: fewer photons behind dense parts
     n = noise_rng.standard_normal(A.shape, dtype=np.float32)
