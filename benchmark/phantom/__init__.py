@@ -3,7 +3,9 @@
 ``render_case(case_id, findings)`` samples a patient from the case id (sha256-seeded, deterministic), turns
 the MeSH findings into changes of its anatomy and extra solids, and sums attenuation analytically along
 parallel rays: along y for the PA view (patient's right on the image's left), along x for the lateral
-(anterior on the image's left). Both views are projections of the same solids. numpy only.
+(anterior on the image's left). Both views are projections of the same solids, framed like films (the chest
+edge to edge, squashed to a square as the image pipeline squashes real films); only the arms differ (down on
+the PA film, raised on the lateral). numpy only.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ from benchmark.phantom.anatomy import MU_SOFT, Anatomy
 from benchmark.phantom.geometry import SHARP, SOFT, rotation
 from benchmark.phantom.projection import View, blobs_into, component_chord, tubes_into
 
-# Film formation. Calibrated with ``benchmark.datasets.realism`` against Open-i films after the pipeline:
-# a film downsampled to 256 px keeps detail up to its Nyquist limit (little detector blur on the PA; the
-# lateral, with more scatter, a little more), so the radial spectrum falls near f^-3 as real films do.
+# Film formation, calibrated with ``benchmark.datasets.realism`` toward the Open-i figures of issue 15
+# (spectral slope about -2.8 PA, -3.2 lateral after the pipeline): a film downsampled to 256 px keeps detail
+# up to its Nyquist limit (no detector blur on the PA; the lateral, with more scatter, a little), so the
+# radial spectrum falls near f^-3 as real films do.
 TEXTURE = 0.016  # parenchymal texture per cm of aerated lung
 TEXTURE_BETA = 2.6  # its power spectrum's slope
 QUANTUM_NOISE = 0.03
