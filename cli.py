@@ -66,13 +66,19 @@ def data_info(
     reports: ReportsOpt = None,
     on_error: OnErrorOpt = "raise",
     seed: SeedOpt = 0,
+    realism: Annotated[
+        bool, typer.Option(help="Also measure per view the side-band background and spectral slope (256 px).")
+    ] = False,
+    realism_cases: Annotated[int, typer.Option(help="How many cases --realism measures.")] = 200,
 ):
     """Cases per split, skipped cases, and what the dataset's images show."""
+    from benchmark.data.datasets.realism import realism_summary
     from benchmark.pipeline.display import data_info_tables
 
     ds = get_dataset(dataset, DataConfig(root=root, reports=reports, on_error=on_error, seed=seed))
     splits = ds.splits()
-    for table in data_info_tables(dataset, ds, splits):
+    extra = realism_summary(ds, splits.all, realism_cases) if realism else {}
+    for table in data_info_tables(dataset, ds, splits, extra):
         console.print(table)
     for case_id, why in splits.skipped.items():
         console.print(f"skipped {case_id}: {why}", markup=False)
@@ -82,7 +88,7 @@ def data_info(
 @user_errors
 def data_preview(
     dataset: DatasetArg = "phantom",
-    cases: Annotated[int, typer.Option(help="How many cases (rows) to show.")] = 8,
+    cases: Annotated[int, typer.Option(help="How many cases (rows) to show.")] = 12,
     out: Annotated[Path, typer.Option(help="Where to write the PNG contact sheet.")] = Path("sheet.png"),
     split: Annotated[str, typer.Option(help="Which split's first cases to show.")] = "test",
     root: RootOpt = None,

@@ -11,14 +11,15 @@ from benchmark.pipeline.results import RunResult
 from metrics import METRICS
 
 
-def data_info_tables(name: str, ds: Dataset, splits: Splits) -> list[Table]:
-    """Cases per split, skipped cases, the dataset's own summary lines, and one table per nested summary."""
+def data_info_tables(name: str, ds: Dataset, splits: Splits, extra: dict | None = None) -> list[Table]:
+    """Cases per split, skipped cases, the dataset's own summary lines (then ``extra``), and one table per
+    nested summary."""
     table = Table(title=f"{name}: {ds.description}", show_header=False)
     for split in ("train", "val", "test"):
         table.add_row(f"{split} cases", str(len(splits[split])))
     table.add_row("skipped cases", str(len(splits.skipped)))
     tables = [table]
-    for label, value in ds.summary(splits).items():
+    for label, value in {**ds.summary(splits), **(extra or {})}.items():
         if not isinstance(value, dict):
             table.add_row(label, str(value))
             continue

@@ -3,7 +3,9 @@
 ``render_case(case_id, findings)`` samples a patient from the case id (sha256-seeded, deterministic), turns
 the MeSH findings into changes of its anatomy and extra solids, and sums attenuation analytically along
 parallel rays: along y for the PA view (patient's right on the image's left), along x for the lateral
-(anterior on the image's left). Both views are projections of the same solids. numpy only.
+(anterior on the image's left). Both views are projections of the same solids, framed like films (the chest
+edge to edge, squashed to a square as the image pipeline squashes real films); only the arms differ (down on
+the PA film, raised on the lateral). numpy only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from benchmark.data.reports import Finding
 
-RENDERER_VERSION = "phantom-1"
+RENDERER_VERSION = "phantom-2"
 
 __all__ = ["RENDERER_VERSION", "RenderedCase", "is_modelled", "render_case", "build_case"]
 
@@ -66,11 +68,12 @@ def build_case(case_id: str, findings: Sequence[Finding], *, seed: int = 0):
 def render_case(case_id: str, findings: Sequence[Finding], *, seed: int = 0, size: int = 256) -> RenderedCase:
     """Both views of one case; identical bytes for identical (case_id, findings, seed, size)."""
     from benchmark.data.phantom.anatomy import rng_for
-    from benchmark.data.phantom.render import develop, make_views, ray_sums
+    from benchmark.data.phantom.render import develop, grains, make_views, ray_sums
 
     anatomy, modelled, unmodelled = build_case(case_id, findings, seed=seed)
+    grain = grains(anatomy, size, rng_for(case_id, seed, "texture"))
     images = {}
     for name, view in make_views(anatomy, size).items():
-        sharp, soft = ray_sums(anatomy, view)
+        sharp, soft = ray_sums(anatomy, view, name, grain[name])
         images[name] = develop(anatomy, name, sharp, soft, rng_for(case_id, seed, "noise", name))
     return RenderedCase(images["frontal"], images["lateral"], modelled, unmodelled)

@@ -62,7 +62,15 @@ class Patient:
     contrast: float  # window width factor
     noise: float  # quantum noise level
     fov_top: float  # z of the image's top row
-    fov_shift: float  # x/y centring error
+    fov_h: float  # film height (cm); both views are framed from the patient's build, never from findings
+    frame_x: float  # frontal film centre (x, cm): positioning error
+    frame_w: float  # frontal film half-width (cm): the chest fills it edge to edge
+    frame_y: float  # lateral film centre (y, cm)
+    frame_d: float  # lateral film half-width (cm): the chest's depth fills it
+    arm_out: float  # PA: arms hang down and out by this angle (rad); lateral: raised out of the field
+    arm_r: float  # arm soft-tissue radius (cm)
+    texture: float  # lung parenchymal texture strength
+    marker: int  # 0: no side marker on the film; 1, 2: marker in the upper / lower outer corner
     scoliosis: float = 0.0  # lateral deviation amplitude (cm, sign = convex side; + = patient's left)
     scoliosis_low: bool = False
     kyphosis: float = 0.0  # extra thoracic kyphosis (cm)
@@ -81,31 +89,48 @@ class Patient:
 def sample_patient(rng: np.random.Generator) -> Patient:
     u = rng.uniform
     female = bool(rng.random() < 0.5)
-    W = u(14.0, 17.0) - (0.8 if female else 0.0)
-    insp = u(-1.2, 1.2)
+    size = u(0.9, 1.1)  # build: scales width, depth and height together, then each varies on its own
+    W = size * u(14.0, 16.5) - (0.8 if female else 0.0)
+    D = size * u(9.8, 12.2)
+    insp = u(-1.6, 1.4)
+    apex = 24.5 + 2.5 * (size - 1) + u(-1.0, 1.0)
+    dome_depth = u(5.5, 7.0)
+    fov_top = apex + u(2.0, 4.5)
+    fov_h = fov_top - (insp - 1.5 - dome_depth - u(0.5, 3.5))
     p = Patient(
         female=female,
         half_width=W,
-        half_depth=u(10.0, 12.5),
-        wall=u(1.6, 2.6),
-        apex_z=u(23.5, 25.5),
+        half_depth=D,
+        wall=u(1.5, 2.8),
+        apex_z=apex,
         dome_r=insp,
         dome_l=insp - u(1.0, 2.0),
-        dome_depth=u(5.5, 7.0),
-        ctr=u(0.41, 0.48),
+        dome_depth=dome_depth,
+        ctr=u(0.40, 0.48),
         heart_round=0.0,
-        rib_step=u(2.3, 2.55),
-        yaw=np.radians(u(-3, 3)),
+        rib_step=u(2.3, 2.55) * (0.9 + 0.1 * size),
+        yaw=np.radians(u(-4, 4)),
         tilt=np.radians(u(-3, 3)),
-        roll=np.radians(u(-1.5, 1.5)),
+        roll=np.radians(u(-2.0, 2.0)),
         lung_mu=MU_LUNG * u(0.85, 1.15),
-        breast=u(3.0, 6.0) if female else 0.0,
-        exposure=u(-0.15, 0.15),
-        contrast=u(0.9, 1.1),
+        breast=u(3.0, 7.0) if female and rng.random() < 0.8 else 0.0,
+        exposure=u(-0.2, 0.2),
+        contrast=u(0.85, 1.15),
         noise=u(0.6, 1.4),
-        fov_top=u(28.0, 31.0),
-        fov_shift=u(-1.0, 1.0),
+        fov_top=fov_top,
+        fov_h=fov_h,
+        frame_x=u(-1.5, 1.5),
+        frame_w=W + u(-1.8, 0.2),
+        frame_y=0.0,
+        frame_d=0.0,
+        arm_out=u(0.02, 0.2),
+        arm_r=size * u(3.4, 4.6),
+        texture=u(0.7, 1.3),
+        marker=int(rng.choice([0, 0, 0, 0, 0, 0, 1, 2])),
     )
+    # the lateral film: the sternum always in, the back's skin at or just beyond the film's edge
+    front, back = D + u(0.0, 0.8), -D + u(0.3, 1.8)
+    p.frame_y, p.frame_d = (front + back) / 2, (front - back) / 2
     p.ref_lung_mu = p.lung_mu
     return p
 
@@ -195,6 +220,7 @@ class Anatomy:
     knob: np.ndarray
     carina: np.ndarray
     sternum: np.ndarray  # points top -> bottom
+    view_parts: dict = dataclasses.field(default_factory=dict)  # view name -> Parts drawn in that view only
     vessel_zones: list = dataclasses.field(default_factory=list)  # solids where no vessels are drawn
     notes: dict = dataclasses.field(default_factory=dict)
 
@@ -277,6 +303,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     W, D = p.half_width, p.half_depth * (1 + 0.06 * p.barrel)
     Wi = W - p.wall
     parts = Parts()
+    view_parts = {"frontal": Parts(), "lateral": Parts()}
     comps: list[Component] = []
 
     levels = vertebra_levels(p)
@@ -287,11 +314,16 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     shoulder_z = notch_z + 3.0
 
     # ------------------------------------------------------------------ soft tissue envelope
-    trunk = Ellipsoid.make([0, 0, -8], [W, D, 55])
-    comps.append(Component(MU_SOFT, [trunk, below(shoulder_z)]))
-    shoulders = Ellipsoid.make([0, -1.0, shoulder_z - 1.0], [W + 3.0, D * 0.62, 4.2])
-    torso = (trunk, below(shoulder_z))
-    comps.append(Component(MU_SOFT, [shoulders], [torso]))
+    # a boxy cross-section (two ellipses intersected): the lateral chest wall is seen tangentially, as on a film
+    flank = Ellipsoid.make([0, 0, -8], [W, D * 1.6, 55])
+    chest = Ellipsoid.make([0, 0, -8], [W * 2.2, D, 55])
+    comps.append(Component(MU_SOFT, [chest, flank, below(shoulder_z)]))
+    # what lies outside the trunk is cut against the one ellipse that bounds the trunk there (cheaper
+    # than the exact intersection): the flank at the sides and the top, the chest in front
+    torso = (flank, below(shoulder_z))
+    for k in (0.85, 1.15):  # nested shells: the shoulders' shadow fades into the chest, no hard rim
+        shoulders = Ellipsoid.make([0, -1.0, shoulder_z + 1.0], [W + 3.0, D * 0.7 * k, 5.5 * k])
+        comps.append(Component(MU_SOFT / 2, [shoulders], [torso]))
     neck = Ellipsoid.make([0, -0.5, shoulder_z + 9], [5.8, 6.2, 13.0])
     comps.append(Component(MU_SOFT, [neck], [torso, shoulders]))
     if p.breast > 0:
@@ -299,7 +331,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             b = Ellipsoid.make(
                 [s * Wi * 0.52, D - 0.6 * p.breast, p.apex_z - 20.5], [p.breast * 1.15, p.breast * 1.2, p.breast * 0.95]
             )
-            comps.append(Component(MU_SOFT * 0.92, [b], [torso]))
+            comps.append(Component(MU_SOFT * 0.92, [b], [(chest, below(shoulder_z))]))
 
     # ------------------------------------------------------------------ mediastinum and heart
     lung_front, lung_back = D - 2.1, -D + 2.6
@@ -326,7 +358,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
         rx = (Wi - med_x) / 2
         zc = dome_z - 2.2
         c = np.array([s * (Wi + med_x) / 2, ly_c, zc])
-        semi = np.array([rx, ly_r, 1.35 * (p.apex_z - zc)])
+        semi = np.array([rx, ly_r, 1.2 * (p.apex_z - zc)])
         hz = p.dome_depth
         d_c = np.array([c[0] + s * 0.6, 1.2, dome_z - hz])
         d_semi = np.array([(rx + 0.6) / 0.93, (ly_r + 0.6) / 0.97, hz])
@@ -335,10 +367,12 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
         dome = lung.dome
         if s < 0:
             lung.carve = [dome, heart, supmed, asc]
-            comps.append(Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed], [asc]))
+            comps.append(Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed], [asc], lung=True))
         else:
             lung.carve = [dome, heart, supmed, knob, desc, pa_trunk]
-            comps.append(Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed], [knob, desc, pa_trunk]))
+            comps.append(
+                Component(-(MU_SOFT - p.lung_mu), lung.solids, [dome, heart, supmed], [knob, desc, pa_trunk], lung=True)
+            )
         lungs[name] = lung
     # gastric air bubble under the left dome
     ld = lungs["left"]
@@ -353,7 +387,7 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
         c = spine_center(p, zc)
         spine.append((name, c, h, r))
         top, bot = c + [0, 0, h / 2 - 0.2], c - [0, 0, h / 2 - 0.2]
-        parts.tube(bot, top, r, 0.36 * bone, inner=r - 0.2, mu_inner=-0.26 * bone)  # cortex, marrow
+        parts.tube(bot, top, r, 0.36 * bone, inner=r - 0.2, mu_inner=-0.16 * bone)  # cortex, trabecular bone
         for sx in (-1, 1):
             parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.36, 0.7, 0.5]), 0.45 * bone)
             parts.blob(Ellipsoid.make(c + [sx * 0.85 * r, -r - 0.2, 0.1], [0.22, 0.5, 0.32]), -0.3 * bone)
@@ -361,15 +395,20 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
         parts.blob(Ellipsoid.make(c + [0, -r - 2.3, -0.7], [0.32, 1.4, 0.45], rotation("x", 0.5)), 0.45 * bone)
 
     # ------------------------------------------------------------------ ribs
+    # Each rib is one arc from its vertebra round to the front. The posterior part is thick and dense and
+    # runs out and down from the spine after a slight rise; the anterior part is thinner and fainter and
+    # runs down and in, ending at the costal cartilage. Every rib differs a little in drop, width, density.
     ribs = {}
     rib_jit = rng.normal(0, 0.4, 12)
+    rib_w = rng.uniform(0.88, 1.12, (12, 2))
+    rib_d = rng.uniform(0.85, 1.15, (12, 2))
     for k in range(1, 13):
         name, zk, _, r_v = levels[3 + k - 1]
         sc = spine_center(p, zk)
         drop = 5.5 + 0.6 * k + rib_jit[k - 1]
         phi1 = 0.80 * np.pi if k <= 10 else (0.55 if k == 11 else 0.42) * np.pi
         rr = 0.36 + 0.012 * min(k, 8)
-        for name_s, s in (("right", -1), ("left", 1)):
+        for m, (name_s, s) in enumerate((("right", -1), ("left", 1))):
             lung = lungs[name_s]
             zmid = zk - 0.35 * drop
             cs = max(lung.section(min(zmid, lung.apex - 0.5)), 0.25)
@@ -378,17 +417,31 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             phi0 = np.arcsin(min(2.6 / Rx, 0.9))
             phi = np.linspace(phi0, phi1, 9)
             g = (1 - np.cos(phi)) / 2 + 0.12 * np.sin(phi) ** 2
-            pts = np.stack([s * Rx * np.sin(phi), ly_c - Ry * np.cos(phi), zk + 0.2 - drop * g], axis=1)
+            g = g + 0.35 * np.clip((phi - np.pi / 2) / (0.3 * np.pi), 0, None) ** 1.5  # anterior: down and in
+            rise = 0.7 * np.clip(np.sin(2 * phi), 0, None) * (phi < np.pi / 2)
+            pts = np.stack([s * Rx * np.sin(phi), ly_c - Ry * np.cos(phi), zk + 0.2 - drop * g + rise], axis=1)
             neck = sc + [s * (1.3 + r_v), -r_v - 1.5, 0.25]
             pts = np.vstack([neck, pts])
             ribs[(name_s, k)] = pts
-            nseg = len(pts) - 1
-            fade = np.linspace(0.72, 0.45, nseg)
-            parts.polyline(pts, rr, bone * fade, inner=rr * 0.6, mu_inner=-0.55 * bone * fade)
+            phim = np.concatenate([[phi0], 0.5 * (phi[1:] + phi[:-1])])  # per segment
+            post = np.clip((np.pi * 0.55 - phim) / 0.5, 0, 1)  # 1 posterior .. 0 anterior, smooth between
+            radius = rr * rib_w[k - 1, m] * (0.82 + 0.36 * post)
+            dens = bone * rib_d[k - 1, m] * (0.42 + 0.38 * post) * np.linspace(1.0, 0.8, len(phim))
+            dens[:4] *= [0.3, 0.45, 0.65, 0.85]  # the neck runs along the lateral ray: keep its end-on spot faint
+            dens *= 1.0 if k <= 10 else 0.7
+            # the thin anterior part is drawn solid (its marrow barely shows, and a solid tube costs half)
+            hollow = post > 0.5
+            parts.polyline(
+                pts,
+                radius,
+                dens * np.where(hollow, 1.0, 0.8),
+                inner=np.where(hollow, radius * 0.6, 0.0),
+                mu_inner=-0.55 * dens,
+            )
             if k <= 10:  # faint costal cartilage to the sternum
                 end = pts[-1]
                 stern = np.array([s * 1.4, D - 1.6, end[2] - 1.5 - 0.3 * k])
-                parts.tube(end, stern, rr * 0.9, 0.06)
+                parts.tube(end, stern, rr * 0.8, 0.05)
 
     # ------------------------------------------------------------------ sternum, clavicles, shoulders
     st_top = np.array([0, D - 1.4, notch_z - 0.6])
@@ -406,16 +459,32 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
             ]
         )
         parts.polyline(cl, [0.75, 0.65, 0.6, 0.6], bone * 0.9, inner=[0.45, 0.38, 0.35, 0.35], mu_inner=-0.4 * bone)
-        head = np.array([s * (W + 1.2), -1.0, notch_z + 1.2])
-        comps.append(Component(0.55 * bone, [Ellipsoid.make(head, [2.3, 2.3, 2.5])]))
-        comps.append(Component(-0.25 * bone, [Ellipsoid.make(head, [1.9, 1.9, 2.1])]))
-        parts.tube(head - [s * 0.2, 0, 1.5], head + [s * 0.6, 0, -6], 1.1, 0.5 * bone)
+        # Shoulders and arms: down and out on the PA film (humeral heads at the top corners, arm soft
+        # tissue along the film's sides), raised out of the field on the lateral film.
+        for view, head, axis in (
+            (
+                "frontal",
+                np.array([s * (W + 1.2), -1.0, notch_z + 1.2]),
+                [s * np.sin(p.arm_out), 0.0, -np.cos(p.arm_out)],
+            ),
+            ("lateral", np.array([s * (W + 0.6), 1.0, notch_z + 4.5]), [s * 0.1, 0.6, 0.8]),
+        ):
+            axis = np.asarray(axis) / np.linalg.norm(axis)
+            arm = Ellipsoid.make(head + axis * 17.0, [20.0, p.arm_r, p.arm_r], frame(axis))
+            comps.append(Component(MU_SOFT, [arm], [torso], view=view))
+            if view == "frontal":  # on the lateral the raised humeral heads lie above the film
+                comps.append(Component(0.55 * bone, [Ellipsoid.make(head, [2.3, 2.3, 2.5])], view=view))
+                comps.append(Component(-0.25 * bone, [Ellipsoid.make(head, [1.9, 1.9, 2.1])], view=view))
+            # only the shaft's upper part: the rest lies beyond the film's edge in both views
+            shaft = (head + axis * (1.0 if view == "frontal" else 5.0), head + axis * 12.0)
+            view_parts[view].tube(*shaft, 1.1, 0.5 * bone, inner=0.7, mu_inner=-0.3 * bone)
         scap = Ellipsoid.make(
             [s * (Wi - 2.4), -D + 2.6, notch_z - 4.5],
             [5.2, 0.35, 7.5],
             rotation("z", -s * 0.65) @ rotation("y", s * 0.2),
         )
         comps.append(Component(0.8 * bone, [scap]))
+        head = np.array([s * (W + 1.2), -1.0, notch_z + 1.2])
         parts.tube(head + [-s * 1.5, -1.0, 0.5], [s * (Wi - 5.5), -D + 2.2, notch_z - 2.0], 0.45, bone * 0.8)
 
     # ------------------------------------------------------------------ airways
@@ -425,47 +494,54 @@ def build_anatomy(p: Patient, rng: np.random.Generator) -> Anatomy:
     parts.polyline([carina, [-2.2, -0.7, carina_z - 2.0], [-3.0, -0.9, carina_z - 3.4]], [0.62, 0.5], -MU_SOFT)
     parts.polyline([carina, [2.6, -0.9, carina_z - 1.6], [4.0, -1.1, carina_z - 3.6]], [0.55, 0.45], -MU_SOFT)
 
-    anatomy = Anatomy(p, comps, parts, lungs, heart, spine, ribs, knob_c, carina, sternum)
-    anatomy.notes.update(knob=knob, desc=desc, asc=asc, supmed=supmed, trunk=trunk, notch_z=notch_z)
+    anatomy = Anatomy(p, comps, parts, lungs, heart, spine, ribs, knob_c, carina, sternum, view_parts=view_parts)
+    anatomy.notes.update(knob=knob, desc=desc, asc=asc, supmed=supmed, trunk=flank, notch_z=notch_z)
     _vessels(anatomy, rng)
     return anatomy
 
 
+VESSEL_GENERATIONS = 5
+
+
 def _vessels(anat: Anatomy, rng: np.random.Generator) -> None:
-    """Pulmonary vessel trees from each hilum, drawn in lung-normalised coordinates (so inflation stretches
-    or crowds them). Always the same number of draws."""
+    """Pulmonary vessel trees from each hilum, branching in two at every generation and tapering toward the
+    periphery. The lung's normalised box is split k-d fashion (each box along its longest side), and each
+    branch runs from its parent's end toward the centre of its own box, so the branches fill the lung the way
+    the vascular tree does. Drawn in lung-normalised coordinates (inflation stretches or crowds them);
+    always the same number of draws."""
     p = anat.patient
     segs = []
     for name in ("right", "left"):
         lung = anat.lungs[name]
-        n_main = 18
-        nz = rng.beta(1.3, 1.6, n_main) * 0.95
-        ang = rng.uniform(-np.pi, np.pi, n_main)
-        rad = rng.uniform(0.55, 1.0, n_main) ** 0.5
-        nx, ny = rad * np.cos(ang), rad * np.sin(ang) * 0.85
-        jit = rng.normal(0, 0.08, (n_main, 4, 3))
-        sub_t = rng.uniform(-0.5, 0.5, (n_main, 2, 3))
-        ends = lung.point(np.abs(nx) * 0.9 + 0.1 * (nx > 0), ny, nz)
-        h_off = rng.normal(0, 0.9, (n_main, 3)) * [0.6, 1.0, 1.4]
-        for m in range(n_main):
-            e = ends[m]
-            h = lung.hilum + h_off[m]
-            pts = [h]
-            for k, f in enumerate((0.25, 0.5, 0.75)):
-                q = h + (e - h) * f + jit[m, k] * np.linalg.norm(e - h) * 0.6
-                pts.append(q)
-            pts.append(e)
-            r0 = 0.5 * p.hilum_scale * (1 if nz[m] < 0.55 else 0.8)
-            radii = np.array([r0, r0 * 0.75, r0 * 0.55, 0.2]) * p.vessel_scale
-            for k in range(4):
-                segs.append((pts[k], pts[k + 1], radii[k]))
-            for b in range(2):
-                base = pts[2 + b]
-                tip = base + (sub_t[m, b] * 3.5 + (e - base) * 0.45)
-                mid = 0.5 * (base + tip) + jit[m, 3] * 0.6
-                rb = radii[1 + b] * 0.6
-                segs.append((base, mid, rb))
-                segs.append((mid, tip, rb * 0.6))
+        span = np.array([lung.semi[0], lung.semi[1], 0.5 * (lung.apex - lung.floor)])
+        lo = np.array([[-0.1, -0.95, 0.0]])
+        hi = np.array([[1.0, 0.95, 1.0]])
+        start = lung.hilum[None, :] + rng.normal(0, 0.3, 3)
+        radius = np.array([0.55 * p.hilum_scale * p.vessel_scale])
+        for gen in range(VESSEL_GENERATIONS):
+            n = len(lo)
+            axis = np.argmax((hi - lo) * span, axis=1)
+            cut = lo[np.arange(n), axis] + (hi - lo)[np.arange(n), axis] * rng.uniform(0.35, 0.65, n)
+            lo2, hi2 = np.repeat(lo, 2, 0), np.repeat(hi, 2, 0)
+            lo2[1::2, :][np.arange(n), axis] = cut
+            hi2[0::2, :][np.arange(n), axis] = cut
+            centre = lo2 + (hi2 - lo2) * rng.uniform(0.3, 0.7, (2 * n, 3))
+            target = lung.point(*centre.T)
+            a = np.repeat(start, 2, 0)
+            reach = 0.55 if gen < VESSEL_GENERATIONS - 1 else 1.0
+            b = a + (target - a) * reach
+            r = np.repeat(radius, 2) * rng.uniform(0.74, 0.86, 2 * n)  # about Murray's law, 2^(-1/3)
+            # a kink half way in the long proximal branches: vessels are not straight rods
+            mid = 0.5 * (a + b) + rng.normal(0, 0.12, (2 * n, 3)) * np.linalg.norm(b - a, axis=1, keepdims=True)
+            if gen < 3:
+                segs.extend(zip(a, mid, r))
+                segs.extend(zip(mid, b, r * 0.93))
+            else:
+                segs.extend(zip(a, b, r))
+            lo, hi, start, radius = lo2, hi2, b, r * 0.93
+        # twigs: the last branches run on toward the lung's surface, thinning out
+        tip = lung.point(*np.clip(lo + (hi - lo) * rng.uniform(0.0, 1.0, hi.shape), 0, 1).T)
+        segs.extend(zip(start, start + (tip - start) * 0.8, radius * 0.7))
     anat.notes["vessels"] = segs
 
 
@@ -487,9 +563,8 @@ def finalize_vessels(anat: Anatomy) -> None:
     keep |= hil
     for zone in anat.vessel_zones:
         keep &= ~zone.contains(mid)
-    mu = (MU_SOFT - p.lung_mu) * 1.25 * p.vessel_mu
-    for k in np.flatnonzero(keep):
-        anat.parts.tube(a[k], b[k], max(r[k], 0.06), mu)
+    mu = (MU_SOFT - p.lung_mu) * 1.8 * p.vessel_mu
+    anat.parts.tubes(a[keep], b[keep], np.maximum(r[keep], 0.06), mu)
 
 
 def cardiothoracic_ratio(anat: Anatomy) -> float:

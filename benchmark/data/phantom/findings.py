@@ -780,7 +780,7 @@ def _vertebral_compression(f, anat, rng):
         name, c, h, r = anat.spine[int(i)]
         top = c + [0, 0, h / 2 - 0.2]
         cut = top - [0, 0, 0.4 * h]
-        _cancel_tube(anat, cut, top, r, 0.36 * bone, r - 0.2, -0.26 * bone)
+        _cancel_tube(anat, cut, top, r, 0.36 * bone, r - 0.2, -0.16 * bone)
         anat.parts.tube(cut, cut + [0, 0, 0.35], r, 0.5 * bone)
 
 

@@ -88,6 +88,8 @@ class Component:
     minus: list = dataclasses.field(default_factory=list)  # exact (inclusion-exclusion)
     minus_disjoint: list = dataclasses.field(default_factory=list)  # assumed disjoint from the rest
     layer: int = SHARP
+    view: str | None = None  # drawn in this view only (arms: down on the PA film, raised on the lateral)
+    lung: bool = False  # aerated lung: carries the parenchymal texture
 
     def contains(self, p: np.ndarray) -> np.ndarray:
         inside = np.ones(len(np.atleast_2d(p)), bool)
@@ -133,6 +135,17 @@ class Parts:
         self.tube_r.append(float(r))
         self.tube_mu.append(float(mu))
         self.tube_layer.append(layer)
+
+    def tubes(self, a, b, r, mu: float, layer: int = SHARP) -> None:
+        """Many solid cylinders at once: ``a``, ``b`` (n, 3), radii ``r`` (n,), one coefficient."""
+        n = len(a)
+        self.tube_a.extend(np.asarray(a, float))
+        self.tube_b.extend(np.asarray(b, float))
+        self.tube_r.extend(np.asarray(r, float).tolist())
+        self.tube_mu.extend([float(mu)] * n)
+        self.tube_layer.extend([layer] * n)
+        self.tube_ri.extend([0.0] * n)
+        self.tube_mui.extend([0.0] * n)
 
     def polyline(self, points, r, mu, layer: int = SHARP, inner=0.0, mu_inner=0.0) -> None:
         """A chain of cylinders; radii and coefficients may be scalars or one value per segment."""

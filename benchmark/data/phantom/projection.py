@@ -28,6 +28,10 @@ class View:
     d: np.ndarray
     px: float  # cm per pixel
     size: int
+    # The film: columns [crop, crop + keep) of the square canvas, stretched to ``size`` columns (a film
+    # squashed to a square, as the image pipeline does with real films).
+    crop: int = 0
+    keep: int = 0
 
     @property
     def basis(self) -> np.ndarray:
@@ -37,6 +41,13 @@ class View:
         """(..., 3) points -> (..., 3) as (col, row, depth) in pixel units (pixel centres at integers)."""
         q = (np.asarray(p, float) - self.origin) @ self.basis / self.px
         q[..., :2] -= 0.5
+        return q
+
+    def to_image(self, p: np.ndarray) -> np.ndarray:
+        """(..., 3) points -> (..., 3) as (col, row, depth) in the final (cropped, stretched) image."""
+        q = self.to_pixels(p)
+        keep = self.keep or self.size
+        q[..., 0] = (q[..., 0] - self.crop + 0.5) * (self.size / keep) - 0.5
         return q
 
 
@@ -241,15 +252,16 @@ def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, m
         groups = []
         pad = 0
         for r_lo, r_hi in ((-1.0, 1.6), (1.6, 3.5), (3.5, 7.0), (7.0, 16.0), (16.0, 1e9)):  # radius classes
-            for hollow in (False, True):
-                for xm in (True, False):
-                    sub = sel_l & (r > r_lo) & (r <= r_hi) & ((ri > 0) == hollow) & (xmaj == xm)
-                    if not sub.any():
-                        continue
-                    rmax = r[sub].max()
-                    lmax = min(max(6 * rmax, 16.0), plen[sub].max() + 1)
-                    groups.append((sub, xm, lmax))
-                    pad = max(pad, int(np.ceil(lmax + 2 * rmax)) + 4)
+            for hollow, xm, short in itertools.product((False, True), (True, False), (True, False)):
+                # short pieces (vertebral bodies) apart from long ones (a humerus) of the same width, so
+                # their strips are not sized by the long ones' window
+                sub = sel_l & (r > r_lo) & (r <= r_hi) & ((ri > 0) == hollow) & (xmaj == xm) & ((plen <= 24) == short)
+                if not sub.any():
+                    continue
+                rmax = r[sub].max()
+                lmax = min(max(6 * rmax, 16.0), plen[sub].max() + 1)
+                groups.append((sub, xm, lmax))
+                pad = max(pad, int(np.ceil(lmax + 2 * rmax)) + 4)
         flat = np.zeros((size + 2 * pad) ** 2, np.float64)
         for sel, xm, lmax in groups:
             n_pieces = np.maximum(np.ceil(plen[sel] / lmax).astype(int), 1)
