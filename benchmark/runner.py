@@ -26,9 +26,10 @@ RUNS_DIR = Path("runs")
 
 def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None, record: bool = False) -> RunResult:
     """Train, generate the test split, evaluate; returns (and writes) the result."""
+    from benchmark.core.checkpoints import save_checkpoint
+    from benchmark.core.seeds import derive_seed
     from methods import get_method
     from methods.base import PairedData, default_device
-    from methods.training import derive_seed, save_checkpoint
     from metrics import ImageSet, evaluate
 
     run_dir = _prepare_run_dir(cfg, runs_dir, resume)

@@ -80,8 +80,11 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.inception import BasicConv2d, Inception3
 
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.pixels import resident_images, to_unit_range
+from benchmark.core.seeds import derive_seed
 from benchmark.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
 from methods.training import (
@@ -90,11 +93,7 @@ from methods.training import (
     Stage,
     autocast,
     barrier,
-    derive_seed,
     fit_staged,
-    load_checkpoint,
-    resident_images,
-    save_checkpoint,
     seed_everything,
     unwrap,
     world,

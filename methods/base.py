@@ -122,11 +122,6 @@ class Views:
                 raise ValueError(f"Views.{name} must be float32 [B, 1, H, W], not {x.dtype} {tuple(x.shape)}")
 
 
-def to_unit_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 [...] -> float32 in [-1, 1] (the methods' convention)."""
-    return torch.as_tensor(pixels).float().div_(127.5).sub_(1.0)
-
-
 class Method(ABC):
     """A text-to-paired-X-ray method: ``fit`` on train (+ val), then ``generate`` both views per report."""
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from benchmark.core.pixels import to_unit_range
 from benchmark.text import Tokens
-from methods.base import Method, PairedData, Views, to_unit_range
+from methods.base import Method, PairedData, Views
 
 
 @dataclasses.dataclass(frozen=True)

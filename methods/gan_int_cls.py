@@ -60,8 +60,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core.pixels import resident_images, to_unit_range
+from benchmark.core.seeds import derive_seed
 from benchmark.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import (
     BaseGenerator,
     ResBlock,
@@ -73,17 +75,7 @@ from methods.layers import (
     mismatched,
 )
 from methods.text_encoders import get_text_encoder
-from methods.training import (
-    Phase,
-    Stage,
-    autocast,
-    derive_seed,
-    fit_staged,
-    generate_in_batches,
-    resident_images,
-    seed_everything,
-    wrap_ddp,
-)
+from methods.training import Phase, Stage, autocast, fit_staged, generate_in_batches, seed_everything, wrap_ddp
 
 VARIANTS = {
     "faithful": {},

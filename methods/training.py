@@ -9,34 +9,24 @@ caught on the device and reported at the next log point. Nothing in a step waits
 
 import contextlib
 import dataclasses
-import hashlib
-import io
 import json
 import os
-import pickle
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import XbenchError
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.seeds import derive_seed
 from methods.base import TokenBatch, Views
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or inf; the message names the step and the loss."""
-
-
-def derive_seed(*parts) -> int:
-    """A 63-bit seed from sha256 of the parts (never Python's salted ``hash()``)."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def seed_everything(seed: int) -> None:
@@ -121,28 +111,6 @@ def epoch_batches(
         yield batch
 
 
-def resident_images(
-    pixels: np.ndarray | torch.Tensor, size: int, device: torch.device | str, chunk: int = 256
-) -> torch.Tensor:
-    """uint8 [N, 2, H, W] -> uint8 [N, 2, size, size] on the device, resized (bicubic, antialiased) once.
-
-    Chunked, so a float copy of the whole set never exists; kept as uint8 (4x smaller than float).
-    """
-    if pixels.ndim != 4 or pixels.shape[1] != 2 or pixels.dtype not in (np.uint8, torch.uint8):
-        raise ValueError(f"pixels must be uint8 [N, 2, H, W], not {pixels.dtype} {tuple(pixels.shape)}")
-    out = torch.empty((pixels.shape[0], 2, size, size), dtype=torch.uint8, device=device)
-    for start in range(0, pixels.shape[0], chunk):
-        x = torch.as_tensor(
-            np.ascontiguousarray(pixels[start : start + chunk])
-            if isinstance(pixels, np.ndarray)
-            else pixels[start : start + chunk]
-        ).to(device)
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x.float(), size=(size, size), mode="bicubic", antialias=True).round_().clamp_(0, 255)
-        out[start : start + chunk] = x.to(torch.uint8)
-    return out
-
-
 class DivergenceGuard:
     """Remembers on the device the first step at which each loss was not finite; no host sync per step."""
 
@@ -181,62 +149,6 @@ class JsonlLog:
         if world().is_main:
             with self.path.open("a") as f:
                 f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
-
-
-def save_checkpoint(state: dict, path: Path, *, sidecar: bool = False) -> str:
-    """Write tensors and plain values (loadable with weights_only=True) atomically; return their sha256.
-
-    The bytes are built in memory first (torch.save records the file name inside the archive, so saving
-    to a temp name would change the hash). ``sidecar`` also writes ``<path>.sha256``. Main process only.
-    """
-    if not world().is_main:
-        return ""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    _atomic_write(path, data)
-    if sidecar:
-        _atomic_write(Path(f"{path}.sha256"), f"{digest}  {path.name}\n".encode())
-    return digest
-
-
-def load_checkpoint(path: Path, device: torch.device | str = "cpu", *, sha256: str | None = None) -> dict:
-    """Load with ``weights_only=True``: a file that needs pickled code is refused, never executed.
-
-    The sha256 is checked against ``sha256``, else against ``<path>.sha256`` when that file exists.
-    """
-    if not path.is_file():
-        raise XbenchError(f"checkpoint {path} does not exist; check the run directory or train first")
-    data = path.read_bytes()  # hash and load the same bytes
-    sidecar = Path(f"{path}.sha256")
-    expected = sha256
-    if expected is None and sidecar.is_file():
-        expected = (sidecar.read_text().split() or [""])[0]
-    actual = hashlib.sha256(data).hexdigest()
-    if expected is not None and actual != expected.strip().lower():
-        raise XbenchError(
-            f"checkpoint {path} has the wrong sha256: expected {expected.strip()}, actual {actual}; "
-            "the file is corrupt or not the one meant"
-        )
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise XbenchError(f"corrupt checkpoint {path}: not a torch zip checkpoint; delete it to start over")
-    try:
-        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise XbenchError(
-            f"refusing to load {path}: it needs pickled code to load, not just tensors and plain "
-            "values (checkpoints are shared between people; pickle runs code)"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise XbenchError(f"corrupt checkpoint {path} ({str(err).splitlines()[0]}); delete it to start over") from None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 @dataclasses.dataclass(frozen=True)

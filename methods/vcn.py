@@ -51,9 +51,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.pixels import resident_images, to_unit_range
 from benchmark.errors import XbenchError
-from methods.base import to_unit_range
-from methods.training import load_checkpoint, resident_images, save_checkpoint
 
 EMBED_DIM = 128
 EMBED_SCALE = 10.0

@@ -34,8 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core.pixels import resident_images, to_unit_range
+from benchmark.core.seeds import derive_seed
 from benchmark.text import Tokens, Vocab
-from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters, to_unit_range
+from methods.base import Method, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import BaseGenerator, InstanceNorm, ResBlock, interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
 from methods.training import (
@@ -44,10 +46,8 @@ from methods.training import (
     Stage,
     autocast,
     barrier,
-    derive_seed,
     fit_staged,
     generate_in_batches,
-    resident_images,
     seed_everything,
     world,
     wrap_ddp,

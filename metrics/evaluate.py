@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from benchmark import cache
+from benchmark.core.seeds import derive_seed
 from benchmark.errors import XbenchError
-from methods.training import derive_seed
 from metrics import fidelity, findings, view_consistency, weights
 from metrics.base import EvalConfig, ImageSet, Unavailable
 from metrics.evaluators import digest

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.pixels import resident_images, to_unit_range
+from benchmark.core.seeds import derive_seed
 from benchmark.phantom.findings import handler_name
 from benchmark.reports import Finding
-from methods.base import to_unit_range
-from methods.training import derive_seed, load_checkpoint, resident_images, save_checkpoint
 from metrics.evaluators import evaluator_path, reference_key
 
 FINDINGS_VERSION = "findings-classifier-1"

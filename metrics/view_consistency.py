@@ -16,8 +16,8 @@ derangement of the laterals from the seed: the floor), and the evaluator's AUROC
 import numpy as np
 import torch
 
-from methods.base import to_unit_range
-from methods.training import derive_seed, resident_images
+from benchmark.core.pixels import resident_images, to_unit_range
+from benchmark.core.seeds import derive_seed
 from methods.vcn import VCN, VCNConfig, load_vcn, save_vcn, train_vcn
 from metrics.evaluators import evaluator_path, reference_key
 

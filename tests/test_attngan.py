@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.core.checkpoints import load_checkpoint
+from benchmark.core.pixels import resident_images, to_unit_range
 from benchmark.text import Vocab
 from methods.attngan import (
     DAMSM,
@@ -22,9 +24,8 @@ from methods.attngan import (
     encode_text,
     pretrain_damsm,
 )
-from methods.base import TokenBatch, to_unit_range
+from methods.base import TokenBatch
 from methods.text_encoders import get_text_encoder
-from methods.training import load_checkpoint, resident_images
 
 
 def tiny(**changes) -> Config:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from methods import METHODS
-from methods.training import load_checkpoint, save_checkpoint
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -4,19 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
+from benchmark.core.pixels import resident_images
+from benchmark.core.seeds import derive_seed
 from benchmark.errors import XbenchError
 from benchmark.images import resize
 from methods.base import PairedData
 from methods.dummy import Dummy
-from methods.training import (
-    DivergenceGuard,
-    TrainingDiverged,
-    derive_seed,
-    epoch_batches,
-    load_checkpoint,
-    resident_images,
-    save_checkpoint,
-)
+from methods.training import DivergenceGuard, TrainingDiverged, epoch_batches
 
 
 def test_derived_seeds_are_stable_and_distinct():

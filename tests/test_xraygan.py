@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.core.checkpoints import load_checkpoint
 from benchmark.errors import XbenchError
 from methods import METHODS, get_method
 from methods.base import TokenBatch, count_parameters
-from methods.training import TrainingDiverged, load_checkpoint
+from methods.training import TrainingDiverged
 from methods.xraygan import VARIANTS, Config, Critic, Generators, ProgressiveGenerator, XRayGAN
 
 

@@ -39,9 +39,9 @@ def time_evaluation(
     seed: int = 0,
 ) -> dict:
     """Seconds to generate ``n_test`` pairs with an untrained ``method`` and to compute every metric on them."""
+    from benchmark.core.seeds import derive_seed
     from methods import get_method
     from methods.base import default_device
-    from methods.training import derive_seed
 
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose one of: {', '.join(SETTINGS)}")

@@ -206,8 +206,8 @@ def _vcn_row(m, full_cfg, mode, stage, train_cases, warmup, steps, count) -> dic
 
 def _damsm_row(m, full_cfg, mode, train_cases, count) -> dict:
     """One DAMSM pretraining step (text encoder + both views' image encoders) at the final size."""
+    from benchmark.core.pixels import resident_images
     from methods.attngan import DAMSM, pretrain_damsm
-    from methods.training import resident_images
 
     damsm_cfg = dataclasses.replace(full_cfg.damsm, epochs=1)
     per_call = 4  # steps per call: the optimiser's construction is amortised
