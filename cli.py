@@ -280,7 +280,7 @@ def check_command(
             fmt(r.recorded),
             fmt(r.now),
             tol,
-            "ok" if r.ok else f"[red]REGRESSION[/red] {r.why}",
+            "ok" if r.ok else f"[yellow]STALE[/yellow] {r.why}" if r.stale else f"[red]REGRESSION[/red] {r.why}",
         )
     console.print(table)
     failed = [r for r in rows if not r.ok]
