@@ -7,10 +7,10 @@ a plain stack of depthwise-separable convolutions (MobileNet-style: depthwise 3x
 GELU, no residual connections), unlike every generator's VCN (a ResNet-18) and every generator.
 
 Input: the evaluation images resized to ``judge_size(resolution)`` px (the resolution itself, capped at 128 so a
-256 px run trains its judges in minutes, not hours); a stem of stride ``size // 64`` brings every size to a
-64 px grid first. Augmentation during training only: a random affine (shift up to 1/16 of the side, scale
-+-5 %, rotation +-3 degrees) and a random gain and offset of the grey levels, drawn per image, never a flip
-(the heart and the aortic knob are on one side).
+256 px run trains its judges in minutes, not hours); a strided stem brings every size to a 32 px grid first
+(the CPU budget: a few minutes per judge on 2 cores at 64 px). Augmentation during training only: a random
+affine (shift up to 1/16 of the side, scale +-5 %, rotation +-3 degrees) and a random gain and offset of the
+grey levels, drawn per image, never a flip (the heart and the aortic knob are on one side).
 
 Cache key: ``PROTOCOL``, a sha256 of this module's and the judge's own source (an edit to either makes new
 judges; the old files are never read again), the dataset, the size, the reference's ids and pixels and the
@@ -75,18 +75,16 @@ def _separable(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
 
 
 class SeparableTower(nn.Module):
-    """[B, 1, S, S] in [-1, 1] -> [B, dim]: stem to a 64 px grid, then separable blocks 64 -> 4 px, mean pool."""
+    """[B, 1, S, S] in [-1, 1] -> [B, dim]: a strided stem to a 32 px grid, separable blocks to 4 px, mean pool."""
 
     def __init__(self, size: int, width: int = 24, dim: int = 128):
         super().__init__()
-        stride = max(1, size // 64)
-        k = 3 if stride == 1 else stride
-        layers = [nn.Conv2d(1, width, k, stride=stride, padding=1 if stride == 1 else 0, bias=False)]
-        layers += [nn.BatchNorm2d(width), nn.GELU()]
+        f = max(1, size // 64)  # a 64 px image: 4x4 stem of stride 2; 128 px: 8x8 of stride 4
+        layers = [nn.Conv2d(1, width, 4 * f, stride=2 * f, padding=f, bias=False), nn.BatchNorm2d(width), nn.GELU()]
         c = width
-        for i in range(4):  # 64 -> 32 -> 16 -> 8 -> 4, each with one more block at the same grid
-            layers += _separable(c, 2 * c, 2) + _separable(2 * c, 2 * c, 1)
-            c *= 2
+        for stride, c_out in ((2, 2 * width), (1, 2 * width), (2, 4 * width), (1, 4 * width), (2, 8 * width)):
+            layers += _separable(c, c_out, stride)  # 32 -> 16 -> 16 -> 8 -> 8 -> 4 px
+            c = c_out
         self.features = nn.Sequential(*layers)
         self.out = nn.Linear(c, dim)
 

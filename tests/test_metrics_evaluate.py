@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import metrics
+from benchmark.core.pixels import resident_images
 from benchmark.datasets import DataConfig, get_dataset
 from benchmark.errors import XbenchError
 from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, findings, get_metric, judges, view_consistency
@@ -37,7 +38,10 @@ def quick_judges(monkeypatch):
     """Judges trained for 1 epoch (the protocol's recipe otherwise): the plumbing, not their quality."""
     monkeypatch.setattr(view_consistency, "EPOCHS", 1)
     monkeypatch.setattr(findings, "EPOCHS", 1)
-    monkeypatch.setattr(findings, "SELECT_AUROC", 0.0)  # an untrained judge sees little: keep every candidate
+    # few reference cases and an untrained judge: keep every finding with a few positives
+    monkeypatch.setattr(findings, "SELECT_AUROC", 0.0)
+    monkeypatch.setattr(findings, "MIN_REFERENCE_POSITIVES", 5)
+    monkeypatch.setattr(findings, "MIN_HOLDOUT_POSITIVES", 1)
 
 
 def noise_like(s: ImageSet, seed: int = 0) -> ImageSet:
@@ -221,3 +225,13 @@ def test_reference_must_not_hold_test_cases():
 
 def test_public_api():
     assert set(metrics.__all__) >= {"METRICS", "EvalConfig", "ImageSet", "MetricSpec", "evaluate", "get_metric"}
+
+
+def test_non_square_images_are_refused_by_the_judges_resizer():
+    wide = np.zeros((3, 64, 48), dtype=np.uint8)
+    with pytest.raises(XbenchError, match="64x48 px .* not square"):
+        view_consistency.p_same(view_consistency.PairJudge(32), wide, wide, 32)
+    with pytest.raises(XbenchError, match="not square"):
+        findings.predict(findings.FindingsJudge(32, 2), wide, 32)
+    with pytest.raises(XbenchError, match="not square"):
+        resident_images(np.zeros((1, 2, 30, 32), dtype=np.uint8), 32, "cpu")
