@@ -110,7 +110,8 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1  # black outside
     gain, offset = uniform(0.9, 1.1), uniform(-0.1, 0.1)
-    return (x * gain.view(b, 1, 1, 1) + offset.view(b, 1, 1, 1)).clamp(-1, 1)
+    x = (x * gain.view(b, 1, 1, 1) + offset.view(b, 1, 1, 1)).clamp(-1, 1)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 # ---------------------------------------------------------------------------------------------- caching
