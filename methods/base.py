@@ -160,6 +160,12 @@ class Method(ABC):
     def load_state_dict(self, state: dict) -> None:
         self.networks.load_state_dict(state["generators"])
 
+    def self_consistency(self, frontal: np.ndarray, lateral: np.ndarray) -> np.ndarray | None:
+        """P(same patient) [N] of generated uint8 [N, H, W] pairs under the method's own frozen VCN, or None when
+        it has none. The runner reports the mean as ``vc_self`` beside the independent judge's ``vc``, so that
+        optimising against one's own judge shows."""
+        return None
+
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters per named network (for ``xbench ls methods --params``)."""
         return {}

@@ -48,6 +48,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -285,6 +286,7 @@ class XRayGAN(StagedMethod):
         seed_everything(derive_seed(seed, "init"))
         self.generators = Generators(cfg, len(vocab)).to(self.device)
         self._vcn: VCN | None = None  # the current stage's frozen VCN
+        self._vcn_size = 0  # the px it was trained at
         if cfg.channels_last:
             self.generators.to(memory_format=torch.channels_last)
         if cfg.compile:  # in place: the state dict keeps its keys; recompiles per stage and batch shape
@@ -319,6 +321,7 @@ class XRayGAN(StagedMethod):
         real = resident_images(train.pixels, size, device)
         if cfg.vc_weight > 0:
             self._vcn = self._stage_vcn(stage, real, run_dir, init=self._vcn)
+            self._vcn_size = size
             if cfg.channels_last:  # it scores the generators' channels_last images in every step
                 self._vcn.to(memory_format=torch.channels_last)
         with torch.random.fork_rng(devices=[]):  # the same critics whether the run was resumed or not
@@ -378,6 +381,19 @@ class XRayGAN(StagedMethod):
         losses["l2"] = l2.detach()
         losses["generator"] = loss_g.detach()
         return losses
+
+    @torch.no_grad()
+    def self_consistency(self, frontal: np.ndarray, lateral: np.ndarray) -> np.ndarray | None:
+        """The last stage's frozen VCN on generated pairs (None with vc_weight 0: no VCN was trained)."""
+        if self._vcn is None:
+            return None
+        size = self._vcn_size
+        out = []
+        for start in range(0, len(frontal), 128):
+            pair = np.stack([frontal[start : start + 128], lateral[start : start + 128]], axis=1)
+            images = to_unit_range(resident_images(pair, size, self.device))
+            out.append(self._vcn.p_same(images[:, 0:1], images[:, 1:2]).double().cpu())
+        return torch.cat(out).numpy()
 
     def _stage_vcn(self, stage: int, real: torch.Tensor, run_dir: Path, init: VCN | None) -> VCN:
         """The frozen VCN of a stage: trained once on the train split at the stage size, saved with its sha256."""

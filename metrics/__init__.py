@@ -7,6 +7,6 @@ Weights: ``metrics.weights`` (manifest, resolution, ``xbench weights list|verify
 
 from metrics.base import EvalConfig, ImageSet, Unavailable
 from metrics.evaluate import evaluate
-from metrics.registry import METRICS, MetricSpec, get_metric
+from metrics.registry import METRICS, PROTOCOL, MetricSpec, get_metric
 
-__all__ = ["METRICS", "EvalConfig", "ImageSet", "MetricSpec", "Unavailable", "evaluate", "get_metric"]
+__all__ = ["METRICS", "PROTOCOL", "EvalConfig", "ImageSet", "MetricSpec", "Unavailable", "evaluate", "get_metric"]

@@ -6,7 +6,6 @@ import numpy as np
 
 from benchmark.core.errors import XbenchError
 from benchmark.core.validation import check_ranges
-from benchmark.data.reports import Finding
 from metrics.registry import METRICS, get_metric
 
 
@@ -16,7 +15,7 @@ class ImageSet:
 
     case_ids: tuple[str, ...]
     pixels: np.ndarray  # uint8 [N, 2, H, W]; [:, 0] frontal, [:, 1] lateral
-    findings: tuple[tuple[Finding, ...], ...] | None = None  # per case, the report's MeSH findings (real sets)
+    findings: tuple[frozenset[str], ...] | None = None  # per case, its finding labels (real sets; the dataset's)
 
     def __post_init__(self):
         px = self.pixels
@@ -48,11 +47,10 @@ class ImageSet:
         return self.pixels[:, {"frontal": 0, "lateral": 1}[name]]
 
     @classmethod
-    def of(cls, pairs) -> "ImageSet":
-        """From a dataset's ``Pairs`` (benchmark.data.datasets), with each case's MeSH findings."""
-        return cls(
-            tuple(c.case_id for c in pairs.cases), pairs.pixels, tuple(tuple(c.report.mesh) for c in pairs.cases)
-        )
+    def of(cls, pairs, labels=None) -> "ImageSet":
+        """From a dataset's ``Pairs`` (benchmark.data.datasets); ``labels(case)`` gives a case's finding labels."""
+        found = None if labels is None else tuple(frozenset(labels(c)) for c in pairs.cases)
+        return cls(tuple(c.case_id for c in pairs.cases), pairs.pixels, found)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,16 +60,11 @@ class EvalConfig:
     metrics: tuple[str, ...] = tuple(METRICS)  # names in metrics.METRICS
     bootstrap: int = 1000  # bootstrap draws for the 95% intervals over test cases (0 = no intervals)
     bootstrap_fid: bool = False  # intervals for FID/KID too (each draw recomputes the distance: costly)
-    seed: int = 0  # bootstrap draws, the evaluators' training, the mismatched real pairs
+    seed: int = 0  # bootstrap draws, the mismatched real pairs, the real floor's reference cases
     device: str | None = None  # None: cuda if available else cpu
     batch_size: int = 64  # feature extraction batch
-    vc_epochs: int = 20  # view-consistency evaluator: epochs (the XRayGAN VCN schedule)
-    vc_batch_size: int = 96
-    vc_lr: float = 1e-3  # Adam; XRayGAN's 0.01 collapsed to a constant here (AUROC 0.50 on phantom test pairs)
-    vc_size: int | None = None  # px the evaluator sees; None = the images' size
-    finding_epochs: int = 30  # findings classifier: epochs
-    finding_size: int = 128  # px the findings classifier sees (downsampled from the run's images)
-    finding_width: int = 32  # channels of its first block (doubled per block, 4 blocks)
+    # The judges (vc, finding_auc) have no settings here: they are a fixed protocol per (dataset, resolution),
+    # the same for every run (metrics.judges).
 
     def __post_init__(self):
         check_ranges(self)
@@ -81,10 +74,6 @@ class EvalConfig:
             raise XbenchError(f"eval.metrics lists a metric twice: {list(self.metrics)}")
         if self.bootstrap < 0:
             raise XbenchError(f"eval.bootstrap must be >= 0 draws, not {self.bootstrap}")
-        if self.vc_size is not None and self.vc_size < 32:
-            raise XbenchError(f"eval.vc_size must be >= 32 px (ResNet-18), not {self.vc_size}")
-        if self.finding_size < 16:
-            raise XbenchError(f"eval.finding_size must be >= 16 px, not {self.finding_size}")
 
 
 class Unavailable(Exception):

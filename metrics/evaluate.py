@@ -2,10 +2,17 @@
 
 Returns the result.json "metrics" block: ``{"frontal": {...}, "lateral": {...}, "pair": {...},
 "unavailable": {name: why}, "provenance": {name: {...}}}``. Each value is a plain float with ``<name>_n`` (the
-number of test cases) and ``<name>_ci`` (95% percentile bootstrap interval over test cases: the same resampled
-case indices for every metric; FID/KID intervals only with ``bootstrap_fid``). Nothing is rounded. A metric that
-cannot be computed (missing weights, too few cases, no labels, no reference images) is listed under
-"unavailable" with the reason and the fix, never reported as a number.
+number of test cases) and ``<name>_ci`` (95 % interval over test cases, ``metrics.stats``: a percentile bootstrap
+for means of per-case values, the same resampled cases for every metric; half-sampling without replacement for
+FID and KID, only with ``bootstrap_fid``). Counts are never silent: ``<name>_ci_dropped_draws`` (resamples on
+which the metric was undefined), ``<name>_classes_dropped`` and ``<name>_ci_classes_dropped`` (finding classes
+without both labels among the test cases, at the point and summed over the draws), each written when not zero.
+
+Calibration, measured on real images beside every model score: ``<fid|kid|precision|recall>_..._real_floor``
+(the same metric between the real test images and as many real reference cases, drawn with the eval seed:
+what two real sets of this N score), the VC judge's ceiling, floor and AUROC, and ``finding_auc_real``.
+Nothing is rounded. A metric that cannot be computed (missing weights, too few cases, no labels, no reference
+images) is listed under "unavailable" with the reason and the fix, never reported as a number.
 """
 
 import dataclasses
@@ -19,13 +26,21 @@ import torch
 from benchmark.core import cache
 from benchmark.core.errors import XbenchError
 from benchmark.core.seeds import derive_seed
-from metrics import fidelity, findings, view_consistency, weights
+from metrics import fidelity, findings, judges, view_consistency, weights
 from metrics.base import EvalConfig, ImageSet, Unavailable
-from metrics.evaluators import digest
 from metrics.frechet import frechet_distance
-from metrics.registry import VIEWS, get_metric
+from metrics.registry import PROTOCOL, VIEWS, get_metric
 from metrics.ssim import ssim_scores
-from metrics.stats import auroc, bootstrap_indices, macro_auroc, mean_interval, statistic_interval
+from metrics.stats import (
+    auroc,
+    bootstrap_indices,
+    centred_interval,
+    half_sample_indices,
+    macro_auroc,
+    mean_interval,
+    percentile_interval,
+    resampled,
+)
 
 FEATURES_VERSION = "features-1"  # bump when feature extraction changes: real-image features are cached by it
 
@@ -64,7 +79,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 @dataclasses.dataclass(eq=False)  # hashed by identity: its methods are memoised
 class Context:
-    """One evaluation: the inputs, and what several metrics share (features, evaluators), computed once."""
+    """One evaluation: the inputs, and what several metrics share (features, judges), computed once."""
 
     fake: ImageSet
     real: ImageSet
@@ -80,10 +95,29 @@ class Context:
 
     @functools.cached_property
     def index(self) -> np.ndarray | None:
-        """The bootstrap draws [B, N] shared by every metric (None when intervals are off)."""
+        """The bootstrap draws [B, N] shared by every mean (None when intervals are off)."""
         if self.cfg.bootstrap == 0:
             return None
         return bootstrap_indices(self.n, self.cfg.bootstrap, derive_seed(self.cfg.seed, "bootstrap", self.n))
+
+    @functools.cached_property
+    def half_index(self) -> np.ndarray | None:
+        """The half-samples [B, N/2] shared by FID and KID (None when their intervals are off or N < 4)."""
+        if self.cfg.bootstrap == 0 or not self.cfg.bootstrap_fid or self.n < 4:
+            return None
+        return half_sample_indices(self.n, self.cfg.bootstrap, derive_seed(self.cfg.seed, "half-sample", self.n))
+
+    @functools.cached_property
+    def floor_index(self) -> np.ndarray:
+        """N reference cases (drawn without replacement, sorted) that make the real floor's second set."""
+        if self.reference is None:
+            raise Unavailable("the real floor needs the real train+val images (reference=...); none were passed")
+        if len(self.reference) < self.n:
+            raise Unavailable(
+                f"the real floor needs {self.n} reference cases (as many as test cases), got {len(self.reference)}"
+            )
+        rng = np.random.default_rng(derive_seed(self.cfg.seed, "real-floor", self.n))
+        return np.sort(rng.choice(len(self.reference), self.n, replace=False))
 
     @functools.cache
     def extractor(self, family: str):
@@ -93,22 +127,24 @@ class Context:
 
     @functools.cache
     def features(self, family: str, which: str, view: str) -> dict[str, np.ndarray]:
-        """role -> float64 [N, d] features; real-image features are cached on disk by content."""
+        """role -> float64 [N, d] features of "fake", "real" or "floor" images; real ones cached on disk."""
         ex, module = self.extractor(family)
-        images = (self.real if which == "real" else self.fake).view(view)
-        if which != "real":
-            return fidelity.extract(ex, module, images, self.cfg.batch_size)
+        if which == "fake":
+            return fidelity.extract(ex, module, self.fake.view(view), self.cfg.batch_size)
+        source = self.real if which == "real" else self.reference
+        rows = np.arange(len(source)) if which == "real" else self.floor_index
+        images = source.view(view)[rows]
         key = cache.content_key(
             {
                 "version": FEATURES_VERSION,
                 "dataset": self.dataset,
                 "view": view,
-                "size": self.real.size,
+                "size": source.size,
                 "extractor": ex.name,
                 "layers": ex.layers,
                 "weights_sha256": ex.weights.sha256,
-                "ids": self.real.case_ids,
-                "pixels": digest(images),
+                "ids": [source.case_ids[i] for i in rows],
+                "pixels": judges.digest(images),
             }
         )
         hit = cache.load("features", key)
@@ -121,49 +157,92 @@ class Context:
         """name, name_n and name_ci of a mean over per-case values."""
         out = {name: float(np.mean(values)), f"{name}_n": len(values)}
         if self.index is not None:
-            out[f"{name}_ci"] = mean_interval(values, self.index)
+            out[f"{name}_ci"], dropped = mean_interval(values, self.index)
+            if dropped:
+                out[f"{name}_ci_dropped_draws"] = dropped
         return out
 
-    def statistic(self, name: str, fn: Callable[[np.ndarray], float], with_ci: bool = True) -> dict:
-        """name, name_n and (when asked) name_ci of a statistic of the resampled case indices."""
-        out = {name: float(fn(np.arange(self.n))), f"{name}_n": self.n}
-        if with_ci and self.index is not None:
-            out[f"{name}_ci"] = statistic_interval(fn, self.index)
+    def statistic(self, name: str, fn: Callable, scheme: str = "bootstrap") -> dict:
+        """name, name_n and name_ci of a statistic of case indices; ``fn`` may return (value, classes left out).
+
+        scheme "bootstrap": percentile interval of draws with replacement; "half": half-samples without
+        replacement, their spread centred on the value at N (``metrics.stats``); no interval if that scheme is off.
+        """
+        value, dropped = _split(fn(np.arange(self.n)))
+        out = {name: value, f"{name}_n": self.n}
+        if dropped:
+            out[f"{name}_classes_dropped"] = dropped
+        index = self.index if scheme == "bootstrap" else self.half_index
+        if index is not None:
+            draws, left_out = resampled(fn, index)
+            ci, bad = centred_interval(value, draws) if scheme == "half" else percentile_interval(draws)
+            out[f"{name}_ci"] = ci
+            if bad:
+                out[f"{name}_ci_dropped_draws"] = bad
+            if left_out:
+                out[f"{name}_ci_classes_dropped"] = left_out
         return out
+
+
+def _split(out) -> tuple[float, int]:
+    return (float(out[0]), int(out[1])) if isinstance(out, tuple) else (float(out), 0)
 
 
 # ---------------------------------------------------------------------------------------------- the metrics
 
 
-def _distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
+def _inception_score(ctx: Context, name: str, family: str) -> dict:
     ex, _ = ctx.extractor(family)
-    if kind == "is" and "logits" not in ex.layers:
+    if "logits" not in ex.layers:
         raise Unavailable(fidelity.NO_LOGITS + weights.how_to_get("inception-tf-full"))
     ctx.provenance[name] = ex.provenance
+    score = fidelity.inception_score if family == "inception" else fidelity.xraygan_inception_score
     out = {}
     for view in VIEWS:
-        fake = ctx.features(family, "fake", view)
-        if kind == "is":
-            logits = fake["logits"]
-            mean, std = fidelity.inception_score(logits)
-            out[view] = {name: mean, f"{name}_std": std, f"{name}_n": ctx.n}
-            if ctx.index is not None:
-                out[view][f"{name}_ci"] = statistic_interval(
-                    lambda i: fidelity.inception_score(logits[i])[0], ctx.index
-                )
-            continue
-        f1, f2 = fake["pool"], ctx.features(family, "real", view)["pool"]
-        if ctx.n < 2:
-            raise Unavailable(f"needs at least 2 test cases per view, got {ctx.n}")
+        logits = ctx.features(family, "fake", view)["logits"]
+        mean, std = score(logits)
+        out[view] = {name: mean, f"{name}_std": std, f"{name}_n": ctx.n}
+        if ctx.index is not None:
+            out[view][f"{name}_ci"], bad = percentile_interval(resampled(lambda i: score(logits[i])[0], ctx.index)[0])
+            if bad:
+                out[view][f"{name}_ci_dropped_draws"] = bad
+    return out
+
+
+def _real_floor(ctx: Context, name: str, family: str, view: str, fn: Callable) -> dict:
+    """``<name>_real_floor``: ``fn`` between the real test images and N real reference cases (or why not)."""
+    try:
+        floor = fn(ctx.features(family, "floor", view)["pool"], ctx.features(family, "real", view)["pool"])
+    except Unavailable as why:
+        ctx.provenance.setdefault(f"{name}_real_floor", {})["unavailable"] = str(why)
+        return {}
+    return {f"{name}_real_floor": floor, f"{name}_real_floor_n": ctx.n}
+
+
+def _distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
+    ex, _ = ctx.extractor(family)
+    ctx.provenance[name] = ex.provenance
+    if ctx.n < 2:
+        raise Unavailable(f"needs at least 2 test cases per view, got {ctx.n}")
+    out = {}
+    for view in VIEWS:
+        f1, f2 = ctx.features(family, "fake", view)["pool"], ctx.features(family, "real", view)["pool"]
         if kind == "fid":
-            out[view] = ctx.statistic(
-                name, lambda i: frechet_distance(f1[i], f2[i], ctx.device), with_ci=ctx.cfg.bootstrap_fid
-            )
-        else:
+            out[view] = ctx.statistic(name, lambda i: frechet_distance(f1[i], f2[i], ctx.device), scheme="half")
+            out[view] |= _real_floor(ctx, name, family, view, lambda a, b: frechet_distance(a, b, ctx.device))
+        elif kind == "kid":
             mean, std = fidelity.kid(f1, f2)
             out[view] = {name: mean, f"{name}_std": std, f"{name}_n": ctx.n}
-            if ctx.cfg.bootstrap_fid and ctx.index is not None:
-                out[view][f"{name}_ci"] = statistic_interval(lambda i: fidelity.kid(f1[i], f2[i])[0], ctx.index)
+            if ctx.half_index is not None:
+                draws, _ = resampled(lambda i: fidelity.kid(f1[i], f2[i])[0], ctx.half_index)
+                out[view][f"{name}_ci"], bad = centred_interval(mean, draws)
+                if bad:
+                    out[view][f"{name}_ci_dropped_draws"] = bad
+            out[view] |= _real_floor(ctx, name, family, view, lambda a, b: fidelity.kid(a, b)[0])
+        else:  # "precision" or "recall"
+            pick = 0 if kind == "precision" else 1
+            out[view] = {name: fidelity.precision_recall(f1, f2)[pick], f"{name}_n": ctx.n}
+            out[view] |= _real_floor(ctx, name, family, view, lambda a, b: fidelity.precision_recall(a, b)[pick])
     return out
 
 
@@ -179,23 +258,17 @@ def _needs_reference(ctx: Context, what: str) -> None:
 
 
 def _vc(ctx: Context) -> dict:
-    _needs_reference(ctx, "view-consistency evaluator")
+    _needs_reference(ctx, "view-consistency judge")
     if ctx.n < 2 or len(ctx.reference) < 2:
         raise Unavailable(f"needs at least 2 test and 2 reference cases, got {ctx.n} and {len(ctx.reference)}")
-    size = ctx.cfg.vc_size or ctx.real.size[0]
-    vcn, sha, cached = view_consistency.vc_evaluator(ctx.reference, ctx.dataset, ctx.cfg, size, ctx.device)
-    ctx.provenance["vc"] = {
-        "evaluator": "methods.vcn.VCN (Siamese ResNet-18)",
-        "sha256": sha,
-        "size": size,
-        "reference_cases": len(ctx.reference),
-        "from_cache": cached,
-    }
+    net, provenance = view_consistency.pair_judge(ctx.reference, ctx.dataset, ctx.real.size[0], ctx.device)
+    ctx.provenance["vc"] = provenance
+    size = provenance["size"]
     real_f, real_l = ctx.real.view("frontal"), ctx.real.view("lateral")
-    fake = view_consistency.p_same(vcn, ctx.fake.view("frontal"), ctx.fake.view("lateral"), size)
-    matched = view_consistency.p_same(vcn, real_f, real_l, size)
+    fake = view_consistency.p_same(net, ctx.fake.view("frontal"), ctx.fake.view("lateral"), size)
+    matched = view_consistency.p_same(net, real_f, real_l, size)
     other = view_consistency.derangement(ctx.n, derive_seed(ctx.cfg.seed, "vc-mismatched"))
-    mismatched = view_consistency.p_same(vcn, real_f, real_l[other], size)
+    mismatched = view_consistency.p_same(net, real_f, real_l[other], size)
     labels = np.r_[np.ones(ctx.n, bool), np.zeros(ctx.n, bool)]
     out = ctx.per_case("vc", fake) | ctx.per_case("vc_real_matched", matched)
     out |= ctx.per_case("vc_real_mismatched", mismatched)
@@ -206,44 +279,47 @@ def _vc(ctx: Context) -> dict:
 def _finding_auc(ctx: Context) -> dict:
     _needs_reference(ctx, "findings classifier")
     if ctx.reference.findings is None or ctx.real.findings is None:
-        raise Unavailable("needs the reports' findings of the reference and test cases (ImageSet.findings)")
-    classes = findings.reference_classes(ctx.dataset, ctx.reference.findings)
-    test_labels = findings.label_matrix(ctx.dataset, ctx.real.findings, classes)
-    positives = test_labels.sum(0)
-    keep = (positives >= findings.MIN_TEST_POSITIVES) & (ctx.n - positives >= findings.MIN_TEST_POSITIVES)
-    if not keep.any():
+        raise Unavailable("needs the finding labels of the reference and test cases (ImageSet.findings)")
+    if not findings.candidate_classes(ctx.reference.findings):
         raise Unavailable(
-            f"no finding has >= {findings.MIN_REFERENCE_POSITIVES} reference and >= {findings.MIN_TEST_POSITIVES} "
-            f"test positives (and negatives) among {len(ctx.reference)} reference and {ctx.n} test cases"
-            + ("; mimic reports carry no MeSH tags" if ctx.dataset == "mimic" else "")
+            f"no finding label has >= {findings.MIN_REFERENCE_POSITIVES} positives among the {len(ctx.reference)} "
+            "reference cases (a dataset without finding labels, e.g. reports without MeSH tags, has none)"
         )
-    nets, classes, sha, cached = findings.findings_classifiers(ctx.reference, ctx.dataset, ctx.cfg, ctx.device)
-    used = [c for c, k in zip(classes, keep) if k]
-    ctx.provenance["finding_auc"] = {
-        "classifier": f"metrics.findings.FindingsNet (width {ctx.cfg.finding_width})",
-        "sha256": sha,
-        "size": ctx.cfg.finding_size,
-        "classes": used,
-        "reference_cases": len(ctx.reference),
-        "from_cache": cached,
-    }
-    y = test_labels[:, keep]
+    judged, provenance = findings.findings_judges(ctx.reference, ctx.dataset, ctx.real.size[0], ctx.device)
+    ctx.provenance["finding_auc"] = provenance
+    size = provenance["size"]
     out = {}
-    for view in VIEWS:
-        p_fake = findings.predict(nets[view], ctx.fake.view(view), ctx.cfg.finding_size)[:, keep]
-        p_real = findings.predict(nets[view], ctx.real.view(view), ctx.cfg.finding_size)[:, keep]
+    for v, view in enumerate(VIEWS):
+        net, candidates, kept = judged[view]
+        if not kept:
+            ctx.provenance["finding_auc"].setdefault("unavailable", {})[view] = (
+                f"no finding reaches held-out AUROC {findings.SELECT_AUROC} in the {view} view"
+            )
+            continue
+        cols = [candidates.index(c) for c in kept]
+        y = findings.label_matrix(ctx.real.findings, kept)
+        p_fake = findings.predict(net, ctx.fake.view(view), size)[:, cols]
+        p_real = findings.predict(net, ctx.real.view(view), size)[:, cols]
         out[view] = ctx.statistic("finding_auc", lambda i: macro_auroc(p_fake[i], y[i]))
         out[view] |= ctx.statistic("finding_auc_real", lambda i: macro_auroc(p_real[i], y[i]))
-        out[view]["finding_auc_classes"] = len(used)
+        out[view]["finding_auc_classes"] = len(kept)
+        if not np.isfinite(out[view]["finding_auc"]):
+            raise Unavailable(f"no kept finding class has both positive and negative test cases in the {view} view")
+    if not out:
+        raise Unavailable(
+            f"the findings judge sees no finding at {size} px (held-out AUROC >= {findings.SELECT_AUROC})"
+        )
     return out
 
 
 COMPUTE: dict[str, Callable[[Context], dict]] = {
-    "is_inception": lambda ctx: _distribution(ctx, "is_inception", "inception", "is"),
+    "is_inception": lambda ctx: _inception_score(ctx, "is_inception", "inception"),
     "fid_inception": lambda ctx: _distribution(ctx, "fid_inception", "inception", "fid"),
     "kid_inception": lambda ctx: _distribution(ctx, "kid_inception", "inception", "kid"),
+    "precision_inception": lambda ctx: _distribution(ctx, "precision_inception", "inception", "precision"),
+    "recall_inception": lambda ctx: _distribution(ctx, "recall_inception", "inception", "recall"),
     "fid_chexnet": lambda ctx: _distribution(ctx, "fid_chexnet", "chexnet", "fid"),
-    "is_chexnet": lambda ctx: _distribution(ctx, "is_chexnet", "chexnet", "is"),
+    "is_chexnet": lambda ctx: _inception_score(ctx, "is_chexnet", "chexnet"),
     "ssim": _ssim,
     "vc": _vc,
     "finding_auc": _finding_auc,
@@ -284,7 +360,7 @@ def evaluate(
             timings[name] = clock(ctx.device) - start
         for scope, entries in values.items():
             out[scope].update(entries)
-    out["provenance"] = ctx.provenance
+    out["provenance"] = ctx.provenance | {"protocol": {"metrics": PROTOCOL, "judges": judges.PROTOCOL}}
     return out
 
 

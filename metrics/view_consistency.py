@@ -1,54 +1,136 @@
-"""``vc``: view consistency of generated frontal + lateral pairs, scored by an evaluator xbench trains itself.
+"""``vc``: view consistency of generated frontal + lateral pairs, scored by a judge that owes nothing to the judged.
 
-The evaluator is the XRayGAN VCN architecture (``methods.vcn.VCN``: Siamese ResNet-18 with a 1-channel conv1,
-random initialisation, 128-d embeddings L2-normalised x10, a weighted-L1 head giving the logit of P(same
-patient)) trained with ``methods.vcn.train_vcn`` on the dataset's real train + val pairs (positives: a case's
-own lateral; negatives: another case's), with its own seed, derived from the eval seed: it never shares weights,
-seed or training run with a generator's VCN. One departure from the XRayGAN VCN schedule: Adam lr 1e-3 (not
-0.01, which collapsed to a constant output on the phantom: AUROC 0.50 on real test pairs; 1e-3 gave 0.79).
-Cached per dataset under a content key of the reference images
-(ids, size, pixels) and the training settings; the file's sha256 is recorded with the scores.
+The judge (``PairJudge``) is a two-tower network: one separable-convolution tower per view
+(``metrics.judges.SeparableTower``, no weights shared between the views), each giving a 128-d embedding,
+L2-normalised; the logit of P(same patient) is ``t * cos(e_frontal, e_lateral) + b`` with a learned
+temperature t and bias b. It is of another family than XRayGAN's VCN (a Siamese ResNet-18 with a weighted-L1
+head), is trained by xbench alone and shares no code, data order, seed or weights with any generator.
+
+Training (``train_pair_judge``): the dataset's real train + val pairs at ``judges.judge_size`` px, augmented
+(``judges.augment``, independently per view); every batch of B cases gives B matched and B(B - 1) mismatched
+(frontal, lateral) pairs, each with a sigmoid loss, the two halves weighted equally so that P(same) = 0.5 is
+the prior; AdamW (lr 2e-3, weight decay 1e-4), cosine schedule, ``EPOCHS`` epochs of batch ``BATCH_SIZE``.
 
 Calibration rows on the real test pairs: matched (each case's own lateral: the ceiling), mismatched (a fixed
-derangement of the laterals from the seed: the floor), and the evaluator's AUROC separating the two.
+derangement of the laterals from the seed: the floor), and the judge's AUROC separating the two.
 """
+
+import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from benchmark.core.resize import resident_images
-from benchmark.core.seeds import derive_seed
 from benchmark.data.images import to_unit_range
-from methods.vcn import VCN, VCNConfig, load_vcn, save_vcn, train_vcn
-from metrics.evaluators import evaluator_path, reference_key
+from metrics import judges
 
-VC_VERSION = "vc-evaluator-1"
+EPOCHS = 12
+BATCH_SIZE = 64
+LR = 2e-3
+DESCRIPTION = "two-tower depthwise-separable convnet (xbench PairJudge), cosine-similarity logit"
 
 
-def vc_evaluator(reference, dataset: str, cfg, size: int, device: torch.device) -> tuple[VCN, str, bool]:
-    """(frozen evaluator, its checkpoint's sha256, whether it came from the cache); trained on a miss."""
-    vcn_cfg = VCNConfig(epochs=cfg.vc_epochs, batch_size=cfg.vc_batch_size, lr=cfg.vc_lr)
-    seed = derive_seed(cfg.seed, "xbench-vc-evaluator", dataset)
-    key = reference_key(VC_VERSION, dataset, reference, vc_size=size, vcn=vars(vcn_cfg), seed=seed)
-    path = evaluator_path("vc", dataset, key)
-    sidecar = path.with_name(path.name + ".sha256")
-    if path.is_file() and sidecar.is_file():  # else (a half-deleted entry) train again
-        sha = sidecar.read_text().split()[0]
-        return load_vcn(path, sha256=sha, device=device), sha, True
-    vcn = train_vcn(reference.pixels, size, vcn_cfg, seed=seed, device=device)
-    sha = save_vcn(vcn, path)
-    return vcn, sha, False
+class PairJudge(nn.Module):
+    """(frontal, lateral) [B, 1, S, S] each, in [-1, 1] -> logits [B] of P(same patient)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.frontal = judges.SeparableTower(size)
+        self.lateral = judges.SeparableTower(size)
+        self.log_t = nn.Parameter(torch.tensor(np.log(10.0), dtype=torch.float32))
+        self.bias = nn.Parameter(torch.tensor(-5.0))
+
+    def embed(self, frontal: torch.Tensor, lateral: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.normalize(self.frontal(frontal), dim=1), F.normalize(self.lateral(lateral), dim=1)
+
+    def logits(self, ef: torch.Tensor, el: torch.Tensor) -> torch.Tensor:
+        """[Bf, Bl] logits of every frontal against every lateral."""
+        return self.log_t.exp() * ef @ el.T + self.bias
+
+    def forward(self, frontal: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+        ef, el = self.embed(frontal, lateral)
+        return self.log_t.exp() * (ef * el).sum(1) + self.bias
+
+
+def balanced_pair_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid loss over a [B, B] logit matrix, diagonal = matched; both halves weigh the same."""
+    eye = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+    pos = F.logsigmoid(logits[eye]).mean()
+    neg = F.logsigmoid(-logits[~eye]).mean()
+    return -(pos + neg) / 2
+
+
+def train_pair_judge(pixels: np.ndarray, size: int, seed: int, device, epochs: int = EPOCHS) -> PairJudge:
+    """Train on uint8 [N, 2, H, W] real pairs; returned frozen, in eval mode."""
+    images = resident_images(pixels, size, device)
+    n = len(images)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = PairJudge(size).to(device, memory_format=torch.channels_last)  # faster convolutions on CPUs too
+    steps = epochs * max(1, n // BATCH_SIZE)
+    opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
+    net.train()
+    step = 0
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n - BATCH_SIZE + 1 if n >= BATCH_SIZE else 1, BATCH_SIZE):
+            idx = perm[start : start + BATCH_SIZE].to(device)
+            if idx.numel() < 2 or step >= steps:
+                continue
+            f = judges.augment(to_unit_range(images[idx, 0:1]), gen)
+            lat = judges.augment(to_unit_range(images[idx, 1:2]), gen)
+            loss = balanced_pair_loss(net.logits(*net.embed(f, lat)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+    # scored in the default layout, as a judge reloaded from the cache is: the same numbers either way
+    return net.to(memory_format=torch.contiguous_format).eval().requires_grad_(False)
+
+
+def pair_judge(reference, dataset: str, resolution: int, device) -> tuple[PairJudge, dict]:
+    """(frozen judge, provenance) for ``dataset`` at ``resolution``: from the cache, else trained on ``reference``."""
+    size = judges.judge_size(resolution)
+    seed = judges.judge_seed("vc", size)
+    code = judges.source_hash(sys.modules[__name__])
+    settings = dict(seed=seed, epochs=EPOCHS, batch=BATCH_SIZE, lr=LR)
+    key = judges.cache_key("vc", dataset, size, reference.case_ids, reference.pixels, code, **settings)
+    path = judges.judge_path("vc", dataset, key)
+    net = PairJudge(size).to(device)
+    hit = judges.load_cached(path, device)
+    if hit is None:
+        net = train_pair_judge(reference.pixels, size, seed, device)
+        sha = judges.save({k: t.detach().cpu() for k, t in net.state_dict().items()}, path)
+    else:
+        net.load_state_dict(hit[0])
+        net.eval().requires_grad_(False)
+        sha = hit[1]
+    provenance = {
+        "judge": DESCRIPTION,
+        "protocol": judges.PROTOCOL,
+        "code": code,
+        "sha256": sha,
+        "size": size,
+        "reference_cases": len(reference),
+        "from_cache": hit is not None,
+    }
+    return net, provenance
 
 
 @torch.no_grad()
-def p_same(vcn: VCN, frontal: np.ndarray, lateral: np.ndarray, size: int, batch_size: int = 128) -> np.ndarray:
+def p_same(net: PairJudge, frontal: np.ndarray, lateral: np.ndarray, size: int, batch_size: int = 256) -> np.ndarray:
     """P(same patient) [N] for pairs (frontal[i], lateral[i]); uint8 [N, H, W] each."""
-    device = next(vcn.parameters()).device
+    device = next(net.parameters()).device
     out = []
     for start in range(0, len(frontal), batch_size):
         pair = np.stack([frontal[start : start + batch_size], lateral[start : start + batch_size]], axis=1)
-        images = resident_images(pair, size, device)
-        out.append(vcn.p_same(to_unit_range(images[:, 0:1]), to_unit_range(images[:, 1:2])).double().cpu())
+        images = to_unit_range(resident_images(pair, size, device))
+        out.append(torch.sigmoid(net(images[:, 0:1], images[:, 1:2])).double().cpu())
     return torch.cat(out).numpy()
 
 

@@ -68,8 +68,8 @@ def phantom_sets(n_test: int = 32, n_reference: int | None = None):
 
     ds = get_dataset("phantom", DataConfig(image_size=64, max_cases=512))
     splits = ds.splits()
-    reference = ImageSet.of(ds.images(splits.train[:n_reference] if n_reference else splits.train))
-    return reference, ImageSet.of(ds.images(splits.test[:n_test]))
+    reference = ImageSet.of(ds.images(splits.train[:n_reference] if n_reference else splits.train), ds.finding_labels)
+    return reference, ImageSet.of(ds.images(splits.test[:n_test]), ds.finding_labels)
 
 
 def random_set(n: int, size: int = 32, seed: int = 0, ids: tuple[str, ...] | None = None) -> ImageSet:

@@ -7,13 +7,11 @@ import pytest
 
 from benchmark.data.datasets import get_dataset
 from benchmark.pipeline.bench.evaluation import take, time_evaluation
-from metrics import evaluate, fidelity
+from metrics import evaluate, fidelity, findings, view_consistency
 from tests.metrics_fixtures import random_set, tiny_inception_extractor
 from tests.tiny import tiny_eval
 
-# The fewest cases at which every metric of the tiny setting is computed: finding_auc needs a finding with
-# >= 10 positives among the reference cases (57 or more) and >= 5 positives and negatives among the test
-# cases (19 or more). Fewer still run, with finding_auc listed as unavailable.
+# Few cases: the judges' protocol (full train + val, held-out class selection) is shrunk by ``quick_judges``.
 N_TEST, N_REFERENCE = 20, 60
 
 
@@ -23,7 +21,17 @@ def tiny_inception(monkeypatch):
     monkeypatch.setattr(fidelity, "inception_extractor", tiny_inception_extractor)
 
 
-def test_time_evaluation_tiny(tiny_inception, tmp_path, monkeypatch):
+@pytest.fixture
+def quick_judges(monkeypatch):
+    """One epoch per judge; every finding with a few positives kept (random pixels: a judge sees nothing)."""
+    monkeypatch.setattr(view_consistency, "EPOCHS", 1)
+    monkeypatch.setattr(findings, "EPOCHS", 1)
+    monkeypatch.setattr(findings, "SELECT_AUROC", 0.0)
+    monkeypatch.setattr(findings, "MIN_REFERENCE_POSITIVES", 5)
+    monkeypatch.setattr(findings, "MIN_HOLDOUT_POSITIVES", 1)
+
+
+def test_time_evaluation_tiny(tiny_inception, quick_judges, tmp_path, monkeypatch):
     user_cache = tmp_path / "user-cache"
     user_cache.mkdir()
     monkeypatch.setenv("XBENCH_CACHE_DIR", str(user_cache))

@@ -7,8 +7,9 @@ import pytest
 
 import metrics
 from benchmark.core.errors import XbenchError
+from benchmark.core.resize import resident_images
 from benchmark.data.datasets import DataConfig, get_dataset
-from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, get_metric
+from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, findings, get_metric, judges, view_consistency
 from tests.metrics_fixtures import random_set, tiny_inception_extractor
 from tests.tiny import tiny_eval
 
@@ -19,11 +20,11 @@ FAST = ("is_inception", "fid_inception", "kid_inception", "ssim")
 def phantom(tiny_phantom):
     """(reference, test) ImageSets with findings from the session's 64-px phantom (512 train, 64 test)."""
     _, train, test = tiny_phantom
-    splits = get_dataset("phantom", DataConfig(image_size=64, max_cases=512)).splits()
-    mesh = {c.case_id: tuple(c.report.mesh) for c in splits.all}
+    ds = get_dataset("phantom", DataConfig(image_size=64, max_cases=512))
+    labels = {c.case_id: ds.finding_labels(c) for c in ds.splits().all}
 
     def as_set(data):
-        return ImageSet(data.case_ids, data.pixels, tuple(mesh[i] for i in data.case_ids))
+        return ImageSet(data.case_ids, data.pixels, tuple(labels[i] for i in data.case_ids))
 
     return as_set(train), as_set(test)
 
@@ -31,6 +32,17 @@ def phantom(tiny_phantom):
 @pytest.fixture
 def tiny_inception(monkeypatch):
     monkeypatch.setattr(fidelity, "inception_extractor", tiny_inception_extractor)
+
+
+@pytest.fixture
+def quick_judges(monkeypatch):
+    """Judges trained for 1 epoch (the protocol's recipe otherwise): the plumbing, not their quality."""
+    monkeypatch.setattr(view_consistency, "EPOCHS", 1)
+    monkeypatch.setattr(findings, "EPOCHS", 1)
+    # few reference cases and an untrained judge: keep every finding with a few positives
+    monkeypatch.setattr(findings, "SELECT_AUROC", 0.0)
+    monkeypatch.setattr(findings, "MIN_REFERENCE_POSITIVES", 5)
+    monkeypatch.setattr(findings, "MIN_HOLDOUT_POSITIVES", 1)
 
 
 def noise_like(s: ImageSet, seed: int = 0) -> ImageSet:
@@ -41,11 +53,12 @@ def noise_like(s: ImageSet, seed: int = 0) -> ImageSet:
 def check_block(out: dict) -> None:
     """Every value a plain float (or int N), every interval two floats, nothing rounded away."""
     assert set(out) == {"frontal", "lateral", "pair", "unavailable", "provenance"}
+    assert out["provenance"]["protocol"] == {"metrics": metrics.PROTOCOL, "judges": judges.PROTOCOL}
     for scope in ("frontal", "lateral", "pair"):
         for key, value in out[scope].items():
             if key.endswith("_ci"):
                 assert len(value) == 2 and all(type(v) is float for v in value) and value[0] <= value[1]
-            elif key.endswith(("_n", "_classes")):
+            elif key.endswith(("_n", "_classes", "_dropped", "_dropped_draws")):
                 assert type(value) is int
             else:
                 assert type(value) is float and math.isfinite(value), (key, value)
@@ -56,6 +69,8 @@ def test_registry_and_config():
         "is_inception",
         "fid_inception",
         "kid_inception",
+        "precision_inception",
+        "recall_inception",
         "fid_chexnet",
         "is_chexnet",
         "ssim",
@@ -104,9 +119,9 @@ def test_fid_intervals_off_by_default_and_real_features_cached(phantom, tiny_inc
     assert "fid_inception_ci" not in first["frontal"] and "fid_inception" in second["frontal"]
 
 
-def test_vc_and_finding_auc(phantom):
+def test_vc_and_finding_auc(phantom, quick_judges):
     reference, test = phantom
-    cfg = tiny_eval(metrics=("vc", "finding_auc"), vc_epochs=1, finding_epochs=1)
+    cfg = tiny_eval(metrics=("vc", "finding_auc"))
     reference = ImageSet(reference.case_ids[:96], reference.pixels[:96], reference.findings[:96])
     out = evaluate(noise_like(test), test, cfg, dataset="phantom", reference=reference)
     check_block(out)
@@ -115,21 +130,44 @@ def test_vc_and_finding_auc(phantom):
         assert 0 <= pair[key] <= 1 and pair[f"{key}_n"] == len(test) and f"{key}_ci" in pair
     for view in ("frontal", "lateral"):
         assert 0 <= out[view]["finding_auc"] <= 1 and 0 <= out[view]["finding_auc_real"] <= 1
-    assert out["provenance"]["vc"]["from_cache"] is False
+    vc = out["provenance"]["vc"]
+    assert vc["from_cache"] is False and vc["protocol"] == judges.PROTOCOL and "separable" in vc["judge"]
     again = evaluate(test, test, cfg, dataset="phantom", reference=reference)
     assert again["provenance"]["vc"]["from_cache"] and again["provenance"]["finding_auc"]["from_cache"]
-    assert again["provenance"]["vc"]["sha256"] == out["provenance"]["vc"]["sha256"]
-    assert again["pair"]["vc_real_matched"] == out["pair"]["vc_real_matched"]  # the same evaluator, reloaded
+    assert again["provenance"]["vc"]["sha256"] == vc["sha256"]
+    assert again["pair"]["vc_real_matched"] == out["pair"]["vc_real_matched"]  # the same judge, reloaded
 
 
-def test_finding_auc_on_real_test_images_is_well_above_chance(phantom):
+def test_a_judge_is_a_fixed_protocol_keyed_by_its_code(phantom, quick_judges, monkeypatch):
+    """Run settings do not change the judge; an edit of the judge's source makes a new one."""
     reference, test = phantom
-    cfg = tiny_eval(metrics=("finding_auc",), finding_epochs=10)
-    out = evaluate(test, test, cfg, dataset="phantom", reference=reference)
+    reference = ImageSet(reference.case_ids[:64], reference.pixels[:64], reference.findings[:64])
+    first = evaluate(test, test, tiny_eval(metrics=("vc",)), dataset="phantom", reference=reference)
+    other_run = tiny_eval(metrics=("vc",), bootstrap=10, seed=5, batch_size=8)
+    same = evaluate(test, test, other_run, dataset="phantom", reference=reference)
+    assert (
+        same["provenance"]["vc"]["from_cache"]
+        and same["provenance"]["vc"]["sha256"] == first["provenance"]["vc"]["sha256"]
+    )
+    monkeypatch.setattr(judges, "source_hash", lambda *modules: "an-edited-judge")
+    edited = evaluate(test, test, tiny_eval(metrics=("vc",)), dataset="phantom", reference=reference)
+    assert not edited["provenance"]["vc"]["from_cache"]
+
+
+def test_real_floor_and_precision_recall(phantom, tiny_inception):
+    reference, test = phantom
+    names = ("fid_inception", "kid_inception", "precision_inception", "recall_inception")
+    out = evaluate(noise_like(test), test, tiny_eval(metrics=names), dataset="phantom", reference=reference)
+    check_block(out)
     for view in ("frontal", "lateral"):
-        # measured 0.73 (frontal) and 0.77 (lateral) with this tiny classifier (32 px, 512 reference cases)
-        assert out[view]["finding_auc_real"] > 0.6
-        assert out[view]["finding_auc"] == out[view]["finding_auc_real"]
+        v = out[view]
+        # real vs real (disjoint cases, same N) is far closer than noise vs real, and noise is never recalled
+        assert v["fid_inception_real_floor"] < v["fid_inception"] / 2 and v["fid_inception_real_floor_n"] == len(test)
+        assert v["kid_inception_real_floor"] < v["kid_inception"]
+        assert v["recall_inception"] < 0.1 < v["recall_inception_real_floor"]
+    without = evaluate(noise_like(test), test, tiny_eval(metrics=names), dataset="phantom")
+    assert "fid_inception_real_floor" not in without["frontal"] and "fid_inception" in without["frontal"]
+    assert "reference" in without["provenance"]["fid_inception_real_floor"]["unavailable"]
 
 
 def test_without_reference_or_weights_metrics_are_unavailable(phantom, monkeypatch, tmp_path):
@@ -188,3 +226,13 @@ def test_reference_must_not_hold_test_cases():
 
 def test_public_api():
     assert set(metrics.__all__) >= {"METRICS", "EvalConfig", "ImageSet", "MetricSpec", "evaluate", "get_metric"}
+
+
+def test_non_square_images_are_refused_by_the_judges_resizer():
+    wide = np.zeros((3, 64, 48), dtype=np.uint8)
+    with pytest.raises(XbenchError, match="64x48 px .* not square"):
+        view_consistency.p_same(view_consistency.PairJudge(32), wide, wide, 32)
+    with pytest.raises(XbenchError, match="not square"):
+        findings.predict(findings.FindingsJudge(32, 2), wide, 32)
+    with pytest.raises(XbenchError, match="not square"):
+        resident_images(np.zeros((1, 2, 30, 32), dtype=np.uint8), 32, "cpu")

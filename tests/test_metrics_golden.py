@@ -3,15 +3,27 @@
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.stats
 import torch
 import torch_fidelity
 from skimage.metrics import structural_similarity
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 
+from benchmark.core.errors import XbenchError
 from metrics import fidelity
+from metrics.base import Unavailable
 from metrics.frechet import frechet_distance, frechet_distance_from_stats
 from metrics.ssim import ssim_scores
-from metrics.stats import auroc, bootstrap_indices, macro_auroc, mean_interval
+from metrics.stats import (
+    auroc,
+    bootstrap_indices,
+    centred_interval,
+    half_sample_indices,
+    macro_auroc,
+    mean_interval,
+    percentile_interval,
+    resampled,
+)
 from tests.metrics_fixtures import TINY, tiny_inception_extractor
 
 
@@ -54,13 +66,57 @@ def kid_numpy(x, y):
     return off(kxx) + off(kyy) - 2 * kxy.mean()
 
 
-def test_kid_matches_numpy():
+def test_kid_matches_numpy_with_subsets_of_half_the_cases():
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((120, 16)), rng.standard_normal((120, 16)) * 1.2 + 0.1
     mean, std = fidelity.kid(x, y)
-    # subset size min(N, 1000) = N: every subset is a permutation of all samples, and MMD^2 ignores order
-    assert mean == pytest.approx(kid_numpy(x, y), rel=1e-9)
-    assert std == pytest.approx(0.0, abs=1e-12)
+    # independent: torch-fidelity's subset draws (RandomState(2020).choice, without replacement) of 60 = N/2 cases
+    draw = np.random.RandomState(2020)
+    mmds = [
+        kid_numpy(x[draw.choice(120, 60, replace=False)], y[draw.choice(120, 60, replace=False)]) for _ in range(100)
+    ]
+    assert mean == pytest.approx(np.mean(mmds), rel=1e-9) and std == pytest.approx(np.std(mmds), rel=1e-9)
+    # the subsets differ, so the std is a spread (with subsets of N it was round-off, 3e-16)
+    assert std > 0.05 * abs(mean)
+    with pytest.raises(Unavailable, match="at least 4"):
+        fidelity.kid(x[:3], y[:3])
+
+
+def test_half_sample_intervals_match_numpy_and_hold_no_duplicates():
+    rng = np.random.default_rng(11)
+    n = 40
+    x1, x2 = rng.standard_normal((n, 8)), rng.standard_normal((n, 8)) + 0.3
+    index = half_sample_indices(n, 200, seed=3)
+    assert index.shape == (200, 20) and all(len(set(row)) == 20 for row in index)  # without replacement
+    point = frechet_distance(x1, x2)
+    draws, left_out = resampled(lambda i: frechet_distance(x1[i], x2[i]), index)
+    (lo, hi), dropped = centred_interval(point, draws)
+    # independent: the textbook FID per draw, then numpy's percentiles, deviations from the median around the point
+    ref = np.array([fid_scipy(x1[i], x2[i]) for i in index])
+    q_lo, q_med, q_hi = np.percentile(ref, [2.5, 50, 97.5])
+    assert lo == pytest.approx(point - (q_med - q_lo), rel=1e-6) and hi == pytest.approx(
+        point + (q_hi - q_med), rel=1e-6
+    )
+    assert lo < point < hi and dropped == 0 and left_out == 0
+
+
+def test_half_samples_give_the_spread_of_a_mean_over_all_n():
+    """Half-sample means (without replacement) have the variance of the full-N mean: sigma^2 / N."""
+    values = np.random.default_rng(12).normal(0, 1, 400)
+    draws, _ = resampled(lambda i: values[i].mean(), half_sample_indices(400, 4000, seed=0))
+    assert np.std(draws) == pytest.approx(np.std(values) / np.sqrt(400), rel=0.08)
+
+
+def test_dropped_draws_and_classes_are_counted():
+    (lo, hi), dropped = percentile_interval([1.0, np.nan, 2.0, np.inf, 3.0])
+    assert dropped == 2 and 1.0 <= lo <= hi <= 3.0
+    with pytest.raises(XbenchError, match="no finite"):
+        percentile_interval([np.nan, np.nan])
+    probs = np.array([[0.9, 0.1], [0.2, 0.5], [0.8, 0.7]])
+    labels = np.array([[1, 0], [0, 0], [1, 0]], dtype=bool)  # class 1 has no positive
+    assert macro_auroc(probs, labels) == (1.0, 1)
+    draws, left_out = resampled(lambda i: macro_auroc(probs[i], labels[i]), np.array([[0, 1, 2], [0, 2, 2]]))
+    assert left_out == 3 and np.isnan(draws[1])  # draw 2 has no negative of class 0 either
 
 
 def is_by_hand(logits, splits=10, seed=2020):
@@ -83,6 +139,40 @@ def test_inception_score_matches_hand_computation():
     # closed forms: identical predictions give 1; confident ones lie between 1 and the number of classes
     assert fidelity.inception_score(np.zeros((50, 5)))[0] == pytest.approx(1.0)
     assert 1.5 < fidelity.inception_score(np.tile(np.eye(5) * 50, (20, 1)))[0] <= 5.0
+
+
+def test_is_chexnet_is_xraygans_compute_is():
+    """Against XRayGAN's compute_IS written out with scipy's entropy: raw sigmoid rows, contiguous N // 10 splits."""
+    probs = 1 / (1 + np.exp(-np.random.default_rng(7).standard_normal((107, 14)) * 2))
+    scores = []
+    for k in range(10):
+        part = probs[k * (107 // 10) : (k + 1) * (107 // 10)]
+        py = part.mean(0)  # entropy() renormalises both arguments
+        scores.append(np.exp(np.mean([scipy.stats.entropy(row, py) for row in part])))
+    mean, std = fidelity.xraygan_inception_score(probs)
+    assert mean == pytest.approx(np.mean(scores), rel=1e-12) and std == pytest.approx(np.std(scores), rel=1e-9)
+    # the former recipe (mean of per-image normalised vectors over shuffled splits) is a different number
+    logp = np.log(probs / probs.sum(1, keepdims=True))
+    assert abs(fidelity.inception_score(logp)[0] - mean) > 1e-6
+
+
+def test_precision_recall_match_numpy_and_see_a_collapse():
+    rng = np.random.default_rng(8)
+    real, fake = rng.standard_normal((60, 5)), rng.standard_normal((50, 5)) * 0.9
+
+    def by_hand(fake, real, k=3):
+        def radii(x):
+            d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+            return np.sort(d, axis=1)[:, k]  # the k-th neighbour other than the point itself
+
+        cross = np.linalg.norm(fake[:, None] - real[None], axis=-1)
+        return (cross <= radii(real)[None]).any(1).mean(), (cross.T <= radii(fake)[None]).any(1).mean()
+
+    # torch-fidelity averages in float32: the shares agree to its round-off
+    assert fidelity.precision_recall(fake, real) == pytest.approx(by_hand(fake, real), abs=1e-6)
+    collapsed = np.repeat(real[:1], 50, axis=0) + rng.standard_normal((50, 5)) * 1e-3
+    precision, recall = fidelity.precision_recall(collapsed, real)
+    assert recall < 0.1 and precision == 1.0
 
 
 def test_ssim_matches_scikit_image_called_directly():
@@ -111,7 +201,7 @@ def test_auroc_matches_pairwise_count():
     assert auroc(scores, labels) == pytest.approx(pairwise)
     assert np.isnan(auroc(scores, np.ones(60, bool)))
     probs = np.stack([scores, -scores], 1)
-    assert macro_auroc(probs, np.stack([labels, labels], 1)) == pytest.approx(0.5)
+    assert macro_auroc(probs, np.stack([labels, labels], 1)) == (pytest.approx(0.5), 0)
 
 
 def test_bootstrap_interval_contains_estimate_and_narrows_with_n():
@@ -119,7 +209,7 @@ def test_bootstrap_interval_contains_estimate_and_narrows_with_n():
     widths = []
     for n in (50, 800):
         values = rng.normal(0.6, 0.1, n)
-        lo, hi = mean_interval(values, bootstrap_indices(n, 1000, seed=0))
+        (lo, hi), _ = mean_interval(values, bootstrap_indices(n, 1000, seed=0))
         assert lo < values.mean() < hi
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 2  # ~1/sqrt(N): 4x narrower expected for 16x the cases
@@ -138,8 +228,9 @@ def test_pipeline_equals_torch_fidelity_calculate_metrics():
         input2=fidelity.Gray3(b),
         fid=True,
         kid=True,
+        prc=True,
         feature_extractor=TINY,
-        kid_subset_size=40,
+        kid_subset_size=20,  # N / 2, as metrics.fidelity.kid
         cuda=False,
         cache=False,
         verbose=False,
@@ -149,3 +240,4 @@ def test_pipeline_equals_torch_fidelity_calculate_metrics():
     # KID amplifies float32 round-off to ~4e-5 relative
     assert frechet_distance(fa, fb) == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
     assert fidelity.kid(fa, fb)[0] == pytest.approx(ref["kernel_inception_distance_mean"], rel=2e-4)
+    assert fidelity.precision_recall(fb, fa) == (pytest.approx(ref["precision"]), pytest.approx(ref["recall"]))

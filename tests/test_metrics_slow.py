@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from metrics import evaluate, fidelity
+from metrics import EvalConfig, evaluate, fidelity
 from metrics.frechet import frechet_distance
 from tests.metrics_fixtures import phantom_sets
-from tests.tiny import tiny_eval
 
 
 @pytest.mark.slow
@@ -25,9 +24,23 @@ def test_real_halves_close_and_noise_far_with_inception():
 
 
 @pytest.mark.slow
-def test_vc_evaluator_separates_real_matched_from_mismatched():
-    reference, test = phantom_sets(n_test=128)
-    cfg = tiny_eval(metrics=("vc",), vc_epochs=10, vc_batch_size=64)
-    out = evaluate(test, test, cfg, dataset="phantom", reference=reference)
-    pair = out["pair"]
-    assert pair["vc_evaluator_auroc"] > 0.6 and pair["vc_real_matched"] > pair["vc_real_mismatched"]
+def test_judges_meet_the_quality_bars_on_phantom_at_64px():
+    """The protocol's bars on the real test images, judges trained on the full train + val (minutes on a CPU)."""
+    from benchmark.data.datasets import DataConfig, get_dataset
+    from metrics import ImageSet
+
+    ds = get_dataset("phantom", DataConfig(image_size=64))
+    splits = ds.splits()
+    pairs = [ds.images(splits.train), ds.images(splits.val)]
+    cases = [c for p in pairs for c in p.cases]
+    reference = ImageSet(
+        tuple(c.case_id for c in cases), np.concatenate([p.pixels for p in pairs]), tuple(map(ds.finding_labels, cases))
+    )
+    real = ds.images(splits.test)
+    test = ImageSet.of(real, ds.finding_labels)
+    out = evaluate(
+        test, test, EvalConfig(metrics=("vc", "finding_auc"), bootstrap=0), dataset="phantom", reference=reference
+    )
+    assert out["pair"]["vc_evaluator_auroc"] >= 0.95
+    for view in ("frontal", "lateral"):
+        assert out[view]["finding_auc_real"] >= 0.90 and out[view]["finding_auc_classes"] >= 8

@@ -101,6 +101,19 @@ def test_training_learns_the_report(trained, tiny_phantom):
     assert own < 0.95 * others, (float(own), float(others))  # 0.90 measured (2 CPU cores, seed 0)
 
 
+def test_self_consistency_is_the_own_vcn_on_samples(trained, tiny_phantom):
+    """What the runner reports as vc_self: the last stage's frozen VCN on generated uint8 pairs."""
+    method, _ = trained
+    _, _, test = tiny_phantom
+    own = method.self_consistency(test.pixels[:8, 0], test.pixels[:8, 1])
+    assert own.shape == (8,) and ((own >= 0) & (own <= 1)).all()
+    method._vcn, vcn = None, method._vcn
+    try:
+        assert method.self_consistency(test.pixels[:8, 0], test.pixels[:8, 1]) is None  # no VCN: nothing to report
+    finally:
+        method._vcn = vcn
+
+
 def test_run_directory_has_logs_checkpoints_and_the_vcn(trained):
     _, run_dir = trained
     records = [line for line in (run_dir / "log.jsonl").read_text().splitlines()]

@@ -3,7 +3,7 @@
 grayscale -> resize to the run's resolution (bicubic, antialiased) -> optional global histogram
 equalisation (XRayGAN's preprocessing, ``cv2.equalizeHist``) -> uint8. Lower-resolution targets for the
 progressive stages are resized on the device from that full-resolution uint8 copy
-(``methods.training.resident_images``, bicubic, antialiased). The official code squashes to a square (no
+(``benchmark.core.resize.resident_images``, bicubic, antialiased). The official code squashes to a square (no
 aspect kept) and downsamples targets with nearest neighbour; xbench squashes too, and resamples with
 antialiasing (``resize(..., mode="nearest")`` shows what the official targets look like).
 """

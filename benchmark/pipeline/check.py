@@ -1,8 +1,8 @@
 """``xbench check``: re-run recorded configurations and compare every metric with its recorded value.
 
 A record stores its whole resolved configuration; that configuration is re-run. If it no longer hashes to
-the recorded one (a setting was added, renamed or removed), the record is stale and the check fails
-without running. Tolerances
+the recorded one (a setting was added, renamed or removed), or it was measured under another metric protocol
+(``metrics.PROTOCOL``: other judges or recipes), the record is stale and the check fails without running. Tolerances
 live in ``leaderboards/tolerances.toml``, each with its reason.
 """
 
@@ -42,6 +42,11 @@ class Comparison:
     ok: bool
     why: str = ""
 
+    @property
+    def stale(self) -> bool:
+        """The record could not be compared at all (another protocol or config schema): re-record it."""
+        return self.metric in ("protocol", "config")
+
 
 def load_tolerances(path: Path = TOLERANCES) -> dict[str, Tolerance]:
     try:
@@ -71,7 +76,24 @@ def compare(name: str, recorded: RunResult, now: RunResult, tolerances: dict[str
 
 
 def check_record(path: Path, runs_dir: Path, tolerances: dict[str, Tolerance]) -> list[Comparison]:
+    from metrics import PROTOCOL
+
     recorded = load_result(path)
+    protocol = recorded.metrics.get("provenance", {}).get("protocol", {}).get("metrics", "xbench-metrics-1")
+    if protocol != PROTOCOL:  # its numbers were measured by other judges or recipes: comparing them means nothing
+        return [
+            Comparison(
+                path.name,
+                "-",
+                "protocol",
+                None,
+                None,
+                None,
+                False,
+                f"stale protocol, re-record: recorded under metric protocol {protocol}, this xbench measures "
+                f"{PROTOCOL}; re-record with `xbench run ... --record`",
+            )
+        ]
     cfg = config_from_dict(recorded.config)
     if cfg.config_hash != recorded.config_hash:  # a setting was added, renamed or removed since
         return [

@@ -55,7 +55,7 @@ def check_table(rows: Iterable[Comparison]) -> Table:
             _number(r.recorded),
             _number(r.now),
             tol,
-            "ok" if r.ok else f"[red]REGRESSION[/red] {r.why}",
+            "ok" if r.ok else f"[yellow]STALE[/yellow] {r.why}" if r.stale else f"[red]REGRESSION[/red] {r.why}",
         )
     return table
 

@@ -41,6 +41,7 @@ def report_sections(text: str) -> tuple[str, str]:
 
 def generate_from_report(run_dir: Path, text: str, out: Path, *, seed: int = 0) -> tuple[list[Path], list[str]]:
     """Write frontal.png, lateral.png and sheet.png; return them and the words outside the vocabulary."""
+
     config_path, vocab_path, ckpt = run_dir / "config.json", run_dir / "vocab.json", run_dir / "ckpt" / "final.pt"
     for path in (config_path, vocab_path, ckpt):
         if not path.is_file():

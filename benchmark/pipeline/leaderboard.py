@@ -1,7 +1,10 @@
 """Leaderboards: the paper's Table 1 (methods) and Table 2 (XRayGAN ablations) from recorded results.
 
-Rows are (method, variant, setting), mean +- std over seeds; the paper's own numbers sit beside them as
-rows marked "reported" (``leaderboards/reported.toml``). Markdown is rendered by hand, CSV through pandas,
+Rows are (method, variant, setting): one seed shows its value and 95 % interval over test cases
+(``0.541 [0.40, 0.67]``), several seeds mean +- std over seeds. Measured calibration rows, "Real (xbench)",
+show what real images score under the same protocol and N (FID/KID/precision/recall between two disjoint real
+sets, the VC judge's ceiling, floor and AUROC, ``finding_auc_real``); the paper's own numbers sit apart as rows
+marked "reported" (``leaderboards/reported.toml``). Markdown is rendered by hand, CSV through pandas,
 the terminal through rich, plots through seaborn. Numbers are rounded here and only here.
 """
 
@@ -51,10 +54,29 @@ class Column:
 @dataclasses.dataclass(frozen=True)
 class Row:
     label: str
-    kind: str  # "measured" | "reported"
-    cells: dict[Column, tuple[float, float | None]]  # column -> (mean, std over seeds or None)
+    kind: str  # "measured" | "calibration" | "reported"
+    cells: dict[Column, tuple]  # column -> (mean, std over seeds or None, 95 % interval [lo, hi] or None)
     seeds: int = 0
     budget: dict | None = None  # the runs' result.json "budget" (epochs, pairs_seen, generator_updates)
+
+
+# Where a calibration row takes each column's value from: (row label, {metric: key in the record}).
+CALIBRATION = (
+    (
+        "Real (xbench): real vs real at the same N; VC of real matched pairs",
+        {
+            "fid_inception": "fid_inception_real_floor",
+            "kid_inception": "kid_inception_real_floor",
+            "precision_inception": "precision_inception_real_floor",
+            "recall_inception": "recall_inception_real_floor",
+            "vc": "vc_real_matched",
+            "finding_auc": "finding_auc_real",
+        },
+    ),
+    ("Real mismatched pairs (xbench VC floor)", {"vc": "vc_real_mismatched"}),
+    ("VC judge AUROC, real matched vs mismatched (xbench)", {"vc": "vc_evaluator_auroc"}),
+)
+EXTRA_COLUMNS = (Column("vc_self", "pair"),)  # the method's own VCN on its samples (not a registered metric)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +108,14 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list
         for name, spec in METRICS.items()
         for view in spec.scope
         if any(name in r.metrics.get(view, {}) for r in records)
-    )
+    ) + tuple(c for c in EXTRA_COLUMNS if any(c.metric in r.metrics.get(c.view, {}) for r in records))
     notes = tuple(
-        f"{METRICS[n].arrow} {n}: {METRICS[n].protocol_note}" for n in dict.fromkeys(c.metric for c in columns)
+        f"{METRICS[n].arrow} {n}: {METRICS[n].protocol_note}"
+        for n in dict.fromkeys(c.metric for c in columns)
+        if n in METRICS
     )
+    if any(c in columns for c in EXTRA_COLUMNS):
+        notes += ("vc_self: mean P(same) of the method's own frozen VCN on its samples (the judge it trained against)",)
     notes += (
         f"reported rows: {reported.get('citation', 'the paper')}; {reported.get('note', '')}".strip(),
         "protocol differences between the paper's numbers and xbench's: docs/reproduction.md",
@@ -101,20 +127,36 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list
     def measured(keys) -> list[Row]:
         return [_mean_row(f"{m} [{v}, {s}]", groups[(m, v, s)], columns) for m, v, s in keys]
 
+    def calibration(keys) -> list[Row]:
+        return [row for s in sorted({k[2] for k in keys}) for row in _calibration_rows(s, groups, keys, columns)]
+
+    def title(text: str, keys) -> str:
+        n = {s: sorted({r.n_test_cases for k in keys if k[2] == s for r in groups[k]}) for s in {k[2] for k in keys}}
+        return text + (
+            " (N = " + "; ".join(f"{'/'.join(map(str, v))} test cases [{s}]" for s, v in sorted(n.items())) + ")"
+            if n
+            else ""
+        )
+
     tables = []
     for k, (label, members) in enumerate(TABLE1_BLOCKS):
         keys = sorted(key for key in groups if key[:2] in members)
         if not keys and k > 0:
             continue
-        rows = measured(keys) + (_reported_rows(reported, "table1", dataset, columns) if k == 0 else [])
-        title = f"Table 1{'ab'[k]}: methods on {dataset}, {label}"
-        tables.append(Table(title, columns, tuple(rows), notes + budget_notes(rows)))
+        rows = (
+            measured(keys)
+            + calibration(keys)
+            + (_reported_rows(reported, "table1", dataset, columns) if k == 0 else [])
+        )
+        text = f"Table 1{'ab'[k]}: methods on {dataset}, {label}"
+        tables.append(Table(title(text, keys), columns, tuple(rows), notes + budget_notes(rows)))
     table2_keys = sorted(
         (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS),
         key=lambda k: (TABLE2_VARIANTS.index(k[1]), k[2]),
     )
-    rows = measured(table2_keys) + _reported_rows(reported, "table2", dataset, columns)
-    tables.append(Table(f"Table 2: XRayGAN ablations on {dataset}", columns, tuple(rows), notes + budget_notes(rows)))
+    rows = measured(table2_keys) + calibration(table2_keys) + _reported_rows(reported, "table2", dataset, columns)
+    text = f"Table 2: XRayGAN ablations on {dataset}"
+    tables.append(Table(title(text, table2_keys), columns, tuple(rows), notes + budget_notes(rows)))
     return tables
 
 
@@ -163,18 +205,40 @@ def _variants(method: str) -> dict:
     return get_method(method).variants
 
 
+def _cell(runs: list[RunResult], view: str, key: str) -> tuple | None:
+    """(value, None, its interval) for one run; (mean, std over seeds, None) for several; None if absent."""
+    found = [r.metrics[view] for r in runs if r.metrics.get(view, {}).get(key) is not None]
+    if not found:
+        return None
+    values = [m[key] for m in found]
+    if len(values) == 1:
+        ci = found[0].get(f"{key}_ci")
+        return values[0], None, tuple(ci) if ci else None
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)), None
+
+
 def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...]) -> Row:
-    cells = {}
-    for col in columns:
-        values = [
-            r.metrics[col.view][col.metric] for r in runs if r.metrics.get(col.view, {}).get(col.metric) is not None
-        ]
-        if values:
-            mean = sum(values) / len(values)
-            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-            cells[col] = (mean, std)
+    cells = {col: cell for col in columns if (cell := _cell(runs, col.view, col.metric)) is not None}
     budgets = [r.budget for r in runs]  # runs of one config: equal budgets (the train split is fixed)
     return Row(label, "measured", cells, seeds=len(runs), budget=budgets[0] if all(budgets) else None)
+
+
+def _calibration_rows(setting: str, groups: dict, keys, columns: tuple[Column, ...]) -> list[Row]:
+    """The measured real-image rows of one setting. Every run of a setting shares its judges and its real
+    floor (same test cases, resolution and eval seed), so the first run that has a value gives it."""
+    runs = [r for k in keys if k[2] == setting for r in groups[k]]
+    rows = []
+    for label, source in CALIBRATION:
+        cells = {}
+        for col in columns:
+            key = source.get(col.metric)
+            run = next((r for r in runs if r.metrics.get(col.view, {}).get(key) is not None), None)
+            if key and run is not None:
+                cells[col] = _cell([run], col.view, key)
+        if cells:
+            rows.append(Row(f"{label} [{setting}]", "calibration", cells))
+    return rows
 
 
 def _reported_rows(reported: dict, table: str, dataset: str, columns: tuple[Column, ...]) -> list[Row]:
@@ -189,7 +253,7 @@ def _reported_rows(reported: dict, table: str, dataset: str, columns: tuple[Colu
         for key, value in entry.get("values", {}).items():
             metric, _, view = key.partition("@")
             col = by_metric.get((metric, view or "frontal")) or Column(metric, view or "frontal")
-            cells[col] = (float(value), None)
+            cells[col] = (float(value), None, None)
         suffix = "reported" if source == dataset else f"reported on {source}"
         rows.append(Row(f"{entry['label']} ({suffix})", "reported", cells))
     return rows
@@ -200,15 +264,21 @@ def best_cells(table: Table) -> dict[Column, float]:
     best = {}
     for col in table.columns:
         values = [row.cells[col][0] for row in table.rows if row.kind == "measured" and col in row.cells]
-        if values:
+        if values and col.metric in METRICS:
             best[col] = max(values) if METRICS[col.metric].higher_is_better else min(values)
     return best
 
 
-def format_cell(mean: float, std: float | None, digits: int = 3) -> str:
-    """The only place numbers get rounded."""
-    text = f"{mean:.{digits}g}" if abs(mean) >= 1000 else f"{mean:.{digits}f}"
-    return text if std is None else f"{text} ± {std:.{digits}f}"
+def format_cell(mean: float, std: float | None, ci=None, digits: int = 3) -> str:
+    """The only place numbers get rounded: ``0.541``, ``0.541 ± 0.012`` (seeds) or ``0.541 [0.40, 0.67]``."""
+
+    def number(x: float, d: int = digits) -> str:
+        return f"{x:.{d}g}" if abs(x) >= 1000 else f"{x:.{d}f}"
+
+    text = number(mean)
+    if std is not None:
+        return f"{text} ± {std:.{digits}f}"
+    return text if ci is None else f"{text} [{number(ci[0], 2)}, {number(ci[1], 2)}]"
 
 
 def render_markdown(tables: list[Table]) -> str:
@@ -234,8 +304,11 @@ def render_markdown(tables: list[Table]) -> str:
         out.append("")
     notes = dict.fromkeys(n for t in tables for n in t.notes)
     out.append(
-        "Notes: best measured value per column in **bold**; mean ± std over seeds; budget = the generator's "
-        "training epochs (warm-up included), pairs seen (epochs x train cases) and generator updates.\n"
+        "Notes: best measured value per column in **bold**; one seed: value [95 % interval over test cases]; "
+        "several seeds: mean ± std over seeds. Rows marked (xbench) are measured on real images under the same "
+        "protocol and N; rows marked (reported) are the paper's, measured by its authors' own networks; "
+        "budget = the generator's training epochs (warm-up included), pairs seen (epochs x train cases) and "
+        "generator updates.\n"
     )
     out.extend(f"- {note}" for note in notes)
     return "\n".join(out) + "\n"
@@ -247,7 +320,7 @@ def to_frame(tables: list[Table]):
     records = []
     for table in tables:
         for row in table.rows:
-            for col, (mean, std) in row.cells.items():
+            for col, (mean, std, ci) in row.cells.items():
                 records.append(
                     {
                         "table": table.title,
@@ -259,10 +332,13 @@ def to_frame(tables: list[Table]):
                         "view": col.view,
                         "mean": mean,
                         "std": std,
+                        "ci_lo": ci[0] if ci else None,
+                        "ci_hi": ci[1] if ci else None,
                     }
                 )
     return pd.DataFrame.from_records(
-        records, columns=["table", "row", "kind", "seeds", "pairs_seen", "metric", "view", "mean", "std"]
+        records,
+        columns=["table", "row", "kind", "seeds", "pairs_seen", "metric", "view", "mean", "std", "ci_lo", "ci_hi"],
     )
 
 
@@ -287,7 +363,7 @@ def render_rich(tables: list[Table]):
                 str(row.seeds) if row.kind == "measured" else "–",
                 format_budget(row.budget),
                 *cells,
-                style="dim" if row.kind == "reported" else None,
+                style={"reported": "dim", "calibration": "italic"}.get(row.kind),
             )
         out.append(rich)
     return out

@@ -4,6 +4,7 @@ Run directory ``runs/<method>_<dataset>_<variant>_s<seed>_<cfghash>/``: config.j
 log.jsonl, ckpt/, samples/{frontal,lateral}/<case_id>.png and, last of all, result.json.
 """
 
+import dataclasses
 import json
 import shutil
 import time
@@ -32,6 +33,8 @@ RUNS_DIR = Path("runs")
 
 def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None, record: bool = False) -> RunResult:
     """Train, generate the test split, evaluate; returns (and writes) the result."""
+    from metrics import ImageSet
+
     run_dir = _prepare_run_dir(cfg, runs_dir, resume)
     device = default_device()
     env = environment(device)
@@ -61,22 +64,21 @@ def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None
     write_samples(run_dir / "samples", test.cases, fake)
     generate_s = time.perf_counter() - start
 
-    # Evaluate against the real test images; evaluators learn from the real train + val images.
+    # Evaluate against the real test images. The judges and the real floor learn from the dataset's FULL
+    # train + val reference whatever the run's caps, so every run at one resolution shares one judge.
     start = time.perf_counter()
     ids = tuple(c.case_id for c in test.cases)
-    references = [dataset.images(splits.train)] + ([dataset.images(splits.val)] if splits.val else [])
-    reference = ImageSet(
-        tuple(c.case_id for pairs in references for c in pairs.cases),
-        np.concatenate([pairs.pixels for pairs in references]),
-        tuple(c.report.mesh for pairs in references for c in pairs.cases),
-    )
+    labels = dataset.finding_labels
     metrics = evaluate(
         ImageSet(ids, fake),
-        ImageSet(ids, test.pixels, tuple(c.report.mesh for c in test.cases)),
+        ImageSet(ids, test.pixels, tuple(labels(c) for c in test.cases)),
         cfg.eval,
         dataset=cfg.dataset,
-        reference=reference,
+        reference=judge_reference(cfg) if set(cfg.eval.metrics) & NEEDS_REFERENCE else None,
     )
+    own = method.self_consistency(fake[:, 0], fake[:, 1])
+    if own is not None:  # the method's own VCN on its samples: optimising against one's own judge shows
+        metrics["pair"] |= {"vc_self": float(np.mean(own)), "vc_self_n": len(own)}
     evaluate_s = time.perf_counter() - start
 
     result = RunResult(
@@ -129,6 +131,23 @@ def sample_spread(fake: np.ndarray, real: np.ndarray) -> dict:
         }
         for v, view in enumerate(("frontal", "lateral"))
     }
+
+
+NEEDS_REFERENCE = {"vc", "finding_auc", "fid_inception", "kid_inception", "precision_inception", "recall_inception"}
+
+
+def judge_reference(cfg: RunConfig):
+    """The real train + val images of the dataset at the run's resolution, with finding labels, uncapped."""
+
+    dataset = get_dataset(cfg.dataset, dataclasses.replace(cfg.data, max_cases=None, max_eval_cases=None))
+    splits = dataset.splits()
+    pairs = [dataset.images(splits.train)] + ([dataset.images(splits.val)] if splits.val else [])
+    cases = [c for p in pairs for c in p.cases]
+    return ImageSet(
+        tuple(c.case_id for c in cases),
+        np.concatenate([p.pixels for p in pairs]),
+        tuple(dataset.finding_labels(c) for c in cases),
+    )
 
 
 def record_result(result: RunResult, path: Path) -> Path:

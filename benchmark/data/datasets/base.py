@@ -147,6 +147,11 @@ class Dataset(ABC):
         """The raw frontal and lateral images of a case as uint8 grayscale (any size)."""
 
     @abstractmethod
+    def finding_labels(self, case: Case) -> frozenset[str]:
+        """The finding labels the findings judge learns for a case: its report's abnormal MeSH major terms,
+        lower case (a dataset whose images show something else says so by overriding this)."""
+        return frozenset(f.term.strip().lower() for f in case.report.abnormal)
+
     def fingerprint(self) -> dict:
         """What produced the raw images (source folder, renderer version, ...): part of the cache key."""
 

@@ -12,6 +12,10 @@ import numpy as np
 from benchmark.data.datasets.base import Case, Dataset, ProtocolRow, Splits
 from benchmark.data.datasets.openi_reports import protocol_reports
 from benchmark.data.phantom import RENDERER_VERSION, is_modelled, render_case
+from benchmark.data.datasets.base import Case, Dataset, ProtocolRow, Splits
+from benchmark.data.datasets.openi_reports import protocol_reports
+from benchmark.data.phantom import RENDERER_VERSION, is_modelled, render_case
+from benchmark.data.phantom.findings import handler_name
 
 
 class Phantom(Dataset):
@@ -30,6 +34,10 @@ class Phantom(Dataset):
         # Rendered at the output size: the pipeline's resize is then the identity.
         rendered = render_case(case.case_id, case.report.mesh, seed=self.cfg.seed, size=self.cfg.image_size)
         return rendered.frontal, rendered.lateral
+
+    def finding_labels(self, case: Case) -> frozenset[str]:
+        """The findings the renderer draws (its handler names, e.g. ``effusion``): exactly what the images show."""
+        return frozenset(name for f in case.report.mesh if (name := handler_name(f)) is not None)
 
     def fingerprint(self) -> dict:
         return {"renderer": RENDERER_VERSION, "seed": self.cfg.seed, "size": self.cfg.image_size}

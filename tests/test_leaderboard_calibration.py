@@ -1,0 +1,73 @@
+"""Leaderboards show calibration: measured real-image rows apart from the paper's, intervals, N; stale records."""
+
+import dataclasses
+from pathlib import Path
+
+from benchmark import leaderboard
+from benchmark.pipeline.check import check_record, load_tolerances
+from benchmark.pipeline.results import RunResult, load_result
+
+RECORDS = Path(__file__).resolve().parents[1] / "leaderboards" / "records" / "phantom"
+
+
+def result(method: str, variant: str, seed: int, vc: float, extra: dict | None = None) -> RunResult:
+    view = {
+        "fid_inception": 300.0 + seed,
+        "fid_inception_ci": [250.0, 360.0],
+        "fid_inception_real_floor": 43.21,
+        "fid_inception_real_floor_n": 64,
+        "finding_auc": 0.55,
+        "finding_auc_ci": [0.40, 0.67],
+        "finding_auc_real": 0.93,
+        "finding_auc_real_ci": [0.9, 0.96],
+    }
+    pair = {
+        "vc": vc,
+        "vc_ci": [vc - 0.1, vc + 0.1],
+        "vc_real_matched": 0.91,
+        "vc_real_matched_ci": [0.88, 0.94],
+        "vc_real_mismatched": 0.04,
+        "vc_evaluator_auroc": 0.987,
+    } | (extra or {})
+    return RunResult(
+        f"{method}_{seed}", method, "phantom", variant, seed, "tiny", "h", "sha", False, {}, "cpu", 64,
+        {"frontal": dict(view), "lateral": dict(view), "pair": pair}, {}, {}, {}, "now",
+    )  # fmt: skip
+
+
+def test_calibration_rows_intervals_and_n_in_the_header():
+    records = [
+        result("dummy", "default", 0, 0.44),
+        result("xraygan", "full", 0, 0.541, {"vc_self": 0.97, "vc_self_n": 64}),
+        result("xraygan", "full", 1, 0.561, {"vc_self": 0.95, "vc_self_n": 64}),
+    ]
+    tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported())
+    markdown = leaderboard.render_markdown(tables)
+    assert "## Table 1: methods on phantom (N = 64 test cases [tiny])" in markdown
+    lines = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
+    header = next(line for line in markdown.splitlines() if line.startswith("| method"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    cell = lambda row, col: [c.strip(" *") for c in lines[row].strip("|").split("|")][columns.index(col)]  # noqa: E731
+    # one seed: value [95 % interval]; two seeds: mean ± std
+    assert cell("dummy [default, tiny]", "finding_auc (F)") == "0.550 [0.40, 0.67]"
+    assert cell("xraygan [full, tiny]", "vc") == "0.551 ± 0.014"
+    # measured calibration rows, apart from the paper's reported rows
+    real = "Real (xbench): real vs real at the same N; VC of real matched pairs [tiny]"
+    assert cell(real, "fid_inception (F)") == "43.210"
+    assert cell(real, "vc") == "0.910 [0.88, 0.94]" and cell(real, "finding_auc (F)") == "0.930 [0.90, 0.96]"
+    assert cell("Real mismatched pairs (xbench VC floor) [tiny]", "vc") == "0.040"
+    assert cell("VC judge AUROC, real matched vs mismatched (xbench) [tiny]", "vc") == "0.987"
+    assert cell("Real (reported on openi)", "vc") == "0.669"  # the authors' evaluator, in a reported row
+    assert "vc_real_matched" not in columns and cell("xraygan [full, tiny]", "vc_self") == "0.960 ± 0.014"
+    assert cell(real, "seeds") == "–"
+    frame = leaderboard.to_frame(tables)
+    assert {"ci_lo", "ci_hi"} <= set(frame.columns) and "calibration" in set(frame["kind"])
+
+
+def test_a_record_of_another_metric_protocol_is_stale_not_a_regression(tmp_path):
+    old = RECORDS / "dummy_default_tiny_s0.json"
+    rows = check_record(old, tmp_path / "runs", load_tolerances())  # returns before running anything
+    assert len(rows) == 1 and not rows[0].ok and rows[0].stale
+    assert rows[0].why.startswith("stale protocol, re-record") and not (tmp_path / "runs").exists()
+    recorded = load_result(old)
+    assert dataclasses.replace(recorded).metrics["provenance"].get("protocol") is None  # recorded before protocol 2
