@@ -33,8 +33,6 @@ RUNS_DIR = Path("runs")
 
 def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None, record: bool = False) -> RunResult:
     """Train, generate the test split, evaluate; returns (and writes) the result."""
-    from metrics import ImageSet
-
     run_dir = _prepare_run_dir(cfg, runs_dir, resume)
     device = default_device()
     env = environment(device)
