@@ -12,7 +12,8 @@ from benchmark.core.checkpoints import load_checkpoint
 from benchmark.core.resize import resident_images
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Vocab
-from methods.attngan import VARIANTS, AttnGAN, AttnGenerator, Config, Discriminators, WordAttention
+from methods.attngan import VARIANTS, AttnGAN, Config
+from methods.attngan_networks import AttnGenerator, Discriminators, WordAttention
 from methods.base import TokenBatch
 from methods.damsm import DAMSM, Text, damsm_batch_loss, damsm_loss, encode_text, pretrain_damsm
 from methods.text_encoders import get_text_encoder

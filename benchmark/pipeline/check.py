@@ -17,6 +17,7 @@ from benchmark.core.errors import XbenchError
 from benchmark.pipeline.config import config_from_dict
 from benchmark.pipeline.results import RunResult, load_result
 from benchmark.pipeline.runner import run
+from metrics import PROTOCOL
 
 TOLERANCES = Path(__file__).resolve().parents[2] / "leaderboards" / "tolerances.toml"
 
@@ -76,8 +77,6 @@ def compare(name: str, recorded: RunResult, now: RunResult, tolerances: dict[str
 
 
 def check_record(path: Path, runs_dir: Path, tolerances: dict[str, Tolerance]) -> list[Comparison]:
-    from metrics import PROTOCOL
-
     recorded = load_result(path)
     protocol = recorded.metrics.get("provenance", {}).get("protocol", {}).get("metrics", "xbench-metrics-1")
     if protocol != PROTOCOL:  # its numbers were measured by other judges or recipes: comparing them means nothing

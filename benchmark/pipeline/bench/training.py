@@ -31,6 +31,7 @@ from benchmark.data.text import Tokens, Vocab
 from benchmark.pipeline.config import load_config
 from methods import get_method
 from methods.base import PairedData
+from methods.damsm import DAMSM, pretrain_damsm
 from methods.training import Phase, prepare_device
 from methods.vcn import train_vcn
 
@@ -207,8 +208,6 @@ def _vcn_row(m, full_cfg, mode, stage, train_cases, warmup, steps, count) -> dic
 
 def _damsm_row(m, full_cfg, mode, train_cases, count) -> dict:
     """One DAMSM pretraining step (text encoder + both views' image encoders) at the final size."""
-    from methods.attngan import DAMSM, pretrain_damsm
-
     damsm_cfg = dataclasses.replace(full_cfg.damsm, epochs=1)
     per_call = 4  # steps per call: the optimiser's construction is amortised
     data = synthetic_data(per_call * damsm_cfg.batch_size, m.image_size, openi_vocab())
