@@ -33,8 +33,14 @@ def imports_of(path: Path, source: str) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # `from benchmark import cache` imports benchmark.core.cache: count the names as submodules
+            # `from benchmark.core import cache` imports benchmark.core.cache: count the names as submodules
             found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+            "import_module",
+            "__import__",
+        ):  # importlib.import_module("methods.vcn") is an import all the same
+            names = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            found += [(node.lineno, name) for name in names]
     return found
 
 
@@ -81,6 +87,7 @@ def test_every_import_points_down_the_layers():
         ("benchmark/core/extra.py", "from benchmark.data import text", "benchmark.core imports benchmark.data.text"),
         ("benchmark/data/extra.py", "    from benchmark.pipeline.config import load_config", "imports benchmark"),
         ("methods/extra.py", "from benchmark.pipeline import runner", "methods imports benchmark.pipeline.runner"),
+        ("metrics/extra.py", "import importlib\nimportlib.import_module('methods.vcn')", "metrics imports methods.vcn"),
     ],
 )
 def test_the_check_fails_on_an_arrow_against_the_direction(where, line, expected):
