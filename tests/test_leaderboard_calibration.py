@@ -3,7 +3,7 @@
 import dataclasses
 from pathlib import Path
 
-from benchmark import leaderboard
+from benchmark.pipeline import leaderboard
 from benchmark.pipeline.check import check_record, load_tolerances
 from benchmark.pipeline.results import RunResult, load_result
 
