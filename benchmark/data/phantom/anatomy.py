@@ -95,8 +95,10 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     insp = u(-1.6, 1.4)
     apex = 24.5 + 2.5 * (size - 1) + u(-1.0, 1.0)
     dome_depth = u(5.5, 7.0)
-    fov_top = apex + u(2.0, 4.5)
-    fov_h = fov_top - (insp - 1.5 - dome_depth - u(0.5, 3.5))
+    # vertical framing varies from film to film (both views of one patient share it): where the apices and
+    # domes fall on the film is part of what tells one patient from another
+    fov_top = apex + u(1.5, 6.0)
+    fov_h = fov_top - (insp - 1.5 - dome_depth - u(0.0, 5.0))
     p = Patient(
         female=female,
         half_width=W,
