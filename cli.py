@@ -23,9 +23,11 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect, preview and download datasets.", no_args_is_help=True)
 ls_app = typer.Typer(help="List what xbench has.", no_args_is_help=True)
 weights_app = typer.Typer(help="Metric weights: list, verify, import.", no_args_is_help=True)
+judges_app = typer.Typer(help="The learned judges (vc, finding_auc).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(ls_app, name="ls")
 app.add_typer(weights_app, name="weights")
+app.add_typer(judges_app, name="judges")
 console = Console()
 
 
@@ -355,6 +357,16 @@ def weights_import(
     from metrics.weights import import_weights
 
     console.print(f"imported {import_weights(path, as_)}")
+
+
+@judges_app.command("freeze")
+@user_errors
+def judges_freeze(dataset: DatasetOpt = "phantom", config: ConfigOpt = "tiny"):
+    """Train (or take from the cache) the judges of a setting and commit them under leaderboards/judges/."""
+    from benchmark.pipeline.judges import freeze_judges
+
+    for path in freeze_judges(dataset, config):
+        console.print(f"wrote {path}")
 
 
 def print_results(results) -> None:

@@ -15,6 +15,11 @@ grey levels, drawn per image, never a flip (the heart and the aortic knob are on
 Cache key: ``PROTOCOL``, a sha256 of this module's and the judge's own source (an edit to either makes new
 judges; the old files are never read again), the dataset, the size, the reference's ids and pixels and the
 seed. The checkpoint's sha256 is recorded with every score.
+
+Frozen judges: ``leaderboards/judges/`` holds committed judge files under the same names (with their sha256
+beside them), made by ``xbench judges freeze``; a judge whose key matches one is loaded from there instead of
+being trained, so the tiny main job and CI do not pay for training. A file whose bytes no longer match its
+sha256 is an error, never used. Any change of the key (code, protocol, reference) simply finds no file.
 """
 
 import hashlib
@@ -34,6 +39,7 @@ from benchmark.core.seeds import derive_seed
 PROTOCOL = "xbench-judges-2"  # bump with any change of what a judge is or how it is trained
 SEED = 20260101  # the judges' own seed: no run's, no generator's
 MAX_SIZE = 128
+FROZEN = Path(__file__).resolve().parents[1] / "leaderboards" / "judges"  # committed judges (sha-pinned)
 
 
 def digest(pixels: np.ndarray) -> str:
@@ -128,11 +134,12 @@ def judge_path(kind: str, dataset: str, key: str) -> Path:
 
 
 def load_cached(path: Path, device) -> tuple[dict, str] | None:
-    """(state, sha256) of a cached judge, or None (absent or half-deleted: train again)."""
-    sidecar = path.with_name(path.name + ".sha256")
-    if not (path.is_file() and sidecar.is_file()):
-        return None
-    return load_checkpoint(path, device), sidecar.read_text().split()[0]
+    """(state, sha256) of a cached or frozen judge, or None (absent or half-deleted: train again)."""
+    for found in (path, FROZEN / path.name):
+        sidecar = found.with_name(found.name + ".sha256")
+        if found.is_file() and sidecar.is_file():
+            return load_checkpoint(found, device), sidecar.read_text().split()[0]
+    return None
 
 
 def save(state: dict, path: Path) -> str:
