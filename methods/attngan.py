@@ -545,7 +545,7 @@ class SmallBackbone(nn.Module):
         super().__init__()
         w = width
         self.local = nn.Sequential(
-            *down_block(1, w, bn=False), *down_block(w, 2 * w), *down_block(2 * w, 4 * w), *down_block(4 * w, 8 * w)
+            *down_block(1, w, norm=None), *down_block(w, 2 * w), *down_block(2 * w, 4 * w), *down_block(4 * w, 8 * w)
         )
         self.glob = nn.Sequential(*down_block(8 * w, 16 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.local_dim, self.global_dim = 8 * w, 16 * w
