@@ -146,12 +146,12 @@ class Dataset(ABC):
     def _read_pair(self, case: Case) -> tuple[np.ndarray, np.ndarray]:
         """The raw frontal and lateral images of a case as uint8 grayscale (any size)."""
 
-    @abstractmethod
     def finding_labels(self, case: Case) -> frozenset[str]:
         """The finding labels the findings judge learns for a case: its report's abnormal MeSH major terms,
         lower case (a dataset whose images show something else says so by overriding this)."""
         return frozenset(f.term.strip().lower() for f in case.report.abnormal)
 
+    @abstractmethod
     def fingerprint(self) -> dict:
         """What produced the raw images (source folder, renderer version, ...): part of the cache key."""
 
