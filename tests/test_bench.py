@@ -17,9 +17,9 @@ def test_time_method_reports_every_phase_and_vcn_of_xraygan():
     rows = time_method("xraygan", "tiny", "fp32", device="cpu", warmup=1, steps=2)
     assert [(r["stage"], r["phase"], r["batch"], r["epochs"]) for r in rows] == [
         (0, "warmup", 32, 30),
-        (0, "vcn", 32, 2),
+        (0, "vcn", 32, 6),  # configs/tiny/xraygan.toml: a VCN that passes its gate
         (0, "gan", 32, 3),
-        (1, "vcn", 32, 2),
+        (1, "vcn", 32, 6),
         (1, "gan", 32, 1),
     ]
     for r in rows:

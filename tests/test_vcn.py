@@ -1,6 +1,7 @@
 """The View Consistency Network: architecture, training, the generator's loss and checkpoints."""
 
 import copy
+import hashlib
 
 import numpy as np
 import pytest
@@ -145,8 +146,10 @@ def test_load_refuses_bad_files(trained, tmp_path):
         load_vcn(path)
     pickled = tmp_path / "pickled.pt"
     torch.save(_Pickled(), pickled)
-    with pytest.raises(XbenchError, match="pickled code"):
+    with pytest.raises(XbenchError, match="no recorded sha256"):  # a file xbench did not write
         load_vcn(pickled)
+    with pytest.raises(XbenchError, match="pickled code"):  # even with the right sha256: never unpickled
+        load_vcn(pickled, sha256=hashlib.sha256(pickled.read_bytes()).hexdigest())
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(XbenchError, match="not a torch zip checkpoint"):
         load_vcn(tmp_path / "garbage.pt")

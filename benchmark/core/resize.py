@@ -19,8 +19,8 @@ def resident_images(
         raise ValueError(f"pixels must be uint8 [N, 2, H, W], not {pixels.dtype} {tuple(pixels.shape)}")
     if pixels.shape[-1] != pixels.shape[-2]:
         raise XbenchError(
-            f"images are {pixels.shape[-2]}x{pixels.shape[-1]} px, not square; xbench resizes square images "
-            "only (the dataset pipeline makes them square): check the image source"
+            f"images are {pixels.shape[-2]}x{pixels.shape[-1]} px (height x width), not square: a square resize "
+            "would squash them; pass square images (the image pipeline makes them square)"
         )
     out = torch.empty((pixels.shape[0], 2, size, size), dtype=torch.uint8, device=device)
     for start in range(0, pixels.shape[0], chunk):
