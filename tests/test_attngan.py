@@ -244,7 +244,7 @@ def test_resume_after_a_kill_reuses_the_cached_damsm(tiny_phantom, tmp_path, mon
     full.fit(train, None, tmp_path / "full")
 
     calls = {"n": 0}
-    original = AttnGAN._train_step
+    original = AttnGAN.train_step
 
     def dies_later(self, *args, **kwargs):
         calls["n"] += 1
@@ -252,10 +252,10 @@ def test_resume_after_a_kill_reuses_the_cached_damsm(tiny_phantom, tmp_path, mon
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(AttnGAN, "_train_step", dies_later)
+    monkeypatch.setattr(AttnGAN, "train_step", dies_later)
     with pytest.raises(KeyboardInterrupt):
         AttnGAN(cfg, vocab, image_size=64, device="cpu", seed=3).fit(train, None, tmp_path / "killed")
-    monkeypatch.setattr(AttnGAN, "_train_step", original)
+    monkeypatch.setattr(AttnGAN, "train_step", original)
     monkeypatch.setattr("methods.attngan.pretrain_damsm", lambda *a, **k: pytest.fail("the DAMSM is cached"))
     resumed = AttnGAN(cfg, vocab, image_size=64, device="cpu", seed=3)
     resumed.fit(train, None, tmp_path / "killed", resume=True)

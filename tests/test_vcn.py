@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.core.checkpoints import save_checkpoint
 from benchmark.core.errors import XbenchError
 from methods.base import count_parameters
 from methods.vcn import VCN, VCNConfig, _resized, consistency_loss, evaluate_vcn, freeze, load_vcn, save_vcn, train_vcn
@@ -152,8 +153,8 @@ def test_load_refuses_bad_files(trained, tmp_path):
         load_vcn(pickled, sha256=hashlib.sha256(pickled.read_bytes()).hexdigest())
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(XbenchError, match="not a torch zip checkpoint"):
-        load_vcn(tmp_path / "garbage.pt")
-    torch.save({"weights": torch.ones(3)}, tmp_path / "other.pt")  # tensors, but not a VCN
+        load_vcn(tmp_path / "garbage.pt", sha256=hashlib.sha256(b"not a checkpoint").hexdigest())
+    save_checkpoint({"weights": torch.ones(3)}, tmp_path / "other.pt")  # tensors, but not a VCN
     with pytest.raises(XbenchError, match="does not fit the VCN"):
         load_vcn(tmp_path / "other.pt")
     with pytest.raises(XbenchError, match="does not exist"):

@@ -139,7 +139,7 @@ def test_same_seed_same_weights_and_resume_after_a_kill(tiny_phantom, tmp_path, 
 
     # Kill a run in the middle of stage 1's second epoch, then resume it from its last checkpoint.
     calls = {"n": 0}
-    original = XRayGAN._train_step
+    original = XRayGAN.train_step
 
     def dies_later(self, *args, **kwargs):
         calls["n"] += 1
@@ -147,12 +147,12 @@ def test_same_seed_same_weights_and_resume_after_a_kill(tiny_phantom, tmp_path, 
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(XRayGAN, "_train_step", dies_later)
+    monkeypatch.setattr(XRayGAN, "train_step", dies_later)
     killed = XRayGAN(cfg, vocab, image_size=64, device="cpu", seed=3)
     with pytest.raises(KeyboardInterrupt):
         killed.fit(train, None, tmp_path / "c")
     assert load_checkpoint(tmp_path / "c" / "ckpt" / "last.pt")["stage"] == 1
-    monkeypatch.setattr(XRayGAN, "_train_step", original)
+    monkeypatch.setattr(XRayGAN, "train_step", original)
     resumed = XRayGAN(cfg, vocab, image_size=64, device="cpu", seed=3)
     resumed.fit(train, None, tmp_path / "c", resume=True)
     final = resumed.state_dict()["generators"]
