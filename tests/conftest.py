@@ -117,3 +117,26 @@ def tiny_phantom(tmp_path_factory):
         train = PairedData.of(ds.images(splits.train), vocab)
         test = PairedData.of(ds.images(splits.test[:64]), vocab)
     return vocab, train, test
+
+
+@pytest.fixture
+def tiny_inception(monkeypatch):
+    """A small stand-in for the Inception network (the real one takes ~25 s on 2 cores for a few dozen images);
+    the feature and distance code around it is the same."""
+    from metrics import fidelity
+    from tests.metrics_fixtures import tiny_inception_extractor
+
+    monkeypatch.setattr(fidelity, "inception_extractor", tiny_inception_extractor)
+
+
+@pytest.fixture
+def quick_judges(monkeypatch):
+    """Judges trained for 1 epoch (the protocol's recipe otherwise): the plumbing, not their quality. With few
+    reference cases and an untrained judge, every finding with a few positives is kept."""
+    from metrics import findings, view_consistency
+
+    monkeypatch.setattr(view_consistency, "EPOCHS", 1)
+    monkeypatch.setattr(findings, "EPOCHS", 1)
+    monkeypatch.setattr(findings, "SELECT_AUROC", 0.0)
+    monkeypatch.setattr(findings, "MIN_REFERENCE_POSITIVES", 5)
+    monkeypatch.setattr(findings, "MIN_HOLDOUT_POSITIVES", 1)

@@ -7,28 +7,12 @@ import pytest
 
 from benchmark.data.datasets import get_dataset
 from benchmark.pipeline.bench.evaluation import take, time_evaluation
-from metrics import evaluate, fidelity, findings, view_consistency
-from tests.metrics_fixtures import random_set, tiny_inception_extractor
+from metrics import evaluate
+from tests.metrics_fixtures import random_set
 from tests.tiny import tiny_eval
 
 # Few cases: the judges' protocol (full train + val, held-out class selection) is shrunk by ``quick_judges``.
 N_TEST, N_REFERENCE = 20, 60
-
-
-@pytest.fixture
-def tiny_inception(monkeypatch):
-    # The real Inception takes ~25 s on two CPU cores for a few dozen images; the timing code is the same.
-    monkeypatch.setattr(fidelity, "inception_extractor", tiny_inception_extractor)
-
-
-@pytest.fixture
-def quick_judges(monkeypatch):
-    """One epoch per judge; every finding with a few positives kept (random pixels: a judge sees nothing)."""
-    monkeypatch.setattr(view_consistency, "EPOCHS", 1)
-    monkeypatch.setattr(findings, "EPOCHS", 1)
-    monkeypatch.setattr(findings, "SELECT_AUROC", 0.0)
-    monkeypatch.setattr(findings, "MIN_REFERENCE_POSITIVES", 5)
-    monkeypatch.setattr(findings, "MIN_HOLDOUT_POSITIVES", 1)
 
 
 def test_time_evaluation_tiny(tiny_inception, quick_judges, tmp_path, monkeypatch):

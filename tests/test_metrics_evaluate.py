@@ -10,7 +10,7 @@ from benchmark.core.errors import XbenchError
 from benchmark.core.resize import resident_images
 from benchmark.data.datasets import DataConfig, get_dataset
 from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, findings, get_metric, judges, view_consistency
-from tests.metrics_fixtures import random_set, tiny_inception_extractor
+from tests.metrics_fixtures import random_set
 from tests.tiny import tiny_eval
 
 FAST = ("is_inception", "fid_inception", "kid_inception", "ssim")
@@ -27,22 +27,6 @@ def phantom(tiny_phantom):
         return ImageSet(data.case_ids, data.pixels, tuple(labels[i] for i in data.case_ids))
 
     return as_set(train), as_set(test)
-
-
-@pytest.fixture
-def tiny_inception(monkeypatch):
-    monkeypatch.setattr(fidelity, "inception_extractor", tiny_inception_extractor)
-
-
-@pytest.fixture
-def quick_judges(monkeypatch):
-    """Judges trained for 1 epoch (the protocol's recipe otherwise): the plumbing, not their quality."""
-    monkeypatch.setattr(view_consistency, "EPOCHS", 1)
-    monkeypatch.setattr(findings, "EPOCHS", 1)
-    # few reference cases and an untrained judge: keep every finding with a few positives
-    monkeypatch.setattr(findings, "SELECT_AUROC", 0.0)
-    monkeypatch.setattr(findings, "MIN_REFERENCE_POSITIVES", 5)
-    monkeypatch.setattr(findings, "MIN_HOLDOUT_POSITIVES", 1)
 
 
 def noise_like(s: ImageSet, seed: int = 0) -> ImageSet:

@@ -8,16 +8,16 @@ aspect kept) and downsamples targets with nearest neighbour; xbench squashes too
 antialiasing (``resize(..., mode="nearest")`` shows what the official targets look like).
 """
 
-import io
 import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.core.io import atomic_write
 from benchmark.core.errors import XbenchError
+from benchmark.core.io import atomic_write
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
 

@@ -16,6 +16,7 @@ def preview_sheet(dataset: str, cfg: DataConfig, split: str, cases: int, out: Pa
     rows = []
     for case, (frontal, lateral) in zip(pairs.cases, pairs.pixels):
         tags = "; ".join(f.tag for f in case.report.mesh) or "(no MeSH tags)"
-        text = f"case {case.case_id}\nMeSH: {tags}\nIMPRESSION: {case.report.impression}\nFINDINGS: {case.report.findings}"
+        report = f"IMPRESSION: {case.report.impression}\nFINDINGS: {case.report.findings}"
+        text = f"case {case.case_id}\nMeSH: {tags}\n{report}"
         rows.append(([frontal, lateral], text))
     return save_sheet(contact_sheet(rows), out), len(rows)

@@ -3,11 +3,11 @@
 Add a dataset by writing one module with a ``Dataset`` subclass and one line below.
 """
 
+from benchmark.core.errors import unknown_name
 from benchmark.data.datasets.base import SPLITS, Case, DataConfig, Dataset, Pairs, Splits
 from benchmark.data.datasets.mimic import Mimic
 from benchmark.data.datasets.openi import OpenI
 from benchmark.data.datasets.phantom import Phantom
-from benchmark.core.errors import unknown_name
 
 DATASETS: dict[str, type[Dataset]] = {
     "phantom": Phantom,

@@ -16,9 +16,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from benchmark.core.validation import check_ranges
 from benchmark.core import cache
 from benchmark.core.errors import XbenchError
+from benchmark.core.validation import check_ranges
 from benchmark.data.images import Pipeline
 from benchmark.data.reports import Report
 

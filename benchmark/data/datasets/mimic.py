@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.datasets.base import Case, Dataset, ProtocolRow
 from benchmark.core.errors import XbenchError
+from benchmark.data.datasets.base import Case, Dataset, ProtocolRow
 from benchmark.data.images import read_gray
 from benchmark.data.reports import Report
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.errors import XbenchError
 from benchmark.data.datasets.base import Case, Dataset, ProtocolRow
 from benchmark.data.datasets.openi_reports import protocol_reports
-from benchmark.core.errors import XbenchError
 from benchmark.data.images import read_gray
 
 

@@ -12,9 +12,6 @@ import numpy as np
 from benchmark.data.datasets.base import Case, Dataset, ProtocolRow, Splits
 from benchmark.data.datasets.openi_reports import protocol_reports
 from benchmark.data.phantom import RENDERER_VERSION, is_modelled, render_case
-from benchmark.data.datasets.base import Case, Dataset, ProtocolRow, Splits
-from benchmark.data.datasets.openi_reports import protocol_reports
-from benchmark.data.phantom import RENDERER_VERSION, is_modelled, render_case
 from benchmark.data.phantom.findings import handler_name
 
 
