@@ -110,6 +110,8 @@ class Config:
     adv_weight: float = 1.0
     l2_weight: float = 100.0
     gp_weight: float = 10.0
+    mismatch_weight: float = 0.5  # share of the critic's fake term given to real images with another case's
+    #                               report (0: the paper's WGAN-GP, under which the critic ignores the report)
     vc_weight: float = 1.0  # the paper: 1; the official configs: 0.1
     vcn: VCNConfig = VCNConfig()
     # Bookkeeping.
@@ -126,6 +128,8 @@ class Config:
         for name in ("batch_sizes", "lrs", "epochs"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"xraygan: {name} needs one value per stage ({n}), got {getattr(self, name)}")
+        if self.mismatch_weight > 1:
+            raise ValueError(f"xraygan: mismatch_weight is a share of the fake term (0 to 1), got {self.mismatch_weight}")
         if any(b != 2 * a for a, b in zip(self.stage_sizes, self.stage_sizes[1:])):
             raise ValueError(f"xraygan: each stage must double the size, got {self.stage_sizes}")
         if self.g_init not in ("he", "default"):
@@ -241,15 +245,54 @@ class Critics(nn.Module):
         return [(self.frontal(f, c), self.lateral(l, c)) for f, l, c in groups]
 
 
-def critic_loss(critics: nn.Module, real: tuple, fake: tuple, c: torch.Tensor, gp_weight: float) -> torch.Tensor:
-    """WGAN-GP for both views. Real and fake go through each critic as one batch (instance norm keeps the
-    samples apart); the interpolates get their own pass, so the penalty's double backward covers them only."""
+def critic_loss(
+    critics: nn.Module,
+    real: tuple,
+    fake: tuple,
+    c: torch.Tensor,
+    gp_weight: float,
+    mismatched: tuple[torch.Tensor, torch.Tensor] | None = None,
+    mismatch_weight: float = 0.0,
+) -> torch.Tensor:
+    """WGAN-GP for both views, with real images under other cases' reports as a second kind of fake.
+
+    Real and fake share their report, so a conditional critic trained on them alone has no reason to check
+    the report: an image that looks real scores high whatever it is paired with (measured: paired AUROC 0.50,
+    own report vs another's). ``mismatched`` = (other cases' reports [B, D], mask [B] of the samples whose
+    other report differs from their own); the fake expectation becomes (1 - w) E[D(G(c), c)] + w E[D(x, c')],
+    Reed et al.'s matching-aware discriminator in WGAN form. Everything goes through each critic as one batch
+    (instance norm keeps the samples apart); the interpolates (real vs fake only) get their own pass, so the
+    penalty's double backward covers them only.
+    """
     interp = interpolates(real, fake)
-    real_fake = [torch.cat([r, f.detach()]) for r, f in zip(real, fake)]
-    scores, interp_scores = critics([(*real_fake, c.repeat(2, 1)), (*interp, c)])
-    return sum(
-        wgan_gp_loss(torch.cat([s, s_interp]), i, gp_weight) for s, s_interp, i in zip(scores, interp_scores, interp)
-    )
+    n = len(c)
+    images = [torch.cat([r, f.detach()]) for r, f in zip(real, fake)]
+    reports = [c, c]
+    wrong = 0
+    if mismatched is not None and mismatch_weight > 0 and bool(mismatched[1].any()):
+        other, keep = mismatched
+        images = [torch.cat([batch, r[keep]]) for batch, r in zip(images, real)]
+        reports.append(other[keep])
+        wrong = int(keep.sum())
+    scores, interp_scores = critics([(*images, torch.cat(reports)), (*interp, c)])
+    total = 0
+    for s, s_interp, i in zip(scores, interp_scores, interp):
+        s = s.float()
+        if wrong:  # shift the fake term by w (E[D(x, c')] - E[D(G(c), c)]): then the same WGAN-GP loss
+            shift = mismatch_weight * (s[2 * n :].mean() - s[n : 2 * n].mean())
+            s = s[: 2 * n]
+        else:
+            shift = 0
+        total = total + wgan_gp_loss(torch.cat([s, s_interp]), i, gp_weight) + shift
+    return total
+
+
+def mismatched_reports(c: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's neighbour's report (the batch is a random draw) and a mask of the samples whose
+    neighbour's report differs from their own in tokens (identical reports, common for normal cases, are no
+    mismatch)."""
+    other = c.roll(1, dims=0)
+    return other, (flat != flat.roll(1, dims=0)).any(dim=1)
 
 
 def lr_factor(cfg: Config, phase: Phase, epoch: int) -> float:
@@ -358,6 +401,8 @@ class XRayGAN(StagedMethod):
                     (fake_f.detach(), fake_l.detach()),
                     c.detach(),
                     cfg.gp_weight,
+                    mismatched_reports(c.detach(), batch.flat),
+                    cfg.mismatch_weight,
                 )
             state.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()

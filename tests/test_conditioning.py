@@ -38,3 +38,48 @@ def test_the_critic_is_not_additive_in_image_and_report(name):
         # critic gives round-off: 2.6e-7 of it (XRayGAN's old critic); joint nonlinear ones gave 0.4-1.4.
         ratio = float(interaction / min(report_effect, image_effect))
         assert ratio > 0.05, (label, ratio)
+
+
+def _paired_auroc_after_training(mismatch_weight: float, steps: int = 300) -> float:
+    """XRayGAN's critics trained 300 steps on a toy task where the report decides the image (a bright square
+    in one of four places); the fakes are such squares, noisy, placed
+    whatever the report says. Then: real images with their own report vs another's."""
+    from methods.vcn import auroc
+    from methods.xraygan import Critics, critic_loss, mismatched_reports
+
+    cfg = tiny_model("xraygan")
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    critics = Critics(16, 4, cfg)
+    opt = torch.optim.Adam(critics.parameters(), lr=1e-3, betas=(0.5, 0.9))
+
+    def draw(n):
+        where = torch.randint(0, 4, (n,), generator=gen)
+        images = -torch.ones(n, 1, 16, 16)
+        for i, w in enumerate(where.tolist()):
+            r, c = divmod(w, 2)
+            images[i, :, 8 * r + 2 : 8 * r + 6, 8 * c + 2 : 8 * c + 6] = 1.0
+        return images, torch.nn.functional.one_hot(where, 4).float()
+
+    for _ in range(steps):
+        images, c = draw(16)
+        fake = draw(16)[0] + 0.3 * torch.randn(16, 1, 16, 16, generator=gen)  # a generator that ignores c
+        loss = critic_loss(critics, (images, images), (fake, fake), c, 10.0, mismatched_reports(c, c), mismatch_weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    images, c = draw(256)
+    other = c.roll(1, dims=0)
+    keep = (c != other).any(dim=1)
+    with torch.no_grad():
+        (own, _), (wrong, _) = critics([(images, images, c), (images, images, other)])
+    return auroc(own[keep], wrong[keep])
+
+
+def test_the_mismatched_report_term_teaches_the_critic_to_read_the_report():
+    """Without it (the paper's WGAN-GP: real and fake share the report) the critic has no reason to check the
+    pairing; with it, it scores real images higher under their own report (measured, 2-core CPU: 0.51-0.53
+    without, 0.96-0.98 with)."""
+    without, with_term = _paired_auroc_after_training(0.0), _paired_auroc_after_training(0.5)
+    print(f"paired AUROC: without {without:.3f}, with {with_term:.3f}")
+    assert with_term > 0.9 and with_term > without + 0.2

@@ -106,6 +106,11 @@ def check_no_hae(key):
     assert paper(variant="no_hae").model.encoder == "flat" and paper().model.encoder == "hae"
 
 
+def check_mismatch_weight(key):
+    off = paper(key.strip("`").removeprefix("--set ")).model
+    assert paper().model.mismatch_weight == 0.5 and off.mismatch_weight == 0
+
+
 def _phases(model_cfg):
     from benchmark.data.text import Vocab
 
@@ -128,6 +133,7 @@ CHECKS = {  # row of docs/reproduction.md -> the check of its key
     22: check_vcn_gate,
     23: check_one_shot_epochs,
     24: check_g_init,
+    25: check_mismatch_weight,
 }
 
 
