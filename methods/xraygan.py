@@ -129,7 +129,7 @@ class Config:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"xraygan: {name} needs one value per stage ({n}), got {getattr(self, name)}")
         if self.mismatch_weight > 1:
-            raise ValueError(f"xraygan: mismatch_weight is a share of the fake term (0 to 1), got {self.mismatch_weight}")
+            raise ValueError(f"xraygan: mismatch_weight must be in [0, 1], got {self.mismatch_weight}")
         if any(b != 2 * a for a, b in zip(self.stage_sizes, self.stage_sizes[1:])):
             raise ValueError(f"xraygan: each stage must double the size, got {self.stage_sizes}")
         if self.g_init not in ("he", "default"):
