@@ -5,6 +5,7 @@ Each command parses its options, calls one function of the pipeline and prints t
 """
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +29,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(ls_app, name="ls")
 app.add_typer(weights_app, name="weights")
 app.add_typer(judges_app, name="judges")
-console = Console()
+# Under torchrun every rank runs this file; only rank 0 prints (RANK from the environment: no torch import here).
+console = Console(quiet=os.environ.get("RANK", "0") != "0")
 
 
 def user_errors(command):
@@ -120,7 +122,9 @@ def data_download(
 # Runs.
 MethodOpt = Annotated[str, typer.Option(help="Method name (`xbench ls methods`).")]
 DatasetOpt = Annotated[str, typer.Option(help=f"Dataset name: {', '.join(DATASETS)}.")]
-ConfigOpt = Annotated[str, typer.Option("--config", help="Defaults to start from: 'paper' or 'tiny' (CPU-sized).")]
+ConfigOpt = Annotated[
+    str, typer.Option("--config", help="Defaults to start from: 'paper', 'small' (a CPU benchmark) or 'tiny' (CI).")
+]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="key=value deviation, last word: model.vc_weight=0.1")]
 RunsOpt = Annotated[Path, typer.Option(help="Folder of run directories.")]
 
@@ -138,18 +142,23 @@ def run_command(
     record: Annotated[bool, typer.Option("--record", help="Copy result.json under leaderboards/records/.")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue a killed run from its last checkpoint.")] = None,
     runs_dir: RunsOpt = Path("runs"),
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also print the resolved config first.")] = False,
 ):
-    """Train, generate the test split, evaluate, and print the result as a table row."""
+    """Train, generate the test split, evaluate, and print the result: metric by view, value [95 % interval]."""
     from benchmark.pipeline.config import load_config
     from benchmark.pipeline.runner import run
 
     cfg = load_config(method, dataset, setting=config, variant=variant, seed=seed, sets=set_ or ())
-    console.print_json(data=cfg.to_dict())
+    if dry_run or verbose:
+        console.print_json(data=cfg.to_dict())
     if dry_run:
         return
+    console.print(f"{cfg.run_id}: {cfg.method} [{cfg.variant}], {cfg.dataset}, {cfg.setting} setting, seed {cfg.seed}")
     result = run(cfg, runs_dir=runs_dir, resume=resume, record=record)
+    if result is None:  # another torchrun rank: rank 0 reports
+        return
     print_results([result])
-    console.print(f"run directory: {runs_dir / result.run_id if resume is None else resume}")
+    console.print(f"run directory: {runs_dir / result.run_id if resume is None else resume} (config.json: the config)")
 
 
 @app.command("ablate")
@@ -199,16 +208,19 @@ def table_command(
 @user_errors
 def check_command(
     records: Annotated[
-        list[Path] | None, typer.Argument(help="Record files (default: every committed tiny record).")
+        list[Path] | None, typer.Argument(help="Record files (default: every committed record of --config).")
     ] = None,
+    config: Annotated[
+        str, typer.Option("--config", help="Which setting's records: tiny (CI, minutes) or small (hours, manual).")
+    ] = "tiny",
     runs_dir: RunsOpt = Path("runs/check"),
 ):
-    """Re-run recorded tiny configurations; compare every metric within leaderboards/tolerances.toml."""
+    """Re-run recorded configurations; compare every metric within leaderboards/tolerances.toml."""
     from benchmark.pipeline.check import check_records
     from benchmark.pipeline.display import check_table
     from benchmark.pipeline.leaderboard import LEADERBOARDS
 
-    rows, n_records = check_records(records, runs_dir, LEADERBOARDS)
+    rows, n_records = check_records(records, runs_dir, LEADERBOARDS, setting=config)
     console.print(check_table(rows))
     failed = [r for r in rows if not r.ok]
     if failed:
@@ -258,7 +270,7 @@ def bench_command(
     method: Annotated[
         list[str] | None, typer.Option(help="Method to time (repeatable); default: every trainable method.")
     ] = None,
-    config: Annotated[str | None, typer.Option(help="tiny or paper; default: paper on a GPU, tiny on the CPU.")] = None,
+    config: Annotated[str | None, typer.Option(help="tiny, small or paper (default: paper on GPU, else tiny).")] = None,
     modes: Annotated[str, typer.Option(help="Comma-separated: fp32, bf16, nchw, compile.")] = "fp32,bf16",
     steps: Annotated[int, typer.Option(help="Timed steps per phase (the median is reported).")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed steps before them.")] = 5,
@@ -372,7 +384,8 @@ def judges_freeze(dataset: DatasetOpt = "phantom", config: ConfigOpt = "tiny"):
 def print_results(results) -> None:
     from benchmark.pipeline.display import results_table
 
-    console.print(results_table(results))
+    for table in results_table(r for r in results if r is not None):
+        console.print(table)
 
 
 def _parse_seeds(text: str) -> list[int]:

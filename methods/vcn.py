@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
+from benchmark.core import progress
 from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.core.errors import XbenchError
 from benchmark.core.resize import resident_images
@@ -199,7 +200,7 @@ def train_vcn(
     vcn = vcn.to(device).train().requires_grad_(True)
     opt = torch.optim.Adam(vcn.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
-    for epoch in range(cfg.epochs):
+    for epoch in progress.track(range(cfg.epochs), f"VCN, {size} px: training"):
         perm = torch.randperm(n, generator=gen)
         total_loss = torch.zeros((), device=device)
         total_correct = torch.zeros((), device=device)

@@ -40,6 +40,7 @@ from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, p
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
+from benchmark.core import progress
 from benchmark.core.errors import XbenchError
 from metrics import weights
 from metrics.base import Unavailable
@@ -95,8 +96,14 @@ class Extractor:
 def extract(extractor: Extractor, module: FeatureExtractorBase, images: np.ndarray, batch_size: int) -> dict:
     """role -> float64 [N, d] features of uint8 [N, H, W] grayscale images (through torch-fidelity)."""
     cuda = any(t.is_cuda for t in itertools.chain(module.parameters(), module.buffers()))
-    feats = get_featuresdict_from_dataset(Gray3(images), module, batch_size, cuda, save_cpu_ram=True, verbose=False)
-    return {role: feats[layer].double().cpu().numpy() for role, layer in extractor.layers.items()}
+    chunk = 8 * batch_size  # a few batches per call: the progress bar moves, the loader overhead stays small
+    parts = []
+    for start in progress.track(range(0, len(images), chunk), f"{extractor.name}: features of {len(images)} images"):
+        feats = get_featuresdict_from_dataset(
+            Gray3(images[start : start + chunk]), module, batch_size, cuda, save_cpu_ram=True, verbose=False
+        )
+        parts.append({role: feats[layer].double().cpu().numpy() for role, layer in extractor.layers.items()})
+    return {role: np.concatenate([p[role] for p in parts]) for role in extractor.layers}
 
 
 # ------------------------------------------------------------------------------------------------ Inception

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core import progress
 from benchmark.core.resize import resident_images
 from benchmark.core.seeds import derive_seed
 from benchmark.data.images import to_unit_range
@@ -92,7 +93,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, size: int, seed: in
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
     net.train()
     step = 0
-    for _ in range(EPOCHS):
+    for _ in progress.track(range(EPOCHS), f"findings judge, {size} px: training"):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, max(1, n - BATCH_SIZE + 1), BATCH_SIZE):
             idx = perm[start : start + BATCH_SIZE].to(device)

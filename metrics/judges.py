@@ -36,7 +36,7 @@ from benchmark.core import cache
 from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.core.seeds import derive_seed
 
-PROTOCOL = "xbench-judges-2"  # bump with any change of what a judge is or how it is trained
+PROTOCOL = "xbench-judges-3"  # bump with any change of what a judge is or how it is trained
 SEED = 20260101  # the judges' own seed: no run's, no generator's
 MAX_SIZE = 128
 FROZEN = Path(__file__).resolve().parents[1] / "leaderboards" / "judges"  # committed judges (sha-pinned)

@@ -12,7 +12,8 @@ from benchmark.core.errors import unknown_name
 # provenance; `xbench check` calls a record of another version stale instead of comparing its numbers.
 # 2: own judges (metrics.judges), KID subsets of N/2, half-sampled FID/KID intervals, real floors,
 #    precision/recall, XRayGAN's exact IS.
-PROTOCOL = "xbench-metrics-2"
+# 3: the VC judge trains 30 epochs, not 12 (its test AUROC on phantom at 64 px: 0.87 -> 0.97).
+PROTOCOL = "xbench-metrics-3"
 VIEWS = ("frontal", "lateral")
 PAIR = ("pair",)
 
@@ -112,7 +113,7 @@ METRICS: dict[str, MetricSpec] = {
         True,
         PAIR,
         (),
-        "View consistency (judge protocol xbench-judges-2): mean P(same patient) of each generated frontal+lateral "
+        "View consistency (judge protocol xbench-judges-3): mean P(same patient) of each generated frontal+lateral "
         "pair under a judge trained by xbench on the dataset's full real train+val pairs whatever the run's caps "
         "(two-tower depthwise-separable convnet, cosine logit; another family than any generator's VCN; augmented; "
         "own seed; cached per dataset and resolution under a hash of its code); beside it real matched (ceiling) and "
@@ -123,7 +124,7 @@ METRICS: dict[str, MetricSpec] = {
         True,
         VIEWS,
         (),
-        "Finding fidelity (judge protocol xbench-judges-2): a depthwise-separable convnet per view trained by xbench "
+        "Finding fidelity (judge protocol xbench-judges-3): a depthwise-separable convnet per view trained by xbench "
         "on the dataset's full real train+val images to predict each case's finding labels (phantom: the findings "
         "the renderer draws; openi: MeSH major terms), applied to the generated images; macro AUROC over the "
         "findings the judge sees, fixed from the reference alone (>= 20 positives and held-out AUROC >= 0.85 on a "

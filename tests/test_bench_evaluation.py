@@ -55,7 +55,7 @@ def test_take_cycles_with_unique_ids():
 
 
 def test_unknown_setting():
-    with pytest.raises(ValueError, match="unknown setting 'huge'; choose one of: paper, tiny"):
+    with pytest.raises(ValueError, match="unknown setting 'huge'; choose one of: paper, small, tiny"):
         time_evaluation("huge")
 
 

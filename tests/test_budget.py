@@ -23,11 +23,11 @@ def _row(label: str, pairs: int) -> Row:
 
 
 def test_the_table_says_when_budgets_of_a_block_differ():
-    assert budget_notes([_row("a [x, tiny]", 100), _row("b [y, tiny]", 109)]) == ()
-    (note,) = budget_notes([_row("a [x, tiny]", 100), _row("b [y, tiny]", 120), _row("c [y, paper]", 1)])
-    assert "tiny setting differ by more than 10%" in note and "a [x, tiny]" in note and "b [y, tiny]" in note
-    (old,) = budget_notes([Row("d [x, tiny]", "measured", {}, 1, None)])
-    assert "no budget recorded" in old and "d [x, tiny]" in old
+    assert budget_notes([_row("a [x]", 100), _row("b [y]", 109)], "small") == ()
+    (note,) = budget_notes([_row("a [x]", 100), _row("b [y]", 120)], "tiny")
+    assert "tiny setting differ by more than 10%" in note and "a [x]" in note and "b [y]" in note
+    (old,) = budget_notes([Row("d [x]", "measured", {}, 1, None)], "tiny")
+    assert "no budget recorded" in old and "d [x]" in old
 
 
 def test_sample_spread_is_the_mean_per_pixel_std_across_cases():

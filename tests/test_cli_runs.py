@@ -47,6 +47,36 @@ def test_run_writes_the_run_directory_and_a_record(dummy_run, tmp_path):
     ]
 
 
+def test_run_prints_a_compact_result_table_and_the_config_only_when_verbose(xbench, tmp_path):
+    quiet = xbench("run", "--method", "dummy", *FAST, "--runs-dir", tmp_path / "runs")
+    assert quiet.exit_code == 0, quiet.output
+    assert '"vc_weight"' not in quiet.output and '"max_cases"' not in quiet.output  # no config dump
+    assert "N = 12 test cases" in quiet.output and "ssim" in quiet.output and "frontal" in quiet.output
+    assert "grey levels" in quiet.output  # the sample spread, beside the real images'
+    verbose = xbench("run", "--method", "dummy", *FAST, "--runs-dir", tmp_path / "runs", "--verbose")
+    assert verbose.exit_code == 0 and '"max_cases": 12' in verbose.output
+
+
+def test_only_rank_0_prints_under_torchrun(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "RANK": "1"}
+    code = "import cli; cli.console.print('visible'); print(cli.console.quiet)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True"]
+
+
+def test_a_rank_other_than_0_trains_and_writes_nothing(tmp_path, monkeypatch):
+    from benchmark.pipeline.config import load_config
+    from benchmark.pipeline.runner import run
+
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets it (no process group: world() reads the environment)
+    cfg = load_config("dummy", "phantom", sets=[a for a in FAST if a != "--set"])
+    assert run(cfg, runs_dir=tmp_path / "runs") is None
+    assert not (tmp_path / "runs").exists()
+
+
 def test_dry_run_prints_the_config_and_writes_nothing(xbench, tmp_path):
     result = xbench(
         "run", "--method", "xraygan", "--set", "model.vc_weight=0.1", "--dry-run", "--runs-dir", tmp_path / "runs"
@@ -71,9 +101,10 @@ def test_table_renders_the_records_beside_the_paper(dummy_run, xbench, tmp_path)
     result = xbench("table", "--format", "md")
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "leaderboards" / "phantom.md").read_text()
-    assert "## Table 1a: methods on phantom, one protocol" in markdown and "dummy [default, tiny]" in markdown
+    assert "## Tiny setting" in markdown and "### Table 1a: methods on phantom, one protocol" in markdown
+    assert "| dummy [default] |" in markdown
     assert "ssim (F)" in markdown and "**" in markdown  # best per column marked
-    assert (tmp_path / "leaderboards" / "phantom.csv").read_text().startswith("table,row,kind,seeds,pairs_seen,metric")
+    assert (tmp_path / "leaderboards" / "phantom.csv").read_text().startswith("setting,table,row,kind,seeds,pairs_seen")
     openi = xbench("table", "--dataset", "openi", "--format", "md")
     assert "GAN-INT-CLS (reported)" in openi.output and "272.7" in openi.output
 

@@ -42,7 +42,7 @@ def test_the_official_vc_weight_is_one_set_away():
             {"variant": "no_thing"},
             "unknown variant of xraygan 'no_thing'; choose one of: full, no_hae, no_mscgan, no_vcn",
         ),
-        ({"setting": "huge"}, "unknown config 'huge'; choose one of: paper, tiny"),
+        ({"setting": "huge"}, "unknown config 'huge'; choose one of: paper, small, tiny"),
     ],
 )
 def test_bad_configuration_names_the_key(kwargs, message):

@@ -1,7 +1,10 @@
 """Leaderboards show calibration: measured real-image rows apart from the paper's, intervals, N; stale records."""
 
+import dataclasses
 import json
 from pathlib import Path
+
+import pytest
 
 from benchmark.pipeline import leaderboard
 from benchmark.pipeline.check import check_record, load_tolerances
@@ -43,25 +46,48 @@ def test_calibration_rows_intervals_and_n_in_the_header():
     ]
     tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported())
     markdown = leaderboard.render_markdown(tables)
-    assert "## Table 1a: methods on phantom, one protocol" in markdown and "(N = 64 test cases [tiny])" in markdown
+    assert (
+        "### Table 1a: methods on phantom, one protocol" in markdown and "(tiny setting, N = 64 test cases)" in markdown
+    )
+    assert markdown.index("## Tiny setting") < markdown.index("### Table 1a")
     lines = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
     header = next(line for line in markdown.splitlines() if line.startswith("| method"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     cell = lambda row, col: [c.strip(" *") for c in lines[row].strip("|").split("|")][columns.index(col)]  # noqa: E731
     # one seed: value [95 % interval]; two seeds: mean ± std
-    assert cell("dummy [default, tiny]", "finding_auc (F)") == "0.550 [0.40, 0.67]"
-    assert cell("xraygan [full, tiny]", "vc") == "0.551 ± 0.014"
+    assert cell("dummy [default]", "finding_auc (F)") == "0.550 [0.40, 0.67]"
+    assert cell("xraygan [full]", "vc") == "0.551 ± 0.014"
     # measured calibration rows, apart from the paper's reported rows
-    real = "Real (xbench): real vs real at the same N; VC of real matched pairs [tiny]"
+    real = "Real (xbench): real vs real at the same N; VC of real matched pairs"
     assert cell(real, "fid_inception (F)") == "43.210"
     assert cell(real, "vc") == "0.910 [0.88, 0.94]" and cell(real, "finding_auc (F)") == "0.930 [0.90, 0.96]"
-    assert cell("Real mismatched pairs (xbench VC floor) [tiny]", "vc") == "0.040"
-    assert cell("VC judge AUROC, real matched vs mismatched (xbench) [tiny]", "vc") == "0.987"
+    assert cell("Real mismatched pairs (xbench VC floor)", "vc") == "0.040"
+    assert cell("VC judge AUROC, real matched vs mismatched (xbench)", "vc") == "0.987"
     assert cell("Real (reported on openi)", "vc") == "0.669"  # the authors' evaluator, in a reported row
-    assert "vc_real_matched" not in columns and cell("xraygan [full, tiny]", "vc_self") == "0.960 ± 0.014"
+    assert "vc_real_matched" not in columns and cell("xraygan [full]", "vc_self") == "0.960 ± 0.014"
     assert cell(real, "seeds") == "–"
     frame = leaderboard.to_frame(tables)
     assert {"ci_lo", "ci_hi"} <= set(frame.columns) and "calibration" in set(frame["kind"])
+
+
+def test_each_setting_is_its_own_section_and_separated_differences_are_listed():
+    small = dataclasses.replace(result("xraygan", "full", 0, 0.80), setting="small")
+    floor = dataclasses.replace(result("dummy", "default", 0, 0.45), setting="small")
+    records = [result("dummy", "default", 0, 0.44), small, floor]
+    tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported())
+    assert [t.setting for t in tables] == ["small"] * 2 + ["tiny"] * 2  # 1a and 2 per setting, small first
+    markdown = leaderboard.render_markdown(tables)
+    small_part, tiny_part = markdown.split("## Tiny setting")
+    assert (
+        "## Small setting" in small_part
+        and "xraygan [full]" in small_part
+        and "xraygan" not in tiny_part.split("Notes:")[0]
+    )
+    # vc intervals [0.70, 0.90] vs [0.35, 0.55]: separated, the better first; FID intervals overlap: not listed
+    assert "- vc: xraygan [full] > dummy [default]" in small_part and "fid_inception (F):" not in small_part
+    assert leaderboard.interval((0.5, 0.1, None), 3) == pytest.approx(
+        (0.5 - 4.30 * 0.1 / 3**0.5, 0.5 + 4.30 * 0.1 / 3**0.5)
+    )
 
 
 def test_a_record_of_another_metric_protocol_is_stale_not_a_regression(tmp_path):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark.core.errors import XbenchError
-from benchmark.pipeline.config import config_from_dict
+from benchmark.core.errors import XbenchError, unknown_name
+from benchmark.pipeline.config import SETTINGS, config_from_dict
 from benchmark.pipeline.results import RunResult, load_result
 from benchmark.pipeline.runner import run
 from metrics import PROTOCOL
@@ -115,10 +115,15 @@ def check_record(path: Path, runs_dir: Path, tolerances: dict[str, Tolerance]) -
     return compare(path.name, recorded, now, tolerances)
 
 
-def check_records(paths: list[Path] | None, runs_dir: Path, leaderboards: Path) -> tuple[list[Comparison], int]:
-    """Re-run ``paths`` (default: every committed tiny record under ``leaderboards``); (comparisons, records)."""
-    paths = paths or sorted(p for p in (leaderboards / "records").glob("*/*.json") if "_tiny_" in p.name)
+def check_records(
+    paths: list[Path] | None, runs_dir: Path, leaderboards: Path, setting: str = "tiny"
+) -> tuple[list[Comparison], int]:
+    """Re-run ``paths`` (default: every committed record of ``setting`` under ``leaderboards``); (comparisons,
+    records). CI checks the tiny records; the small ones take hours on a CPU and are checked by hand."""
+    if setting not in SETTINGS:
+        raise unknown_name("config", setting, SETTINGS)
+    paths = paths or sorted(p for p in (leaderboards / "records").glob("*/*.json") if f"_{setting}_" in p.name)
     if not paths:
-        raise XbenchError("no records to check; record one with `xbench run --record`")
+        raise XbenchError(f"no {setting} records to check; record one with `xbench run --config {setting} --record`")
     tolerances = load_tolerances()
     return [row for path in paths for row in check_record(path, runs_dir, tolerances)], len(paths)

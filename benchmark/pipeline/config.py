@@ -3,7 +3,8 @@
 Resolution, in order (later wins):
   1. the dataclass defaults, which are the paper setting: the method's ``Config``, ``DataConfig``, ``EvalConfig``;
   2. ``configs/<setting>/defaults.toml``, then ``configs/<setting>/<method>.toml`` (sections ``[model]``,
-     ``[data]``, ``[eval]``; a ``[datasets.<name>]`` table holds deviations for one dataset only);
+     ``[data]``, ``[eval]``; a ``[datasets.<name>]`` table holds deviations for one dataset only), each after
+     its base setting's (``SETTING_BASES``: tiny builds on small);
   3. the variant's deviations (the paper's Table 2 ablations, or a baseline's ``xraygan_protocol``), and at
      the paper setting the variant's schedule (``Method.paper_schedules``: the authors' for their stand-ins);
   4. ``--set key=value`` (``model.vc_weight=0.1``, ``data.image_size=128``, ``eval.bootstrap=200``, ``seed=1``).
@@ -24,7 +25,10 @@ from methods import get_method
 from metrics import EvalConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-SETTINGS = ("paper", "tiny")
+SETTINGS = ("paper", "small", "tiny")
+# A setting may build on another: its TOML files are read after the base's (tiny = small's networks on few
+# cases with short schedules).
+SETTING_BASES = {"tiny": "small"}
 # Model settings that say how a run reports and saves, never what it computes (a resumed run replays the
 # same epochs from any checkpoint): kept in config.json, left out of the config hash.
 RUN_SETTINGS = ("log_every", "progress", "checkpoint_every")
@@ -34,7 +38,7 @@ RUN_SETTINGS = ("log_every", "progress", "checkpoint_every")
 class RunConfig:
     method: str
     dataset: str
-    setting: str  # "paper" | "tiny": which defaults the deviations start from
+    setting: str  # "paper" | "small" | "tiny": which defaults the deviations start from
     variant: str  # a key of the method's VARIANTS ("full", "no_vcn", ...; "faithful", ...)
     seed: int
     model: typing.Any  # the method's Config dataclass
@@ -91,7 +95,11 @@ def load_config(
 
     sections = {"model": method_cls.Config(), "data": DataConfig(), "eval": EvalConfig()}
     top = {"seed": seed}
-    for path in (config_dir / setting / "defaults.toml", config_dir / setting / f"{method}.toml"):
+    chain = [setting]
+    while chain[0] in SETTING_BASES:
+        chain.insert(0, SETTING_BASES[chain[0]])
+    paths = [config_dir / s / name for s in chain for name in ("defaults.toml", f"{method}.toml")]
+    for path in paths:
         for table in _toml_tables(path, dataset):
             for section, values in table.items():
                 if section not in sections:

@@ -7,6 +7,7 @@ from rich.table import Table
 from benchmark.data.datasets import DATASETS, Dataset, Splits
 from benchmark.pipeline.catalog import MethodEntry
 from benchmark.pipeline.check import Comparison
+from benchmark.pipeline.leaderboard import format_cell
 from benchmark.pipeline.results import RunResult
 from metrics import METRICS
 
@@ -30,18 +31,27 @@ def data_info_tables(name: str, ds: Dataset, splits: Splits, extra: dict | None 
     return tables
 
 
-def results_table(results: Iterable[RunResult]) -> Table:
-    """One row per run and view: the main metrics."""
-    table = Table("run", "N", "view", "metrics", title="results")
+def results_table(results: Iterable[RunResult]) -> list[Table]:
+    """Per run: each metric by view, value [95 % interval]; N and the sample spread in the caption. The full
+    result (real floors, judge calibration, provenance) is in the run's result.json."""
+    tables = []
     for r in results:
-        for view, values in r.metrics.items():
-            if view not in ("frontal", "lateral", "pair") or not values:
-                continue
-            shown = ", ".join(
-                f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float) and not k.endswith(("_n", "_ci"))
+        table = Table("metric", "frontal", "lateral", "pair", title=f"{r.run_id}: N = {r.n_test_cases} test cases")
+        names = [n for n in METRICS if any(n in r.metrics.get(v, {}) for v in ("frontal", "lateral", "pair"))]
+        for name in names + (["vc_self"] if "vc_self" in r.metrics.get("pair", {}) else []):
+            cells = []
+            for view in ("frontal", "lateral", "pair"):
+                values = r.metrics.get(view, {})
+                value = values.get(name)
+                cells.append("" if value is None else format_cell(value, None, values.get(f"{name}_ci")))
+            table.add_row(f"{METRICS[name].arrow} {name}" if name in METRICS else name, *cells)
+        spread = r.sample_spread or {}
+        if spread:
+            table.caption = "samples vary across reports by " + ", ".join(
+                f"{v}: {s['fake_std']:.1f} grey levels (real {s['real_std']:.1f})" for v, s in spread.items()
             )
-            table.add_row(r.run_id, str(r.n_test_cases), view, shown)
-    return table
+        tables.append(table)
+    return tables
 
 
 def check_table(rows: Iterable[Comparison]) -> Table:

@@ -85,6 +85,11 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
     notes: tuple[str, ...]
+    setting: str = ""
+    separated: tuple[str, ...] = ()  # differences between measured rows that their intervals separate
+
+
+SETTING_ORDER = ("paper", "small", "tiny")  # sections of a leaderboard, largest first; rows never mix them
 
 
 def load_records(dataset: str) -> list[RunResult]:
@@ -101,8 +106,19 @@ def load_reported() -> dict:
 
 
 def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list[Table]:
-    """Table 1 in blocks (``TABLE1_BLOCKS``: one protocol, then the faithful baselines) and Table 2 (XRayGAN's
-    ablation variants); each measured row carries its training budget."""
+    """Per setting (``SETTING_ORDER``), Table 1 in blocks (``TABLE1_BLOCKS``: one protocol, then the faithful
+    baselines) and Table 2 (XRayGAN's ablation variants); each measured row carries its training budget, each
+    table the differences its intervals separate."""
+    settings = sorted(
+        {r.setting for r in records},
+        key=lambda s: (SETTING_ORDER.index(s) if s in SETTING_ORDER else len(SETTING_ORDER), s),
+    )
+    if not settings:
+        return _setting_tables(dataset, "", [], reported)
+    return [t for s in settings for t in _setting_tables(dataset, s, [r for r in records if r.setting == s], reported)]
+
+
+def _setting_tables(dataset: str, setting: str, records: list[RunResult], reported: dict) -> list[Table]:
     columns = tuple(
         Column(name, view)
         for name, spec in METRICS.items()
@@ -122,61 +138,91 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list
     )
     groups: dict[tuple, list[RunResult]] = defaultdict(list)
     for r in records:
-        groups[(r.method, r.variant, r.setting)].append(r)
+        groups[(r.method, r.variant)].append(r)
+    n_test = sorted({r.n_test_cases for r in records})
+    where = f"{setting} setting, " if setting else ""
+    suffix = f" ({where}N = {'/'.join(map(str, n_test))} test cases)" if n_test else ""
 
     def measured(keys) -> list[Row]:
-        return [_mean_row(f"{m} [{v}, {s}]", groups[(m, v, s)], columns) for m, v, s in keys]
+        return [_mean_row(f"{m} [{v}]", groups[(m, v)], columns) for m, v in keys]
 
-    def calibration(keys) -> list[Row]:
-        return [row for s in sorted({k[2] for k in keys}) for row in _calibration_rows(s, groups, keys, columns)]
-
-    def title(text: str, keys) -> str:
-        n = {s: sorted({r.n_test_cases for k in keys if k[2] == s for r in groups[k]}) for s in {k[2] for k in keys}}
-        return text + (
-            " (N = " + "; ".join(f"{'/'.join(map(str, v))} test cases [{s}]" for s, v in sorted(n.items())) + ")"
-            if n
-            else ""
-        )
+    def table(text: str, rows: list[Row]) -> Table:
+        return Table(text + suffix, columns, tuple(rows), notes + budget_notes(rows, setting), setting, separated(rows))
 
     tables = []
     for k, (label, members) in enumerate(TABLE1_BLOCKS):
-        keys = sorted(key for key in groups if key[:2] in members)
+        keys = sorted(key for key in groups if key in members)
         if not keys and k > 0:
             continue
         rows = (
             measured(keys)
-            + calibration(keys)
+            + _calibration_rows(setting, records, columns)
             + (_reported_rows(reported, "table1", dataset, columns) if k == 0 else [])
         )
-        text = f"Table 1{'ab'[k]}: methods on {dataset}, {label}"
-        tables.append(Table(title(text, keys), columns, tuple(rows), notes + budget_notes(rows)))
+        tables.append(table(f"Table 1{'ab'[k]}: methods on {dataset}, {label}", rows))
     table2_keys = sorted(
-        (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS),
-        key=lambda k: (TABLE2_VARIANTS.index(k[1]), k[2]),
+        (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS), key=lambda k: TABLE2_VARIANTS.index(k[1])
     )
-    rows = measured(table2_keys) + calibration(table2_keys) + _reported_rows(reported, "table2", dataset, columns)
-    text = f"Table 2: XRayGAN ablations on {dataset}"
-    tables.append(Table(title(text, table2_keys), columns, tuple(rows), notes + budget_notes(rows)))
+    rows = (
+        measured(table2_keys)
+        + (_calibration_rows(setting, records, columns) if table2_keys else [])
+        + _reported_rows(reported, "table2", dataset, columns)
+    )
+    tables.append(table(f"Table 2: XRayGAN ablations on {dataset}", rows))
     return tables
 
 
-def budget_notes(rows: list[Row]) -> tuple[str, ...]:
-    """Where the pairs seen of a table's rows at one setting differ by more than BUDGET_TOLERANCE, say so and
-    why; rows recorded before budgets were kept are named."""
-    notes, by_setting = [], defaultdict(list)
-    for row in rows:
-        if row.kind == "measured" and row.budget:
-            by_setting[row.label.rsplit(", ", 1)[-1].rstrip("]")].append(row)
-    for setting, group in sorted(by_setting.items()):
+def interval(cell: tuple, seeds: int) -> tuple[float, float] | None:
+    """A cell's 95 % interval: over test cases for one seed (bootstrap), over seeds for several (Student t)."""
+    mean, std, ci = cell
+    if ci is not None:
+        return ci[0], ci[1]
+    if std is not None and seeds >= 2:
+        half = T95[min(seeds - 1, len(T95)) - 1] * std / math.sqrt(seeds)
+        return mean - half, mean + half
+    return None
+
+
+T95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23)  # Student t, 97.5 % quantile, df 1..10
+
+
+def separated(rows: list[Row]) -> tuple[str, ...]:
+    """``metric (view): a > b`` for every pair of measured rows whose 95 % intervals do not overlap, the better
+    one first (direction from the metric registry)."""
+    out = []
+    measured_rows = [r for r in rows if r.kind == "measured"]
+    columns = dict.fromkeys(c for r in measured_rows for c in r.cells if c.metric in METRICS)
+    for col in columns:
+        better = max if METRICS[col.metric].higher_is_better else min
+        found = []
+        for i, a in enumerate(measured_rows):
+            for b in measured_rows[i + 1 :]:
+                if col not in a.cells or col not in b.cells:
+                    continue
+                ia, ib = interval(a.cells[col], a.seeds), interval(b.cells[col], b.seeds)
+                if ia is None or ib is None or not (ia[1] < ib[0] or ib[1] < ia[0]):
+                    continue
+                win, lose = (a, b) if better(a.cells[col][0], b.cells[col][0]) == a.cells[col][0] else (b, a)
+                found.append(f"{win.label} > {lose.label}")
+        if found:
+            out.append(f"{col.label}: " + "; ".join(found))
+    return tuple(out)
+
+
+def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
+    """Where the pairs seen of a table's measured rows (one setting) differ by more than BUDGET_TOLERANCE, say
+    so and why; rows recorded before budgets were kept are named."""
+    notes = []
+    group = [row for row in rows if row.kind == "measured" and row.budget]
+    if group:
         low = min(group, key=lambda r: r.budget["pairs_seen"])
         high = max(group, key=lambda r: r.budget["pairs_seen"])
         if high.budget["pairs_seen"] > (1 + BUDGET_TOLERANCE) * low.budget["pairs_seen"]:
-            why = (
-                "the tiny settings are sized to train in about a minute each on a CPU, not to equal budgets"
-                if setting == "tiny"
-                else "each method keeps the schedule its authors trained it with (the stand-ins: the XRayGAN "
-                "authors' 20 + 150 epochs)"
-            )
+            why = {
+                "tiny": "the tiny settings are sized to train in about a minute each on a CPU, not to equal budgets",
+                "paper": "each method keeps the schedule its authors trained it with (the stand-ins: the XRayGAN "
+                "authors' 20 + 150 epochs)",
+            }.get(setting, "a variant changes the schedule (see its row's budget)")
             notes.append(
                 f"budgets at the {setting} setting differ by more than {BUDGET_TOLERANCE:.0%} in pairs seen "
                 f"({_count(low.budget['pairs_seen'])} for {low.label}, {_count(high.budget['pairs_seen'])} for "
@@ -224,10 +270,9 @@ def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...]) ->
     return Row(label, "measured", cells, seeds=len(runs), budget=budgets[0] if all(budgets) else None)
 
 
-def _calibration_rows(setting: str, groups: dict, keys, columns: tuple[Column, ...]) -> list[Row]:
+def _calibration_rows(setting: str, runs: list[RunResult], columns: tuple[Column, ...]) -> list[Row]:
     """The measured real-image rows of one setting. Every run of a setting shares its judges and its real
     floor (same test cases, resolution and eval seed), so the first run that has a value gives it."""
-    runs = [r for k in keys if k[2] == setting for r in groups[k]]
     rows = []
     for label, source in CALIBRATION:
         cells = {}
@@ -237,7 +282,7 @@ def _calibration_rows(setting: str, groups: dict, keys, columns: tuple[Column, .
             if key and run is not None:
                 cells[col] = _cell([run], col.view, key)
         if cells:
-            rows.append(Row(f"{label} [{setting}]", "calibration", cells))
+            rows.append(Row(label, "calibration", cells))
     return rows
 
 
@@ -281,13 +326,24 @@ def format_cell(mean: float, std: float | None, ci=None, digits: int = 3) -> str
     return text if ci is None else f"{text} [{number(ci[0], 2)}, {number(ci[1], 2)}]"
 
 
+SETTING_TITLES = {
+    "paper": "Paper setting (256 px, the authors' schedules)",
+    "small": "Small setting (64 px, all 1,809 train cases, all 518 test cases; equal budgets per block; 2 CPU cores)",
+    "tiny": "Tiny setting (CI regression check: 256 train cases, 64 test cases; not a benchmark)",
+}
+
+
 def render_markdown(tables: list[Table]) -> str:
     out = []
+    section = None
     for table in tables:
+        if table.setting != section:
+            section = table.setting
+            out.append(f"## {SETTING_TITLES.get(section, f'{section} setting')}\n")
         all_columns = list(table.columns) + [c for r in table.rows for c in r.cells if c not in table.columns]
         columns = list(dict.fromkeys(all_columns))
         best = best_cells(table)
-        out.append(f"## {table.title}\n")
+        out.append(f"### {table.title}\n")
         out.append("| method | seeds | budget | " + " | ".join(c.label for c in columns) + " |")
         out.append("|---|---:|---|" + "---:|" * len(columns))
         for row in table.rows:
@@ -302,13 +358,19 @@ def render_markdown(tables: list[Table]) -> str:
             seeds = str(row.seeds) if row.kind == "measured" else "–"
             out.append(f"| {row.label} | {seeds} | {format_budget(row.budget)} | " + " | ".join(cells) + " |")
         out.append("")
+        if table.separated:
+            out.append("Separated by their 95 % intervals (better first):\n")
+            out.extend(f"- {line}" for line in table.separated)
+        else:
+            out.append("No difference between measured rows is separated by their 95 % intervals.")
+        out.append("")
     notes = dict.fromkeys(n for t in tables for n in t.notes)
     out.append(
         "Notes: best measured value per column in **bold**; one seed: value [95 % interval over test cases]; "
-        "several seeds: mean ± std over seeds. Rows marked (xbench) are measured on real images under the same "
-        "protocol and N; rows marked (reported) are the paper's, measured by its authors' own networks; "
-        "budget = the generator's training epochs (warm-up included), pairs seen (epochs x train cases) and "
-        "generator updates.\n"
+        "several seeds: mean ± std over seeds (their separation uses the Student t interval over seeds). Rows "
+        "marked (xbench) are measured on real images under the same protocol and N; rows marked (reported) are "
+        "the paper's, measured by its authors' own networks; budget = the generator's training epochs (warm-up "
+        "included), pairs seen (epochs x train cases) and generator updates.\n"
     )
     out.extend(f"- {note}" for note in notes)
     return "\n".join(out) + "\n"
@@ -323,6 +385,7 @@ def to_frame(tables: list[Table]):
             for col, (mean, std, ci) in row.cells.items():
                 records.append(
                     {
+                        "setting": table.setting,
                         "table": table.title,
                         "row": row.label,
                         "kind": row.kind,
@@ -338,7 +401,20 @@ def to_frame(tables: list[Table]):
                 )
     return pd.DataFrame.from_records(
         records,
-        columns=["table", "row", "kind", "seeds", "pairs_seen", "metric", "view", "mean", "std", "ci_lo", "ci_hi"],
+        columns=[
+            "setting",
+            "table",
+            "row",
+            "kind",
+            "seeds",
+            "pairs_seen",
+            "metric",
+            "view",
+            "mean",
+            "std",
+            "ci_lo",
+            "ci_hi",
+        ],
     )
 
 
@@ -383,11 +459,11 @@ def render_plots(records: list[RunResult], dataset: str, out_dir: Path) -> list[
             for name, value in values.items():
                 if isinstance(value, float) and f"{name}_ci" in values:
                     lo, hi = values[f"{name}_ci"]
-                    points[(name, view)].append((f"{r.method}\n[{r.variant}] s{r.seed}", value, lo, hi))
+                    points[(r.setting, name, view)].append((f"{r.method}\n[{r.variant}] s{r.seed}", value, lo, hi))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     sns.set_theme(style="whitegrid")
-    for (name, view), rows in sorted(points.items()):
+    for (setting, name, view), rows in sorted(points.items()):
         fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.2))
         labels, values, lows, highs = zip(*rows)
         sns.pointplot(x=list(labels), y=list(values), linestyle="none", ax=ax)
@@ -399,9 +475,9 @@ def render_plots(records: list[RunResult], dataset: str, out_dir: Path) -> list[
             capsize=4,
             color="black",
         )
-        ax.set_title(f"{name} ({view}) on {dataset}: value and 95% bootstrap interval")
+        ax.set_title(f"{name} ({view}) on {dataset}, {setting} setting: value and 95% bootstrap interval")
         ax.tick_params(axis="x", labelsize=7)
-        path = out_dir / f"{dataset}_{name}_{view}.png"
+        path = out_dir / f"{dataset}_{setting}_{name}_{view}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)

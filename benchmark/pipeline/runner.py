@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from benchmark.core.checkpoints import save_checkpoint
+from benchmark.core.distributed import world
 from benchmark.core.errors import XbenchError
 from benchmark.core.io import atomic_write
 from benchmark.core.seeds import derive_seed
@@ -31,18 +32,24 @@ from metrics import ImageSet, evaluate
 RUNS_DIR = Path("runs")
 
 
-def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None, record: bool = False) -> RunResult:
-    """Train, generate the test split, evaluate; returns (and writes) the result."""
-    run_dir = _prepare_run_dir(cfg, runs_dir, resume)
+def run(
+    cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None, record: bool = False
+) -> RunResult | None:
+    """Train, generate the test split, evaluate; returns (and writes) the result. Under ``torchrun`` every rank
+    trains and only rank 0 writes, generates and evaluates; the other ranks return None after training."""
+    main = world().is_main
+    run_dir = _prepare_run_dir(cfg, runs_dir, resume) if main else resume or runs_dir / cfg.run_id
     device = default_device()
     env = environment(device)
-    _write_json(run_dir / "env.json", env)
+    if main:
+        _write_json(run_dir / "env.json", env)
 
     # Data and the vocabulary of the train split.
     dataset = get_dataset(cfg.dataset, cfg.data)
     splits = dataset.splits()
     vocab = Vocab.build((c.report.findings, c.report.impression) for c in splits.train)
-    vocab.save(run_dir / "vocab.json")
+    if main:
+        vocab.save(run_dir / "vocab.json")
     train = PairedData.of(dataset.images(splits.train), vocab)
     val = PairedData.of(dataset.images(splits.val), vocab) if splits.val else None
 
@@ -52,6 +59,8 @@ def run(cfg: RunConfig, *, runs_dir: Path = RUNS_DIR, resume: Path | None = None
     method.fit(train, val, run_dir, resume=resume is not None)
     fit_s = time.perf_counter() - start
     save_checkpoint(method.state_dict(), run_dir / "ckpt" / "final.pt")  # what `xbench generate` loads
+    if not main:
+        return None
 
     # Generate the test split, one seed per case: sha256 of (run seed, case id).
     test = dataset.images(splits.test)

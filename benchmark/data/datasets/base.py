@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from benchmark.core import cache
+from benchmark.core import cache, progress
 from benchmark.core.errors import XbenchError
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import Pipeline
@@ -207,7 +207,7 @@ class Dataset(ABC):
 
     def _preprocess(self, cases: Sequence[Case], pipeline: Pipeline) -> dict[str, np.ndarray]:
         pixels, skipped = [], {}
-        for case in cases:
+        for case in progress.track(cases, f"{self.name}: preparing {len(cases)} cases"):
             try:
                 frontal, lateral = self._read_pair(case)
             except XbenchError as err:

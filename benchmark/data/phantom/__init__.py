@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmark.data.reports import Finding
 
-RENDERER_VERSION = "phantom-2"
+RENDERER_VERSION = "phantom-2.1"  # a change to what the renderer draws changes this (cache keys, records)
 
 __all__ = ["RENDERER_VERSION", "RenderedCase", "is_modelled", "render_case", "build_case"]
 

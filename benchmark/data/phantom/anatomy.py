@@ -92,24 +92,24 @@ def sample_patient(rng: np.random.Generator) -> Patient:
     size = u(0.9, 1.1)  # build: scales width, depth and height together, then each varies on its own
     W = size * u(14.0, 16.5) - (0.8 if female else 0.0)
     D = size * u(9.8, 12.2)
-    insp = u(-1.6, 1.4)
+    insp = u(-2.0, 1.6)  # dome height: inspiration varies more between patients than between their two films
     apex = 24.5 + 2.5 * (size - 1) + u(-1.0, 1.0)
     dome_depth = u(5.5, 7.0)
     # vertical framing varies from film to film (both views of one patient share it): where the apices and
     # domes fall on the film is part of what tells one patient from another
-    fov_top = apex + u(1.5, 6.0)
-    fov_h = fov_top - (insp - 1.5 - dome_depth - u(0.0, 5.0))
+    fov_top = apex + u(1.0, 8.0)
+    fov_h = fov_top - (insp - 1.5 - dome_depth - u(0.0, 7.0))
     p = Patient(
         female=female,
         half_width=W,
         half_depth=D,
-        wall=u(1.5, 2.8),
+        wall=u(1.3, 4.0),  # habitus: thin to obese; both views see the same soft tissue
         apex_z=apex,
         dome_r=insp,
         dome_l=insp - u(1.0, 2.0),
         dome_depth=dome_depth,
-        ctr=u(0.40, 0.48),
-        heart_round=0.0,
+        ctr=u(0.38, 0.49),  # normal hearts only: the findings set 0.505 and above
+        heart_round=u(0.0, 0.3),
         rib_step=u(2.3, 2.55) * (0.9 + 0.1 * size),
         yaw=np.radians(u(-4, 4)),
         tilt=np.radians(u(-3, 3)),

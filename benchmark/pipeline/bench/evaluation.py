@@ -29,6 +29,7 @@ from metrics.evaluate import clock
 
 SETTINGS = {  # setting -> (n_test, n_reference, image size); the configs come from configs/<setting>/
     "paper": (518, 2067, 256),
+    "small": (518, 2067, 64),
     "tiny": (64, 2067, 64),  # the judges learn from the full train + val at any setting
 }
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from benchmark.core.errors import XbenchError
+from benchmark.core.errors import XbenchError, unknown_name
 from benchmark.core.io import atomic_write
 from benchmark.pipeline.bench import report
 from benchmark.pipeline.bench.training import MODES, OPENI_TRAIN_CASES, schedule_totals, time_method
+from benchmark.pipeline.config import SETTINGS
 from benchmark.pipeline.results import environment, now
 from methods import METHODS
 from methods.training import StagedMethod
@@ -44,8 +45,8 @@ def run_suite(
     for mode in modes:
         if mode not in MODES:
             raise XbenchError(f"unknown bench mode {mode!r}; choose from: {', '.join(MODES)}")
-    if setting not in ("tiny", "paper"):
-        raise XbenchError(f"unknown setting {setting!r}; choose tiny or paper")
+    if setting not in SETTINGS:
+        raise unknown_name("setting", setting, SETTINGS)
     if steps < 1 or warmup < 1:
         raise XbenchError(f"--steps and --warmup must be at least 1, not {steps} and {warmup}")
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
