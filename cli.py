@@ -153,7 +153,8 @@ def run_command(
         console.print_json(data=cfg.to_dict())
     if dry_run:
         return
-    console.print(f"{cfg.run_id}: {cfg.method} [{cfg.variant}], {cfg.dataset}, {cfg.setting} setting, seed {cfg.seed}")
+    title = f"{cfg.run_id}: {cfg.method} [{cfg.variant}], {cfg.dataset}, {cfg.setting} setting, seed {cfg.seed}"
+    console.print(title, markup=False)
     result = run(cfg, runs_dir=runs_dir, resume=resume, record=record)
     if result is None:  # another torchrun rank: rank 0 reports
         return
@@ -253,14 +254,16 @@ def generate_command(
 @user_errors
 def figure_command(
     dataset: DatasetOpt = "phantom",
+    config: Annotated[str, typer.Option("--config", help="Whose records: small (default), tiny or paper.")] = "small",
     cases: Annotated[int, typer.Option(help="How many test reports (rows).")] = 4,
-    out: Annotated[Path, typer.Option(help="Where to write the PNG.")] = Path("leaderboards/figure_phantom.png"),
+    out: Annotated[Path | None, typer.Option(help="Default: leaderboards/figure_<dataset>_<config>.png.")] = None,
     runs_dir: RunsOpt = Path("runs"),
 ):
-    """The paper's Figure 4 for our runs: ground truth and every recorded method, frontal and lateral."""
+    """The paper's Figure 4 for our runs: ground truth and every method of Table 1's one-protocol block."""
     from benchmark.pipeline.figure import comparison_figure
 
-    path = comparison_figure(dataset, cases, out, runs_dir=runs_dir)
+    out = out or Path(f"leaderboards/figure_{dataset}_{config}.png")
+    path = comparison_figure(dataset, config, cases, out, runs_dir=runs_dir)
     console.print(f"wrote {path}")
 
 

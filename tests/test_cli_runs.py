@@ -103,6 +103,7 @@ def test_table_renders_the_records_beside_the_paper(dummy_run, xbench, tmp_path)
     markdown = (tmp_path / "leaderboards" / "phantom.md").read_text()
     assert "## Tiny setting" in markdown and "### Table 1a: methods on phantom, one protocol" in markdown
     assert "| dummy [default] |" in markdown
+    assert "dummy [default]" in xbench("table").output  # the terminal table keeps the variant (no markup tag)
     assert "ssim (F)" in markdown and "**" in markdown  # best per column marked
     assert (tmp_path / "leaderboards" / "phantom.csv").read_text().startswith("setting,table,row,kind,seeds,pairs_seen")
     openi = xbench("table", "--dataset", "openi", "--format", "md")
@@ -129,10 +130,11 @@ def test_generate_from_a_written_report(dummy_run, xbench, tmp_path):
 
 def test_figure_shows_ground_truth_and_each_recorded_run(dummy_run, xbench, tmp_path):
     out = tmp_path / "figure.png"
-    result = xbench("figure", "--cases", 2, "--out", out, "--runs-dir", tmp_path / "runs")
+    assert "no small records" in xbench("figure", "--out", out, "--runs-dir", tmp_path / "runs").output
+    result = xbench("figure", "--config", "tiny", "--cases", 2, "--out", out, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    with Image.open(out) as img:
-        assert img.height >= 2 * 64 and img.width >= 4 * 64
+    with Image.open(out) as img:  # a header line, then 2 rows of images shown at 128 px (the floor alone here)
+        assert img.height >= 2 * 128 + 10 and img.width >= 4 * 128
 
 
 def test_ablate_runs_every_table2_variant(xbench, tmp_path):

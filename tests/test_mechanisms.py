@@ -9,6 +9,7 @@ Figures measured on a 2-core CPU are in the comments and in the issue note.
 """
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -25,13 +26,16 @@ from tests.tiny import tiny_model
 
 pytestmark = pytest.mark.slow
 CHEAP_EVAL = ['eval.metrics=["ssim"]', "eval.bootstrap=0"]  # the mechanisms, not the metrics
+# The setting of the main job and of its no_vcn twin: tiny by default (minutes); XBENCH_MECHANISMS_SETTING=small
+# runs the same tests where the VCN has 1,809 train cases to learn from (about an hour on 2 CPU cores).
+SETTING = os.environ.get("XBENCH_MECHANISMS_SETTING", "tiny")
 
 
 @pytest.fixture(scope="module")
 def main_job(tmp_path_factory):
     """The README's main job (XRayGAN, tiny, phantom), evaluated with SSIM only; and its run directory."""
     runs = tmp_path_factory.mktemp("runs")
-    cfg = load_config("xraygan", "phantom", sets=CHEAP_EVAL)
+    cfg = load_config("xraygan", "phantom", setting=SETTING, sets=CHEAP_EVAL)
     result = run(cfg, runs_dir=runs)
     return result, runs / result.run_id, cfg
 
@@ -39,13 +43,13 @@ def main_job(tmp_path_factory):
 def test_the_main_job_samples_vary_with_the_report(main_job):
     result, _, _ = main_job
     spread = result.sample_spread
-    # Before the He init: 1.0 (frontal) and 0.16 (lateral) grey levels, one flat image for every report; real
-    # images: 25, 21. After: 1.9 and 1.6 (a shortened run: 128 train cases, 10 warm-up epochs). Most of the real
-    # spread is anatomy the report does not determine, which a noise-free L2 generator cannot draw.
+    # Before the He init: 1.0 (frontal) and 0.16 (lateral) grey levels, one flat image for every report. The
+    # main job on phantom-2.1 now: 7.8 and 13.3 (real images 45.7, 44.3). Most of the real spread is anatomy
+    # the report does not determine, which a noise-free L2 generator cannot draw.
     for view in ("frontal", "lateral"):
-        assert spread[view]["fake_std"] >= 1.0, spread
-    # Each stage's VCN is measured on held-out pairs and recorded (the tiny setting turns the gate off: at 64 px
-    # its 256-case VCN does not separate phantom-2's patients; configs/tiny/xraygan.toml).
+        assert spread[view]["fake_std"] >= 3.0, spread
+    # Each stage's VCN is measured on held-out pairs and recorded (the tiny setting turns the gate off: its
+    # 256-case VCN hardly separates phantom-2.1's patients at 64 px; configs/tiny/xraygan.toml).
     assert set(result.training["vcn_val"]) == {"stage0_32px", "stage1_64px"}, result.training
 
 
@@ -99,7 +103,8 @@ def test_the_full_model_is_more_view_consistent_than_no_vcn_by_its_own_vcn(main_
     from PIL import Image
 
     result, run_dir, cfg = main_job
-    no_vcn = run(load_config("xraygan", "phantom", variant="no_vcn", sets=CHEAP_EVAL), runs_dir=tmp_path)
+    twin = load_config("xraygan", "phantom", setting=SETTING, variant="no_vcn", sets=CHEAP_EVAL)
+    no_vcn = run(twin, runs_dir=tmp_path)
     assert no_vcn.budget["pairs_seen"] == result.budget["pairs_seen"]  # the same budget
     vcn = load_vcn(run_dir / "vcn" / "stage1_64px.pt")  # the full model's own, frozen, last stage
 

@@ -9,26 +9,33 @@ from benchmark.core.sheets import contact_sheet, save_sheet
 from benchmark.data.datasets import get_dataset
 from benchmark.data.images import read_gray
 from benchmark.pipeline.config import config_from_dict
-from benchmark.pipeline.leaderboard import load_records
+from benchmark.pipeline.leaderboard import TABLE1_BLOCKS, load_records
 
 
-def comparison_figure(dataset: str, n_cases: int, out: Path, *, runs_dir: Path) -> Path:
-    """Rows: test reports; columns: ground truth F | L, then each recorded run's F | L (its samples/)."""
+def comparison_figure(dataset: str, setting: str, n_cases: int, out: Path, *, runs_dir: Path) -> Path:
+    """Rows: test reports (their impression beside); columns, named once above: the ground truth F | L, then
+    each method of Table 1's one-protocol block recorded at ``setting``, F | L (its run's samples/), at 128 px
+    or larger."""
     if n_cases < 1:
         raise XbenchError(f"--cases must be at least 1, not {n_cases}")
-    records = [r for r in load_records(dataset) if r.variant in ("default", "full", "faithful")]
+    members = TABLE1_BLOCKS[0][1]
+    records = [
+        r for r in load_records(dataset) if r.setting == setting and (r.method, r.variant) in members and r.seed == 0
+    ]
+    records = [r for r in records if r.method != "dummy"] or records  # the floor (one mean image) only if alone
     if not records:
-        raise XbenchError(f"no recorded results for {dataset}; record runs with `xbench run --record` first")
+        raise XbenchError(
+            f"no {setting} records of {dataset}; record runs with `xbench run --config {setting} --record` first"
+        )
     runs = []
-    for record in records:
+    for record in sorted(records, key=lambda r: (r.method != "xraygan", r.method)):
         samples = runs_dir / record.run_id / "samples"
         if not samples.is_dir():
             raise XbenchError(f"samples of {record.run_id} not found under {runs_dir}; re-run it or pass --runs-dir")
         runs.append((record, samples))
-    ds = get_dataset(dataset, config_from_dict(records[0].config).data)
+    ds = get_dataset(dataset, config_from_dict(runs[0][0].config).data)
     cases = ds.splits().test[:n_cases]
     truth = ds.images(cases)
-    legend = "pairs (F, L): truth, " + ", ".join(r.method for r, _ in runs)
     rows = []
     for case, (frontal, lateral) in zip(truth.cases, truth.pixels):
         images = [frontal, lateral]
@@ -36,9 +43,9 @@ def comparison_figure(dataset: str, n_cases: int, out: Path, *, runs_dir: Path) 
             images += [
                 _sample(samples / view / f"{case.case_id}.png", frontal.shape) for view in ("frontal", "lateral")
             ]
-        text = f"{legend}\ncase {case.case_id}: {case.report.findings} IMPRESSION: {case.report.impression}"
-        rows.append((images, text))
-    return save_sheet(contact_sheet(rows, text_width_px=360), out)
+        rows.append((images, f"case {case.case_id}\nIMPRESSION: {case.report.impression}"))
+    header = [("ground truth (F, L)", 2)] + [(f"{r.method} (F, L)", 2) for r, _ in runs]
+    return save_sheet(contact_sheet(rows, text_width_px=360, header=header, min_tile=128), out)
 
 
 def _sample(path: Path, shape) -> np.ndarray:

@@ -419,6 +419,7 @@ def to_frame(tables: list[Table]):
 
 
 def render_rich(tables: list[Table]):
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     out = []
@@ -435,7 +436,7 @@ def render_rich(tables: list[Table]):
                     else text
                 )
             rich.add_row(
-                row.label,
+                escape(row.label),  # "xraygan [full]" is no markup tag
                 str(row.seeds) if row.kind == "measured" else "–",
                 format_budget(row.budget),
                 *cells,
