@@ -111,6 +111,24 @@ def check_mismatch_weight(key):
     assert paper().model.mismatch_weight == 0.5 and off.mismatch_weight == 0
 
 
+def check_report_norm(key):
+    import torch
+
+    from benchmark.data.text import Vocab
+    from methods.base import TokenBatch
+    from methods.text_encoders import get_text_encoder
+
+    vocab = Vocab(("<pad>", "<unk>", "<sep>", "a", "b"), 1, 1, 2)
+    tokens = TokenBatch.of(vocab.encode([("a b", "a"), ("b", "b a")]))
+    for sets, normalised in (((), True), ((key.strip("`").removeprefix("--set "),), False)):
+        text = paper(*sets).model.text
+        torch.manual_seed(0)
+        report = get_text_encoder("hae", text, len(vocab))(tokens).report
+        assert text.report_norm is normalised
+        scale = float(report.std(dim=1).mean())
+        assert scale > 0.5 if normalised else scale < 0.1, scale  # unit scale (up to the norm's eps) vs ~0.01
+
+
 def _phases(model_cfg):
     from benchmark.data.text import Vocab
 
@@ -134,6 +152,7 @@ CHECKS = {  # row of docs/reproduction.md -> the check of its key
     23: check_one_shot_epochs,
     24: check_g_init,
     25: check_mismatch_weight,
+    26: check_report_norm,
 }
 
 
