@@ -32,6 +32,9 @@ class View:
     # squashed to a square, as the image pipeline does with real films).
     crop: int = 0
     keep: int = 0
+    # Each solid's matrix in this view, computed once: components share solids (a lung bounds the body's
+    # cavity and the vessels' region) and every solid is used for its box and for its chords.
+    memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def basis(self) -> np.ndarray:
@@ -53,10 +56,13 @@ class View:
 
 def _ellipsoid_view(e: Ellipsoid, view: View):
     """The ellipsoid's matrix in the view basis, pixel units, and its centre in pixel coordinates."""
+    hit = view.memo.get(id(e))
+    if hit is not None and hit[0] is e:  # the solid itself is kept, so its id cannot be reused
+        return hit[1]
     R = view.basis
-    Mv = R.T @ e.M @ R * view.px**2
-    c = view.to_pixels(e.center)
-    return Mv, c
+    out = R.T @ e.M @ R * view.px**2, view.to_pixels(e.center)
+    view.memo[id(e)] = (e, out)
+    return out
 
 
 def _bbox(c: np.ndarray, ext: tuple[float, float], size: int):
@@ -147,51 +153,62 @@ def component_chord(comp: Component, view: View):
 # ---------------------------------------------------------------- batched tubes (finite cylinders)
 
 
-def _tube_batch(acc, pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mui, xmajor: bool, lmax: float) -> None:
-    """Add mu * chord(r) + mui * chord(ri) of each piece (ri = 0: solid) into the padded flat accumulator
-    ``acc`` (row length size + 2 pad), over a strip that follows the piece: for x-major pieces every image
-    column it crosses, and a window of rows around its centre line (y-major pieces: rows and columns
-    swapped).
+def _tube_batch(pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mui, xmajor: bool, lmax: float):
+    """(flat pixel index, attenuation) of every ray inside the film that the pieces touch: mu * chord(r) +
+    mui * chord(ri) of each piece (ri = 0: solid), over a strip that follows the piece: for x-major pieces
+    every image column it crosses, and a window of rows around its centre line (y-major pieces: rows and
+    columns swapped). Strips may start up to ``pad`` pixels outside the film.
 
     In the view frame a piece starts at in-plane (ua, va) with unit axis (au, av, cos). For the ray through
     an in-plane offset (du, dv): w = du au + dv av, the perpendicular distance is |du av - dv au| / sin, the
     cylinder spans depth mid +- half with mid = w cos / sin^2, half = sqrt(r^2 sin^2 - cross^2) / sin^2, and
     the end caps bound it to [-w / cos, (L - w) / cos]."""
-    n_row = view.size + 2 * pad
     if not xmajor:  # swap the roles of rows and columns
         ua, va, au, av = va, ua, av, au
     rmax = float(r.max())
+    slope = av / np.where(np.abs(au) > 1e-9, au, 1e-9)  # |slope| <= 1 along the major axis
     n_along = int(np.ceil(lmax + 2 * rmax)) + 3
-    n_across = int(np.ceil(2 * rmax * 1.415)) + 3
+    n_across = int(np.ceil(2 * rmax * 1.415)) + 3  # a window that fits any slope, which places the rows
+    # A column meets the tube's projection (a band of half-width r about its axis) over 2 r sqrt(1 + slope^2)
+    # rows: the middle rows of the window, with a margin for rounding (the window's first row stays, so each
+    # ray's offset from the piece is computed as before, to the bit).
+    n_rows = min(n_across, int(np.ceil(2 * rmax * np.sqrt(1 + float(np.max(np.abs(slope))) ** 2))) + 4)
+    skip = (n_across - n_rows) // 2
     start = np.floor(np.minimum(ua, ua + au * length) - rmax - 1).astype(np.int64)
-    start = np.clip(start, -pad, view.size + pad - n_along)
+    start = np.minimum(np.maximum(start, -pad), view.size + pad - n_along)  # np.clip costs more on small arrays
     along = start[:, None] + np.arange(n_along)[None, :]  # (N, A) integer positions
-    slope = av / np.where(np.abs(au) > 1e-9, au, 1e-9)
     centre = va[:, None] + (along - ua[:, None]) * slope[:, None]
     first = np.floor(centre - n_across / 2 + 0.5).astype(np.int64)
-    first = np.clip(first, -pad, view.size + pad - n_across)
+    first = np.minimum(np.maximum(first, -pad), view.size + pad - n_across)
 
-    def col(x):
-        return np.asarray(x, F)[:, None, None]
-
+    au, av, cos, length, r, ri = (np.asarray(x, F) for x in (au, av, cos, length, r, ri))
     du = (along - ua[:, None]).astype(F)[:, None, :]  # (N, 1, A)
-    dv = (first - va[:, None]).astype(F)[:, None, :] + np.arange(n_across, dtype=F)[None, :, None]  # (N, C, A)
-    au_, av_ = col(au), col(av)
-    sin2 = np.maximum(au_ * au_ + av_ * av_, F(1e-6))
-    inv_sin2 = 1 / sin2
-    c = np.maximum(col(cos), F(1e-6))
-    w = dv * av_
-    w += du * au_
-    cross = dv * au_
-    np.subtract(du * av_, cross, out=cross)
+    dv = (first - va[:, None]).astype(F)[:, None, :] + np.arange(skip, skip + n_rows, dtype=F)[None, :, None]  # (N, R, A)
+    sin2 = np.maximum(au * au + av * av, F(1e-6))
+    cross = dv * au[:, None, None]
+    np.subtract(du * av[:, None, None], cross, out=cross)
     np.multiply(cross, cross, out=cross)  # cross^2
-    mid = w * (c * inv_sin2)
-    np.multiply(w, -1 / c, out=w)  # s_lo
+    # Most of a strip misses the tube (cross^2 >= r^2 sin^2: a chord of 0, which adds nothing to a sum): the
+    # rest of the arithmetic runs on the rays that meet the cylinder only, in the same order, so every value
+    # is the one the whole strip would give.
+    hit = np.flatnonzero(cross < ((r * r) * sin2)[:, None, None])
+    line = hit // n_along  # piece * n_rows + k - skip
+    piece = line // n_rows
+    a, k = hit - line * n_along, line - piece * n_rows + skip
+    cross, dv, du = cross.ravel()[hit], dv.ravel()[hit], du[piece, 0, a]
+    c = np.maximum(cos, F(1e-6))
+    mid_factor = c * (1 / sin2)
+    sin2 = sin2[piece]
+    inv_sin2 = 1 / sin2
+    w = dv * av[piece]
+    w += du * au[piece]
+    mid = w * mid_factor[piece]
+    np.multiply(w, (-1 / c)[piece], out=w)  # s_lo
     s_lo = w
-    s_hi = s_lo + col(length) / c
+    s_hi = s_lo + (length / c)[piece]
 
     def chord_of(rad, coef):
-        h = np.subtract((rad * rad) * sin2, cross)
+        h = np.subtract((rad * rad)[piece] * sin2, cross)
         np.maximum(h, 0, out=h)
         np.sqrt(h, out=h)
         np.multiply(h, inv_sin2, out=h)
@@ -201,18 +218,20 @@ def _tube_batch(acc, pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mu
         np.maximum(h, s_lo, out=h)
         np.subtract(hi, h, out=hi)
         np.maximum(hi, 0, out=hi)
-        np.multiply(hi, coef, out=hi)
+        np.multiply(hi, coef[piece], out=hi)
         return hi
 
-    chord = chord_of(col(r), col(mu * view.px))
+    chord = chord_of(r, np.asarray(mu * view.px, F))
     if np.any(ri > 0):
-        chord += chord_of(col(ri), col(mui * view.px))
-    rows = first[:, None, :] + np.arange(n_across)[None, :, None]  # (N, C, A)
-    if xmajor:
-        idx = (rows + pad) * n_row + (along[:, None, :] + pad)
-    else:
-        idx = (along[:, None, :] + pad) * n_row + (rows + pad)
-    acc += np.bincount(idx.ravel(), chord.ravel().astype(np.float64), minlength=acc.size)
+        chord += chord_of(ri, np.asarray(mui * view.px, F))
+    nonzero = np.flatnonzero(chord)  # the end caps cut the rest
+    piece, k, a = piece[nonzero], k[nonzero], a[nonzero]
+    row, col = first[piece, a] + k, along[piece, a]
+    if not xmajor:
+        row, col = col, row
+    size = view.size
+    inside = (row >= 0) & (row < size) & (col >= 0) & (col < size)
+    return row[inside] * size + col[inside], chord[nonzero[inside]]
 
 
 def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, mui=None) -> None:
@@ -245,24 +264,23 @@ def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, m
     vmin = np.minimum(pa[:, 1], pa[:, 1] + seg[:, 1]) - margin
     vmax = np.maximum(pa[:, 1], pa[:, 1] + seg[:, 1]) + margin
     on = keep & (umax >= 0) & (umin < size) & (vmax >= 0) & (vmin < size)
+    # Batches of alike pieces, each sized by its widest and longest: radius class (<= 1.6, 3.5, 7, 16 px, more),
+    # solid or hollow, x- or y-major, short (vertebral bodies) or long (a humerus: its strips would size the
+    # short ones' windows).
+    group = np.searchsorted([1.6, 3.5, 7.0, 16.0], r) * 8 + (ri > 0) * 4 + ~xmaj * 2 + (plen > 24)
     for lay in (0, 1):
         sel_l = on & (layer == lay)
         if not sel_l.any():
             continue
         groups = []
         pad = 0
-        for r_lo, r_hi in ((-1.0, 1.6), (1.6, 3.5), (3.5, 7.0), (7.0, 16.0), (16.0, 1e9)):  # radius classes
-            for hollow, xm, short in itertools.product((False, True), (True, False), (True, False)):
-                # short pieces (vertebral bodies) apart from long ones (a humerus) of the same width, so
-                # their strips are not sized by the long ones' window
-                sub = sel_l & (r > r_lo) & (r <= r_hi) & ((ri > 0) == hollow) & (xmaj == xm) & ((plen <= 24) == short)
-                if not sub.any():
-                    continue
-                rmax = r[sub].max()
-                lmax = min(max(6 * rmax, 16.0), plen[sub].max() + 1)
-                groups.append((sub, xm, lmax))
-                pad = max(pad, int(np.ceil(lmax + 2 * rmax)) + 4)
-        flat = np.zeros((size + 2 * pad) ** 2, np.float64)
+        for g in np.unique(group[sel_l]):
+            sub = sel_l & (group == g)
+            rmax = r[sub].max()
+            lmax = min(max(6 * rmax, 16.0), plen[sub].max() + 1)
+            groups.append((sub, not g & 2, lmax))
+            pad = max(pad, int(np.ceil(lmax + 2 * rmax)) + 4)
+        pixels, values = [], []
         for sel, xm, lmax in groups:
             n_pieces = np.maximum(np.ceil(plen[sel] / lmax).astype(int), 1)
             idx = np.flatnonzero(sel)
@@ -271,8 +289,7 @@ def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, m
             frac = 1.0 / np.repeat(n_pieces, n_pieces)
             start = pa[rep] + seg[rep] * (k * frac)[:, None]
             ax = axis[rep]
-            _tube_batch(
-                flat,
+            index, value = _tube_batch(
                 pad,
                 view,
                 start[:, 0],
@@ -288,8 +305,9 @@ def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, m
                 xm,
                 lmax,
             )
-        img = flat.reshape(size + 2 * pad, size + 2 * pad)[pad : pad + size, pad : pad + size]
-        acc[lay] += img.ravel()
+            pixels.append(index)
+            values.append(value)
+        acc[lay] += np.bincount(np.concatenate(pixels), np.concatenate(values).astype(np.float64), minlength=size * size)
 
 
 def blobs_into(acc: list[np.ndarray], view: View, centers, mats, mu, layer) -> None:

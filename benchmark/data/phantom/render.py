@@ -131,7 +131,9 @@ def gauss_blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
 
 
 def smooth3(img: np.ndarray, side: float = 0.25) -> np.ndarray:
-    """[side, 1 - 2 side, side] separable blur ([1 2 1]/4 by default)."""
+    """[side, 1 - 2 side, side] separable blur ([1 2 1]/4 by default); side 0 is the identity."""
+    if side == 0:
+        return img
     p = np.pad(img, 1, mode="edge")
     s, c = np.float32(side), np.float32(1 - 2 * side)
     p = s * p[:-2] + c * p[1:-1] + s * p[2:]
