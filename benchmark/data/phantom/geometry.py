@@ -151,9 +151,14 @@ class Parts:
         """A chain of cylinders; radii and coefficients may be scalars or one value per segment."""
         pts = np.asarray(points, float)
         n = len(pts) - 1
-        rs, mus, ris, muis = (np.broadcast_to(np.asarray(v, float), (n,)) for v in (r, mu, inner, mu_inner))
-        for k in range(n):
-            self.tube(pts[k], pts[k + 1], rs[k], mus[k], layer, ris[k], muis[k])
+        rs, mus, ris, muis = (np.broadcast_to(np.asarray(v, float), (n,)).tolist() for v in (r, mu, inner, mu_inner))
+        self.tube_a.extend(pts[:-1])
+        self.tube_b.extend(pts[1:])
+        self.tube_r.extend(rs)
+        self.tube_mu.extend(mus)
+        self.tube_layer.extend([layer] * n)
+        self.tube_ri.extend(ris)
+        self.tube_mui.extend(muis)
 
     def blob(self, e: Ellipsoid, mu: float, layer: int = SHARP) -> None:
         self.blob_c.append(e.center)
