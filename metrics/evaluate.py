@@ -265,12 +265,16 @@ def _vc(ctx: Context) -> dict:
     ctx.provenance["vc"] = provenance
     size = provenance["size"]
     real_f, real_l = ctx.real.view("frontal"), ctx.real.view("lateral")
-    fake = view_consistency.p_same(net, ctx.fake.view("frontal"), ctx.fake.view("lateral"), size)
+    fake_f, fake_l = ctx.fake.view("frontal"), ctx.fake.view("lateral")
+    fake = view_consistency.p_same(net, fake_f, fake_l, size)
     matched = view_consistency.p_same(net, real_f, real_l, size)
     other = view_consistency.derangement(ctx.n, derive_seed(ctx.cfg.seed, "vc-mismatched"))
     mismatched = view_consistency.p_same(net, real_f, real_l[other], size)
+    # The method's own frontals against other cases' generated laterals: as high as ``vc`` when its two views
+    # share nothing of a patient (two generators that see only the report), lower when they do.
+    deranged = view_consistency.p_same(net, fake_f, fake_l[other], size)
     labels = np.r_[np.ones(ctx.n, bool), np.zeros(ctx.n, bool)]
-    out = ctx.per_case("vc", fake) | ctx.per_case("vc_real_matched", matched)
+    out = ctx.per_case("vc", fake) | ctx.per_case("vc_deranged", deranged) | ctx.per_case("vc_real_matched", matched)
     out |= ctx.per_case("vc_real_mismatched", mismatched)
     out |= ctx.statistic("vc_evaluator_auroc", lambda i: auroc(np.r_[matched[i], mismatched[i]], labels))
     return {"pair": out}

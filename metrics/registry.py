@@ -117,7 +117,9 @@ METRICS: dict[str, MetricSpec] = {
         "pair under a judge trained by xbench on the dataset's full real train+val pairs whatever the run's caps "
         "(two-tower depthwise-separable convnet, cosine logit; another family than any generator's VCN; augmented; "
         "own seed; cached per dataset and resolution under a hash of its code); beside it real matched (ceiling) and "
-        "mismatched (floor) test pairs and the judge's AUROC on them; vc_self: the method's own VCN on its samples",
+        "mismatched (floor) test pairs and the judge's AUROC on them; vc_deranged: the judge on the method's frontals "
+        "against other cases' generated laterals (the floor's derangement), close to vc when the views share no "
+        "patient; vc_self: the method's own VCN on its samples",
     ),
     "finding_auc": MetricSpec(
         "finding_auc",

@@ -110,7 +110,7 @@ def test_vc_and_finding_auc(phantom, quick_judges):
     out = evaluate(noise_like(test), test, cfg, dataset="phantom", reference=reference)
     check_block(out)
     pair = out["pair"]
-    for key in ("vc", "vc_real_matched", "vc_real_mismatched", "vc_evaluator_auroc"):
+    for key in ("vc", "vc_deranged", "vc_real_matched", "vc_real_mismatched", "vc_evaluator_auroc"):
         assert 0 <= pair[key] <= 1 and pair[f"{key}_n"] == len(test) and f"{key}_ci" in pair
     for view in ("frontal", "lateral"):
         assert 0 <= out[view]["finding_auc"] <= 1 and 0 <= out[view]["finding_auc_real"] <= 1
@@ -120,6 +120,9 @@ def test_vc_and_finding_auc(phantom, quick_judges):
     assert again["provenance"]["vc"]["from_cache"] and again["provenance"]["finding_auc"]["from_cache"]
     assert again["provenance"]["vc"]["sha256"] == vc["sha256"]
     assert again["pair"]["vc_real_matched"] == out["pair"]["vc_real_matched"]  # the same judge, reloaded
+    # real images as the generated ones: their own pairs are the ceiling and their deranged pairs the floor
+    assert again["pair"]["vc"] == again["pair"]["vc_real_matched"]
+    assert again["pair"]["vc_deranged"] == again["pair"]["vc_real_mismatched"] < again["pair"]["vc"]
 
 
 def test_a_judge_is_a_fixed_protocol_keyed_by_its_code(phantom, quick_judges, monkeypatch):

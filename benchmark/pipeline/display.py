@@ -38,7 +38,7 @@ def results_table(results: Iterable[RunResult]) -> list[Table]:
     for r in results:
         table = Table("metric", "frontal", "lateral", "pair", title=f"{r.run_id}: N = {r.n_test_cases} test cases")
         names = [n for n in METRICS if any(n in r.metrics.get(v, {}) for v in ("frontal", "lateral", "pair"))]
-        for name in names + (["vc_self"] if "vc_self" in r.metrics.get("pair", {}) else []):
+        for name in names + [n for n in ("vc_deranged", "vc_self") if n in r.metrics.get("pair", {})]:
             cells = []
             for view in ("frontal", "lateral", "pair"):
                 values = r.metrics.get(view, {})

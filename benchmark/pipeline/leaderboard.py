@@ -76,7 +76,8 @@ CALIBRATION = (
     ("Real mismatched pairs (xbench VC floor)", {"vc": "vc_real_mismatched"}),
     ("VC judge AUROC, real matched vs mismatched (xbench)", {"vc": "vc_evaluator_auroc"}),
 )
-EXTRA_COLUMNS = (Column("vc_self", "pair"),)  # the method's own VCN on its samples (not a registered metric)
+# Companions of vc (not registered metrics): the judge on the method's deranged pairs, the method's own VCN.
+EXTRA_COLUMNS = (Column("vc_deranged", "pair"), Column("vc_self", "pair"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +131,12 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
         for n in dict.fromkeys(c.metric for c in columns)
         if n in METRICS
     )
-    if any(c in columns for c in EXTRA_COLUMNS):
-        notes += ("vc_self: mean P(same) of the method's own frozen VCN on its samples (the judge it trained against)",)
+    extra_notes = {
+        "vc_deranged": "vc_deranged: the VC judge on the method's frontals against other cases' generated laterals "
+        "(close to vc: the two views share no patient)",
+        "vc_self": "vc_self: mean P(same) of the method's own frozen VCN on its samples (the judge it trained against)",
+    }
+    notes += tuple(extra_notes[c.metric] for c in EXTRA_COLUMNS if c in columns)
     notes += (
         f"reported rows: {reported.get('citation', 'the paper')}; {reported.get('note', '')}".strip(),
         "protocol differences between the paper's numbers and xbench's: docs/reproduction.md",
