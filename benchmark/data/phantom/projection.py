@@ -183,7 +183,8 @@ def _tube_batch(pad, view: View, ua, va, au, av, cos, length, r, mu, ri, mui, xm
 
     au, av, cos, length, r, ri = (np.asarray(x, F) for x in (au, av, cos, length, r, ri))
     du = (along - ua[:, None]).astype(F)[:, None, :]  # (N, 1, A)
-    dv = (first - va[:, None]).astype(F)[:, None, :] + np.arange(skip, skip + n_rows, dtype=F)[None, :, None]  # (N, R, A)
+    rows = np.arange(skip, skip + n_rows, dtype=F)
+    dv = (first - va[:, None]).astype(F)[:, None, :] + rows[None, :, None]  # (N, R, A)
     sin2 = np.maximum(au * au + av * av, F(1e-6))
     cross = dv * au[:, None, None]
     np.subtract(du * av[:, None, None], cross, out=cross)
@@ -307,7 +308,8 @@ def tubes_into(acc: list[np.ndarray], view: View, a, b, r, mu, layer, ri=None, m
             )
             pixels.append(index)
             values.append(value)
-        acc[lay] += np.bincount(np.concatenate(pixels), np.concatenate(values).astype(np.float64), minlength=size * size)
+        values = np.concatenate(values).astype(np.float64)
+        acc[lay] += np.bincount(np.concatenate(pixels), values, minlength=size * size)
 
 
 def blobs_into(acc: list[np.ndarray], view: View, centers, mats, mu, layer) -> None:
