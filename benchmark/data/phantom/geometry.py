@@ -136,29 +136,24 @@ class Parts:
         self.tube_mu.append(float(mu))
         self.tube_layer.append(layer)
 
-    def tubes(self, a, b, r, mu: float, layer: int = SHARP) -> None:
-        """Many solid cylinders at once: ``a``, ``b`` (n, 3), radii ``r`` (n,), one coefficient."""
+    def tubes(self, a, b, r, mu, layer: int = SHARP, inner=0.0, mu_inner=0.0) -> None:
+        """Many cylinders at once: ``a``, ``b`` (n, 3); radii and coefficients scalars or one value each."""
         n = len(a)
+        r, mu, inner, mu_inner = (
+            np.broadcast_to(np.asarray(v, float), (n,)).tolist() for v in (r, mu, inner, mu_inner)
+        )
         self.tube_a.extend(np.asarray(a, float))
         self.tube_b.extend(np.asarray(b, float))
-        self.tube_r.extend(np.asarray(r, float).tolist())
-        self.tube_mu.extend([float(mu)] * n)
+        self.tube_r.extend(r)
+        self.tube_mu.extend(mu)
         self.tube_layer.extend([layer] * n)
-        self.tube_ri.extend([0.0] * n)
-        self.tube_mui.extend([0.0] * n)
+        self.tube_ri.extend(inner)
+        self.tube_mui.extend(mu_inner)
 
     def polyline(self, points, r, mu, layer: int = SHARP, inner=0.0, mu_inner=0.0) -> None:
         """A chain of cylinders; radii and coefficients may be scalars or one value per segment."""
         pts = np.asarray(points, float)
-        n = len(pts) - 1
-        rs, mus, ris, muis = (np.broadcast_to(np.asarray(v, float), (n,)).tolist() for v in (r, mu, inner, mu_inner))
-        self.tube_a.extend(pts[:-1])
-        self.tube_b.extend(pts[1:])
-        self.tube_r.extend(rs)
-        self.tube_mu.extend(mus)
-        self.tube_layer.extend([layer] * n)
-        self.tube_ri.extend(ris)
-        self.tube_mui.extend(muis)
+        self.tubes(pts[:-1], pts[1:], r, mu, layer, inner, mu_inner)
 
     def blob(self, e: Ellipsoid, mu: float, layer: int = SHARP) -> None:
         self.blob_c.append(e.center)
