@@ -7,6 +7,7 @@ runs every image through the one pipeline (``benchmark.data.images``) with an on
 
 import csv
 import dataclasses
+import functools
 import gzip
 import importlib.resources
 from abc import ABC, abstractmethod
@@ -18,6 +19,7 @@ import numpy as np
 
 from benchmark.core import cache, progress
 from benchmark.core.errors import XbenchError
+from benchmark.core.parallel import parallel_map
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import Pipeline
 from benchmark.data.reports import Report
@@ -207,19 +209,29 @@ class Dataset(ABC):
 
     def _preprocess(self, cases: Sequence[Case], pipeline: Pipeline) -> dict[str, np.ndarray]:
         pixels, skipped = [], {}
-        for case in progress.track(cases, f"{self.name}: preparing {len(cases)} cases"):
-            try:
-                frontal, lateral = self._read_pair(case)
-            except XbenchError as err:
-                self._fail_or_skip(case.case_id, str(err), skipped)
+        prepared = parallel_map(functools.partial(self._prepare, pipeline=pipeline), cases)
+        for case, pair in progress.track(
+            zip(cases, prepared), f"{self.name}: preparing {len(cases)} cases", len(cases)
+        ):
+            if isinstance(pair, str):
+                self._fail_or_skip(case.case_id, pair, skipped)
                 continue
-            pixels.append(np.stack([pipeline(frontal), pipeline(lateral)]))
+            pixels.append(pair)
         size = pipeline.size
         return {
             "pixels": np.stack(pixels) if pixels else np.empty((0, 2, size, size), np.uint8),
             "skipped_ids": np.array(list(skipped), dtype=str),
             "skipped_why": np.array(list(skipped.values()), dtype=str),
         }
+
+    def _prepare(self, case: Case, pipeline: Pipeline) -> np.ndarray | str:
+        """Both views of one case through the pipeline, or why they cannot be read (runs in a worker process:
+        the error policy is applied by the caller, in case order)."""
+        try:
+            frontal, lateral = self._read_pair(case)
+        except XbenchError as err:
+            return str(err)
+        return np.stack([pipeline(frontal), pipeline(lateral)])
 
     def _problem(self, row: ProtocolRow, reports: dict[str, Report]) -> str | None:
         report = reports.get(row.case_id)
