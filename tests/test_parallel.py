@@ -1,5 +1,6 @@
 """Per-case work over worker processes: the same results in the same order, from more than one process."""
 
+import multiprocessing
 import os
 import time
 
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 
 from benchmark.core import parallel
+from benchmark.core.errors import XbenchError
 from benchmark.data.datasets import DataConfig, get_dataset
+from benchmark.data.datasets.phantom import Phantom
 
 
 def _square_and_pid(x: int) -> tuple[int, int]:
@@ -33,6 +36,27 @@ def test_phantom_renders_the_same_bytes_with_two_workers(monkeypatch):
     monkeypatch.setattr(parallel, "cpu_workers", lambda: 2)
     pooled = dataset._preprocess(cases, dataset.cfg.pipeline)["pixels"]
     assert serial.shape == (128, 2, 32, 32) and np.array_equal(serial, pooled)
+
+
+class _PhantomWithABadCase(Phantom):
+    """phantom whose 100th test case cannot be read (module level: the workers unpickle it)."""
+
+    def _read_pair(self, case):
+        if case.case_id == self.bad:
+            raise XbenchError(f"phantom case {case.case_id}: unreadable (planted)")
+        return super()._read_pair(case)
+
+
+def test_a_bad_case_stops_the_workers_with_its_error(monkeypatch):
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: 2)
+    dataset = _PhantomWithABadCase(DataConfig(image_size=16))
+    cases = dataset.splits().test[:256]
+    dataset.bad = cases[100].case_id
+    with pytest.raises(XbenchError, match=f"{dataset.bad}: unreadable .*data.on_error=skip") as caught:
+        dataset._preprocess(cases, dataset.cfg.pipeline)
+    # While the error is alive (its traceback holds the frame that held the pool), the pool is shut down:
+    # not left working, and not keeping the interpreter from exiting.
+    assert caught.traceback and multiprocessing.active_children() == []
 
 
 @pytest.mark.perf

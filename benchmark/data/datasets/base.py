@@ -5,6 +5,7 @@ A dataset subclass says where its protocol list, reports and images come from (`
 runs every image through the one pipeline (``benchmark.data.images``) with an on-disk cache.
 """
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -209,14 +210,15 @@ class Dataset(ABC):
 
     def _preprocess(self, cases: Sequence[Case], pipeline: Pipeline) -> dict[str, np.ndarray]:
         pixels, skipped = [], {}
-        prepared = parallel_map(functools.partial(self._prepare, pipeline=pipeline), cases)
-        for case, pair in progress.track(
-            zip(cases, prepared), f"{self.name}: preparing {len(cases)} cases", len(cases)
-        ):
-            if isinstance(pair, str):
-                self._fail_or_skip(case.case_id, pair, skipped)
-                continue
-            pixels.append(pair)
+        # closing(): a bad case under on_error=raise stops the workers now, not when the generator is collected.
+        with contextlib.closing(parallel_map(functools.partial(self._prepare, pipeline=pipeline), cases)) as prepared:
+            for case, pair in progress.track(
+                zip(cases, prepared), f"{self.name}: preparing {len(cases)} cases", len(cases)
+            ):
+                if isinstance(pair, str):
+                    self._fail_or_skip(case.case_id, pair, skipped)
+                    continue
+                pixels.append(pair)
         size = pipeline.size
         return {
             "pixels": np.stack(pixels) if pixels else np.empty((0, 2, size, size), np.uint8),
