@@ -4,129 +4,30 @@ Each command parses its options, calls one function of the pipeline and prints t
 (``XbenchError``) is one line on stderr and exit code 2.
 """
 
-import functools
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from benchmark.commands.common import ConfigOpt, DatasetOpt, RunsOpt, console, user_errors
+from benchmark.commands.data import data_app
+from benchmark.commands.inventory import judges_app, ls_app, weights_app
 from benchmark.core.errors import XbenchError
-from benchmark.data.datasets import DATASETS, DataConfig, dataset_class, get_dataset
 
 app = typer.Typer(
     help="xbench: generating paired chest X-rays from radiology reports, benchmarked.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Inspect, preview and download datasets.", no_args_is_help=True)
-ls_app = typer.Typer(help="List what xbench has.", no_args_is_help=True)
-weights_app = typer.Typer(help="Metric weights: list, verify, import.", no_args_is_help=True)
-judges_app = typer.Typer(help="The learned judges (vc, finding_auc).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(ls_app, name="ls")
 app.add_typer(weights_app, name="weights")
 app.add_typer(judges_app, name="judges")
-# Under torchrun every rank runs this file; only rank 0 prints (RANK from the environment: no torch import here).
-console = Console(quiet=os.environ.get("RANK", "0") != "0")
 
 
-def user_errors(command):
-    """Bad input ends the command with its one-line message on stderr and exit code 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except XbenchError as err:
-            print(f"xbench: error: {err}", file=sys.stderr)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-# Options shared by the data commands: they build the run's DataConfig.
-DatasetArg = Annotated[str, typer.Argument(help=f"Dataset name: {', '.join(DATASETS)}.")]
-RootOpt = Annotated[
-    str | None, typer.Option(help="Folder of the real images (openi: NLMCXR_png; mimic: mimic-cxr-jpg/2.0.0).")
-]
-ReportsOpt = Annotated[
-    str | None, typer.Option(help="Reports: Open-i XML folder or .tgz (default: torchxrayvision's); MIMIC report root.")
-]
-SizeOpt = Annotated[int, typer.Option("--size", help="Image side in px (power of two).")]
-OnErrorOpt = Annotated[
-    str, typer.Option(help="'raise' stops at the first bad case; 'skip' skips, lists and counts them.")
-]
-SeedOpt = Annotated[int, typer.Option(help="Phantom anatomy seed (combined with each case id).")]
-
-
-@data_app.command("info")
-@user_errors
-def data_info(
-    dataset: DatasetArg = "phantom",
-    root: RootOpt = None,
-    reports: ReportsOpt = None,
-    on_error: OnErrorOpt = "raise",
-    seed: SeedOpt = 0,
-    realism: Annotated[
-        bool, typer.Option(help="Also measure per view the side-band background and spectral slope (256 px).")
-    ] = False,
-    realism_cases: Annotated[int, typer.Option(help="How many cases --realism measures.")] = 200,
-):
-    """Cases per split, skipped cases, and what the dataset's images show."""
-    from benchmark.data.datasets.realism import realism_summary
-    from benchmark.pipeline.display import data_info_tables
-
-    ds = get_dataset(dataset, DataConfig(root=root, reports=reports, on_error=on_error, seed=seed))
-    splits = ds.splits()
-    extra = realism_summary(ds, splits.all, realism_cases) if realism else {}
-    for table in data_info_tables(dataset, ds, splits, extra):
-        console.print(table)
-    for case_id, why in splits.skipped.items():
-        console.print(f"skipped {case_id}: {why}", markup=False)
-
-
-@data_app.command("preview")
-@user_errors
-def data_preview(
-    dataset: DatasetArg = "phantom",
-    cases: Annotated[int, typer.Option(help="How many cases (rows) to show.")] = 12,
-    out: Annotated[Path, typer.Option(help="Where to write the PNG contact sheet.")] = Path("sheet.png"),
-    split: Annotated[str, typer.Option(help="Which split's first cases to show.")] = "test",
-    root: RootOpt = None,
-    reports: ReportsOpt = None,
-    size: SizeOpt = 256,
-    seed: SeedOpt = 0,
-):
-    """A contact sheet of frontal + lateral + the report's first findings, for a person to look at."""
-    from benchmark.data.preview import preview_sheet
-
-    cfg = DataConfig(root=root, reports=reports, image_size=size, seed=seed, max_cases=max(cases, 1))
-    path, n = preview_sheet(dataset, cfg, split, cases, out)
-    console.print(f"wrote {path} ({n} cases of {dataset}/{split}, frontal | lateral | report)")
-
-
-@data_app.command("download")
-@user_errors
-def data_download(
-    dataset: DatasetArg,
-    root: Annotated[Path, typer.Option(help="Folder to download and unpack into.")] = Path("data/openi"),
-):
-    """Fetch a dataset's public archives (openi: the two NLM archives), resumable, checked and safely unpacked."""
-    images = dataset_class(dataset).download(root)
-    console.print(f"{dataset} images are in {images}; use them with --root {images}")
-
-
-# Runs.
+# The commands of a run; the helper sub-commands are in benchmark/commands/.
 MethodOpt = Annotated[str, typer.Option(help="Method name (`xbench ls methods`).")]
-DatasetOpt = Annotated[str, typer.Option(help=f"Dataset name: {', '.join(DATASETS)}.")]
-ConfigOpt = Annotated[
-    str, typer.Option("--config", help="Defaults to start from: 'paper', 'small' (a CPU benchmark) or 'tiny' (CI).")
-]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="key=value deviation, last word: model.vc_weight=0.1")]
-RunsOpt = Annotated[Path, typer.Option(help="Folder of run directories.")]
 
 
 @app.command("run")
@@ -305,82 +206,6 @@ def bench_command(
     for title, headers, rows in report.tables(doc, reference):
         console.print(rows_table(title, headers, rows))
     for path in suite.save_document(doc, out, LEADERBOARDS, record=record):
-        console.print(f"wrote {path}")
-
-
-# Listings.
-@ls_app.command("datasets")
-def ls_datasets():
-    """The registered datasets."""
-    from benchmark.pipeline.display import datasets_table
-
-    console.print(datasets_table())
-
-
-@ls_app.command("methods")
-@user_errors
-def ls_methods(
-    params: Annotated[bool, typer.Option("--params", help="Parameter counts at the paper setting.")] = False,
-):
-    """The registered methods and their variants (and parameter counts with --params)."""
-    from benchmark.pipeline.catalog import method_catalog
-    from benchmark.pipeline.display import methods_table
-
-    entries, vocab_size = method_catalog(parameters=params)
-    console.print(methods_table(entries))
-    if params:
-        console.print(f"(embeddings counted with the Open-i train vocabulary: {vocab_size:,} words)")
-
-
-@ls_app.command("metrics")
-def ls_metrics():
-    """The registered metrics: direction, scope, weights and protocol."""
-    from benchmark.pipeline.display import metrics_table
-
-    console.print(metrics_table())
-
-
-@weights_app.command("list")
-def weights_list():
-    """Every weights file the metrics can use: source, sha256, which metrics, where it was found."""
-    from benchmark.pipeline.display import weights_list_table
-    from metrics.weights import weights_table
-
-    console.print(weights_list_table(weights_table()))
-
-
-@weights_app.command("verify")
-@user_errors
-def weights_verify():
-    """Hash every weights file present; exit 1 when one has the wrong sha256."""
-    from benchmark.pipeline.display import weights_verify_table
-    from metrics.weights import verify_weights
-
-    rows = verify_weights()
-    console.print(weights_verify_table(rows))
-    if any(row["status"].startswith("wrong") for row in rows):
-        raise typer.Exit(1)
-
-
-@weights_app.command("import")
-@user_errors
-def weights_import(
-    path: Annotated[Path, typer.Argument(help="A weights file; identified by its sha256.")],
-    as_: Annotated[str | None, typer.Option("--as", help="Manifest name for a user-supplied file (chexnet).")] = None,
-):
-    """Check a weights file against the manifest and copy it into the weights folder."""
-    from metrics.weights import import_weights
-
-    console.print(f"imported {import_weights(path, as_)}")
-
-
-@judges_app.command("freeze")
-@user_errors
-def judges_freeze(dataset: DatasetOpt = "phantom", config: ConfigOpt = "tiny"):
-    """Train (or take from the cache) the judges of a setting and commit them under leaderboards/judges/."""
-    from benchmark.pipeline.judges import freeze_judges
-
-    for path in freeze_judges(dataset, config):
         console.print(f"wrote {path}")
 
 

@@ -4,7 +4,8 @@
     benchmark/data/      reports, text, images, datasets, the phantom renderer
     methods/ | metrics/  the judged and the judges, side by side: neither imports the other
     benchmark/pipeline/  configuration, one run, results, leaderboards, check, bench
-    cli.py               parses, calls one pipeline function, prints
+    benchmark/commands/  the helper sub-commands (data, ls, weights, judges) and what commands share
+    cli.py               the commands of a run: parses, calls one pipeline function, prints
 
 This file imports nothing.
 """

@@ -62,7 +62,7 @@ def test_only_rank_0_prints_under_torchrun(tmp_path):
     import sys
 
     env = {**__import__("os").environ, "RANK": "1"}
-    code = "import cli; cli.console.print('visible'); print(cli.console.quiet)"
+    code = "from cli import console; console.print('visible'); print(console.quiet)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True"]
 

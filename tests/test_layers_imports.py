@@ -4,6 +4,7 @@
     benchmark.data      reports, text, images, datasets, the phantom renderer
     methods | metrics   the judged and the judges, side by side: neither imports the other
     benchmark.pipeline  configuration, runs, results, leaderboards, check, bench
+    benchmark.commands  the helper sub-commands (data, ls, weights, judges) and what commands share
     cli                 parses, calls one pipeline function, prints
 
 Imports inside functions count too: a cycle hidden in a function is still a cycle.
@@ -15,7 +16,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"benchmark.core": 0, "benchmark.data": 1, "methods": 2, "metrics": 2, "benchmark.pipeline": 3, "cli": 4}
+LAYERS = {
+    "benchmark.core": 0,
+    "benchmark.data": 1,
+    "methods": 2,
+    "metrics": 2,
+    "benchmark.pipeline": 3,
+    "benchmark.commands": 4,
+    "cli": 5,
+}
 
 
 def layer_of(module: str) -> str | None:
@@ -87,6 +96,8 @@ def test_every_import_points_down_the_layers():
         ("benchmark/core/extra.py", "from benchmark.data import text", "benchmark.core imports benchmark.data.text"),
         ("benchmark/data/extra.py", "    from benchmark.pipeline.config import load_config", "imports benchmark"),
         ("methods/extra.py", "from benchmark.pipeline import runner", "methods imports benchmark.pipeline.runner"),
+        ("benchmark/pipeline/extra.py", "from benchmark.commands.common import console", "imports benchmark.commands"),
+        ("benchmark/commands/extra.py", "from cli import app", "benchmark.commands imports cli.app (cli)"),
         ("metrics/extra.py", "import importlib\nimportlib.import_module('methods.vcn')", "metrics imports methods.vcn"),
     ],
 )
