@@ -30,7 +30,7 @@ class RunResult:
     config_hash: str
     git_sha: str
     git_dirty: bool
-    versions: dict  # python, torch, cuda, xbench
+    versions: dict  # python, torch, cuda, xbench, threads, cpu (model), cpu_capability (torch's kernel path)
     device: str
     n_test_cases: int
     metrics: dict  # {"frontal": {name: value, name_ci: [lo, hi], name_n: N}, "lateral": ..., "pair": ...}
@@ -85,6 +85,29 @@ def git_state() -> tuple[str, bool]:
     return sha.stdout.strip(), bool(dirty.stdout.strip())
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what ``platform`` knows): training rounds differently
+    on another CPU type, so a record says which one made it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_capability() -> str:
+    """The instruction set torch's CPU kernels dispatch to here (e.g. AVX512, AVX2; ``ATEN_CPU_CAPABILITY``
+    caps it): with the CPU model, what decides how a training run rounds."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
 def environment(device) -> dict:
     """What ran the numbers: env.json of every run directory."""
     from importlib.metadata import PackageNotFoundError, version
@@ -105,6 +128,8 @@ def environment(device) -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "device": torch.cuda.get_device_name(device) if str(device).startswith("cuda") else "cpu",
+        "cpu": cpu_model(),
+        "cpu_capability": cpu_capability(),
         "xbench": ver("xbench"),
         "packages": {p: ver(p) for p in ("torchvision", "torch-fidelity", "scikit-image", "numpy", "torchxrayvision")},
         "git_sha": sha,

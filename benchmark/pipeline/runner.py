@@ -5,6 +5,7 @@ log.jsonl, ckpt/, samples/{frontal,lateral}/<case_id>.png and, last of all, resu
 """
 
 import dataclasses
+import io
 import json
 import shutil
 import time
@@ -104,7 +105,9 @@ def run(
             "cuda": env["cuda"],
             "xbench": env["xbench"],
             "threads": torch.get_num_threads(),
-        },  # training rounds differently with another thread count
+            "cpu": env["cpu"],
+            "cpu_capability": env["cpu_capability"],
+        },  # training rounds differently with another thread count, CPU type or kernel path
         device=env["device"],
         n_test_cases=len(ids),
         metrics=metrics,
@@ -116,9 +119,10 @@ def run(
         training=method.fit_summary,
         sample_spread=sample_spread(fake, test.pixels),
     )
+    save_samples(run_dir / "samples.npz", ids, fake)
     save_result(result, run_dir / "result.json")
     if record:
-        record_result(result, run_dir / "result.json")
+        record_result(result, run_dir)
     return result
 
 
@@ -157,17 +161,49 @@ def judge_reference(cfg: RunConfig):
     )
 
 
-def record_result(result: RunResult, path: Path) -> Path:
-    """Copy a result under ``leaderboards/records/<dataset>/``, where ``xbench table`` and ``check`` read it."""
-    target = (
-        leaderboard.LEADERBOARDS
-        / "records"
-        / result.dataset
-        / f"{result.method}_{result.variant}_{result.setting}_s{result.seed}.json"
-    )
+def record_result(result: RunResult, run_dir: Path) -> Path:
+    """Copy a result under ``leaderboards/records/<dataset>/``, where ``xbench table`` and ``check`` read it.
+    A tiny record keeps its generated samples beside it (``<record>.samples.npz``, about 0.3 MB): ``xbench
+    check`` re-evaluates them to test the metric layer on fixed inputs, on any machine."""
+    target = leaderboard.LEADERBOARDS / "records" / result.dataset / f"{record_name(result)}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, target)
+    if result.setting == "tiny":
+        shutil.copyfile(run_dir / "samples.npz", samples_path(target))
+    shutil.copyfile(run_dir / "result.json", target)
     return target
+
+
+def record_name(result: RunResult) -> str:
+    return f"{result.method}_{result.variant}_{result.setting}_s{result.seed}"
+
+
+def samples_path(record: Path) -> Path:
+    """Where a record's generated samples are kept: ``<record>.samples.npz`` beside ``<record>.json``."""
+    return record.with_suffix(".samples.npz")
+
+
+def save_samples(path: Path, case_ids: Sequence[str], pixels: np.ndarray) -> None:
+    """The generated test split in one compressed file: ``case_ids`` and uint8 ``pixels`` [N, 2, H, W]."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, case_ids=np.asarray(case_ids), pixels=pixels)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_samples(path: Path) -> tuple[tuple[str, ...], np.ndarray]:
+    """(case ids, uint8 [N, 2, H, W]) written by ``save_samples``; a missing or corrupt file is an XbenchError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids, pixels = tuple(str(i) for i in data["case_ids"]), data["pixels"]
+    except FileNotFoundError:
+        raise XbenchError(f"no samples file {path}; re-record the run with `xbench run ... --record`") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise XbenchError(f"corrupt samples file {path} ({err}); re-record the run") from None
+    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1] != 2 or len(ids) != len(pixels):
+        raise XbenchError(
+            f"corrupt samples file {path}: need {len(ids)} uint8 [N, 2, H, W] pairs, got "
+            f"{pixels.dtype} {pixels.shape}; re-record the run"
+        )
+    return ids, pixels
 
 
 def write_samples(samples_dir: Path, cases: Sequence[Case], pixels: np.ndarray) -> None:
