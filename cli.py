@@ -115,20 +115,31 @@ def check_command(
     config: Annotated[
         str, typer.Option("--config", help="Which setting's records: tiny (CI, minutes) or small (hours, manual).")
     ] = "tiny",
+    layer: Annotated[
+        list[str] | None,
+        typer.Option(help="metrics, steps or end-to-end (repeatable; default: all three, cheapest first)."),
+    ] = None,
     runs_dir: RunsOpt = Path("runs/check"),
 ):
-    """Re-run recorded configurations; compare every metric within leaderboards/tolerances.toml."""
+    """Check the committed records at three layers: metrics on stored samples, the first training steps, and
+    re-training against the recorded seeds (README; tolerances in leaderboards/tolerances.toml)."""
     from benchmark.pipeline.check import check_records
-    from benchmark.pipeline.display import check_table
+    from benchmark.pipeline.check.tolerances import LAYERS
+    from benchmark.pipeline.display import check_summary, check_table
     from benchmark.pipeline.leaderboard import LEADERBOARDS
+    from benchmark.pipeline.results import cpu_capability, cpu_model
 
-    rows, n_records = check_records(records, runs_dir, LEADERBOARDS, setting=config)
-    console.print(check_table(rows))
+    console.print(f"this machine: {cpu_model()}, torch kernels {cpu_capability()}", markup=False)
+    rows, checked = check_records(records, runs_dir, LEADERBOARDS, setting=config, layers=layer or LAYERS)
+    for machine in sorted({row.machine for row in checked}):
+        console.print(f"recorded on: {machine}", markup=False)
+    console.print(check_summary(rows))
     failed = [r for r in rows if not r.ok]
     if failed:
+        console.print(check_table(failed))
         console.print(f"{len(failed)} of {len(rows)} comparisons out of tolerance")
         raise typer.Exit(1)
-    console.print(f"all {len(rows)} comparisons within tolerance ({n_records} records)")
+    console.print(f"all {len(rows)} comparisons within tolerance ({len(checked)} rows)")
 
 
 @app.command("generate")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.pipeline import leaderboard
-from benchmark.pipeline.check import check_record, load_tolerances
+from benchmark.pipeline.check import check_records
 from benchmark.pipeline.results import RunResult
 
 RECORDS = Path(__file__).resolve().parents[1] / "leaderboards" / "records" / "phantom"
@@ -95,6 +95,6 @@ def test_a_record_of_another_metric_protocol_is_stale_not_a_regression(tmp_path)
     data["metrics"]["provenance"]["protocol"] = {"metrics": "xbench-metrics-1"}  # measured by older judges
     old = tmp_path / "old.json"
     old.write_text(json.dumps(data))
-    rows = check_record(old, tmp_path / "runs", load_tolerances())  # returns before running anything
-    assert len(rows) == 1 and not rows[0].ok and rows[0].stale
+    rows, _ = check_records([old], tmp_path / "runs", tmp_path)  # returns before running anything
+    assert len(rows) == 3 and all(not r.ok and r.stale for r in rows)  # one per layer
     assert rows[0].why.startswith("stale protocol, re-record") and not (tmp_path / "runs").exists()

@@ -55,18 +55,30 @@ def results_table(results: Iterable[RunResult]) -> list[Table]:
 
 
 def check_table(rows: Iterable[Comparison]) -> Table:
-    table = Table("record", "view", "metric", "recorded", "now", "tolerance", "ok", title="xbench check")
+    table = Table("layer", "record", "view", "metric", "recorded", "now", "allowed", "", title="xbench check")
     for r in rows:
-        tol = f"abs {r.tolerance.abs:g} / rel {r.tolerance.rel:g}" if r.tolerance else ""
         table.add_row(
+            r.layer,
             r.record,
             r.view,
             r.metric,
             _number(r.recorded),
             _number(r.now),
-            tol,
+            r.allowed,
             "ok" if r.ok else f"[yellow]STALE[/yellow] {r.why}" if r.stale else f"[red]REGRESSION[/red] {r.why}",
         )
+    return table
+
+
+def check_summary(rows: list[Comparison]) -> Table:
+    """Per layer and record: comparisons, failures, and the recording machine against this one."""
+    table = Table("layer", "record", "compared", "failed", title="xbench check: by layer")
+    seen: dict[tuple[str, str], list[Comparison]] = {}
+    for r in rows:
+        seen.setdefault((r.layer, r.record), []).append(r)
+    for (layer, record), group in seen.items():
+        failed = sum(not r.ok for r in group)
+        table.add_row(layer, record, str(len(group)), f"[red]{failed}[/red]" if failed else "0")
     return table
 
 

@@ -76,14 +76,7 @@ def run(
     # train + val reference whatever the run's caps, so every run at one resolution shares one judge.
     start = time.perf_counter()
     ids = tuple(c.case_id for c in test.cases)
-    labels = dataset.finding_labels
-    metrics = evaluate(
-        ImageSet(ids, fake),
-        ImageSet(ids, test.pixels, tuple(labels(c) for c in test.cases)),
-        cfg.eval,
-        dataset=cfg.dataset,
-        reference=judge_reference(cfg) if set(cfg.eval.metrics) & NEEDS_REFERENCE else None,
-    )
+    metrics = evaluate_samples(cfg, dataset, test, fake)
     own = method.self_consistency(fake[:, 0], fake[:, 1])
     if own is not None:  # the method's own VCN on its samples: optimising against one's own judge shows
         metrics["pair"] |= {"vc_self": float(np.mean(own)), "vc_self_n": len(own)}
@@ -142,6 +135,20 @@ def sample_spread(fake: np.ndarray, real: np.ndarray) -> dict:
         }
         for v, view in enumerate(("frontal", "lateral"))
     }
+
+
+def evaluate_samples(cfg: RunConfig, dataset, test, fake: np.ndarray) -> dict:
+    """The metrics block of a run: generated uint8 ``fake`` [N, 2, H, W] against the test split's real images
+    ``test`` (the dataset's ``Pairs``, in the same case order), with the frozen judges. ``xbench check``
+    calls it on a record's stored samples, so the run and the check evaluate the same way."""
+    ids = tuple(c.case_id for c in test.cases)
+    return evaluate(
+        ImageSet(ids, fake),
+        ImageSet(ids, test.pixels, tuple(dataset.finding_labels(c) for c in test.cases)),
+        cfg.eval,
+        dataset=cfg.dataset,
+        reference=judge_reference(cfg) if set(cfg.eval.metrics) & NEEDS_REFERENCE else None,
+    )
 
 
 NEEDS_REFERENCE = {"vc", "finding_auc", "fid_inception", "kid_inception", "precision_inception", "recall_inception"}

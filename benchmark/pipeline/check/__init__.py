@@ -1,0 +1,135 @@
+"""``xbench check``: is this machine's xbench the one that made the committed records? Three layers, cheapest
+first, each with a tolerance measured across kernel paths (``leaderboards/tolerances.toml``):
+
+- ``metrics``: a record's stored samples re-evaluated by the frozen judges (``samples.py``). Evaluation of
+  fixed images is the same to ~1e-6 on any CPU, so any change to a metric, a judge or the data is caught.
+- ``steps``: each trained row's first updates on a fixed batch, loss by loss (``steps.py``), before rounding
+  differences grow: a changed loss, optimiser or data path is caught on any CPU.
+- ``end-to-end``: each row re-trained from its seed-0 configuration (``end_to_end.py``), passing inside the
+  prediction interval of the row's recorded seeds: on another CPU a trained result behaves like another seed.
+
+A record made under another metric protocol or configuration schema is stale: the check fails without
+running it. Training is bit-identical only on the same CPU type, torch build and thread count; the layers
+above are what holds elsewhere.
+"""
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmark.core.errors import XbenchError, unknown_name
+from benchmark.pipeline.check.tolerances import LAYERS, Tolerances, load_tolerances
+from benchmark.pipeline.config import SETTINGS, RunConfig, config_from_dict
+from benchmark.pipeline.results import RunResult, load_result
+from metrics import PROTOCOL
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    layer: str
+    record: str
+    view: str
+    metric: str
+    recorded: float | None
+    now: float | None
+    allowed: str  # what passes, in words: "±1e-06", "[0.12, 0.31] (3 seeds)"
+    ok: bool
+    why: str = ""
+
+    @property
+    def stale(self) -> bool:
+        """The record could not be compared at all (another protocol or config schema): re-record it."""
+        return self.metric in ("protocol", "config")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One leaderboard row of a setting: its records, one per seed, lowest seed first."""
+
+    paths: tuple[Path, ...]
+    records: tuple[RunResult, ...]
+
+    @property
+    def name(self) -> str:
+        r = self.records[0]
+        return f"{r.method}_{r.variant}_{r.setting}"
+
+    @property
+    def machine(self) -> str:
+        """The CPU model and torch kernel path the row's first record was made on."""
+        v = self.records[0].versions
+        return (
+            f"{v.get('cpu', 'unknown CPU')}, {v.get('cpu_capability', 'unknown kernels')}, {v.get('threads')} threads"
+        )
+
+    @property
+    def first(self) -> tuple[Path, RunResult]:
+        return self.paths[0], self.records[0]
+
+
+def rows_of(paths: Sequence[Path]) -> list[Row]:
+    loaded = sorted(((load_result(p), p) for p in paths), key=lambda rp: (rp[0].method, rp[0].variant, rp[0].seed))
+    rows = []
+    for _, group in itertools.groupby(loaded, key=lambda rp: (rp[0].method, rp[0].variant, rp[0].setting)):
+        group = list(group)
+        rows.append(Row(tuple(p for _, p in group), tuple(r for r, _ in group)))
+    return rows
+
+
+def stale(layer: str, path: Path, recorded: RunResult) -> Comparison | None:
+    """Why ``recorded`` cannot be compared with this xbench (another metric protocol or config schema), or None."""
+    protocol = recorded.metrics.get("provenance", {}).get("protocol", {}).get("metrics", "xbench-metrics-1")
+    if protocol != PROTOCOL:  # its numbers were measured by other judges or recipes: comparing them means nothing
+        why = (
+            f"stale protocol, re-record: recorded under metric protocol {protocol}, this xbench measures "
+            f"{PROTOCOL}; re-record with `xbench run ... --record`"
+        )
+        return Comparison(layer, path.name, "-", "protocol", None, None, "", False, why)
+    cfg = config_from_dict(recorded.config)
+    if cfg.config_hash != recorded.config_hash:  # a setting was added, renamed or removed since
+        why = (
+            f"the configuration schema changed since recording ({recorded.config_hash} -> {cfg.config_hash}); "
+            "re-record with `xbench run ... --record`"
+        )
+        return Comparison(layer, path.name, "-", "config", None, None, "", False, why)
+    return None
+
+
+def recorded_config(recorded: RunResult) -> RunConfig:
+    return config_from_dict(recorded.config)
+
+
+def check_records(
+    paths: list[Path] | None,
+    runs_dir: Path,
+    leaderboards: Path,
+    *,
+    setting: str = "tiny",
+    layers: Sequence[str] = LAYERS,
+    tolerances: Tolerances | None = None,
+) -> tuple[list[Comparison], list[Row]]:
+    """Check ``paths`` (default: every committed record of ``setting`` under ``leaderboards``) at ``layers``;
+    (comparisons, rows checked). A row is checked once, through its lowest seed; its other seeds give the end-to-end
+    layer its interval. CI checks the tiny records; the small ones take hours on a CPU and are checked by hand."""
+    from benchmark.pipeline.check import end_to_end, samples, steps
+
+    if setting not in SETTINGS:
+        raise unknown_name("config", setting, SETTINGS)
+    for layer in layers:
+        if layer not in LAYERS:
+            raise unknown_name("check layer", layer, LAYERS)
+    paths = paths or sorted(p for p in (leaderboards / "records").glob("*/*.json") if f"_{setting}_" in p.name)
+    if not paths:
+        raise XbenchError(f"no {setting} records to check; record one with `xbench run --config {setting} --record`")
+    tolerances = tolerances or load_tolerances()
+    rows = rows_of(paths)
+    out: list[Comparison] = []
+    if "metrics" in layers:
+        out += [c for row in rows for c in samples.check_row(row, tolerances)]
+    if "steps" in layers:
+        out += [c for row in rows for c in steps.check_row(row, tolerances, leaderboards)]
+    if "end-to-end" in layers:
+        n = sum(len(end_to_end.headline(row, tolerances)) for row in rows)
+        out += [c for row in rows for c in end_to_end.check_row(row, tolerances, runs_dir, n)]
+    return out, rows

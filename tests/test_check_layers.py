@@ -1,0 +1,171 @@
+"""``xbench check``'s three layers: each catches the faults it is meant for, and passes a correct xbench.
+
+The planted faults are the issue's: the L2 weight set to 0 and the VC term's sign flipped (the steps layer), the
+SSIM window changed and a judge's input normalisation changed (the metrics layer). Each test first shows the
+layer passing without the fault on the same inputs, so the failure is the fault's.
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmark.data import images
+from benchmark.pipeline.check import Row, rows_of, samples, steps
+from benchmark.pipeline.check.end_to_end import compare as compare_end_to_end
+from benchmark.pipeline.check.tolerances import FLOOR, MARGIN, load_tolerances, prediction_interval
+from benchmark.pipeline.leaderboard import LEADERBOARDS
+from benchmark.pipeline.results import load_result
+from benchmark.pipeline.runner import samples_path
+from methods import xraygan
+from metrics import findings, ssim
+
+RECORDS = LEADERBOARDS / "records" / "phantom"
+TINY = sorted(p for p in RECORDS.glob("*_tiny_s*.json"))
+
+
+@pytest.fixture(scope="module")
+def tolerances():
+    return load_tolerances()
+
+
+@pytest.fixture(scope="module")
+def xraygan_row() -> Row:
+    (row,) = rows_of([RECORDS / "xraygan_full_tiny_s0.json"])
+    return row
+
+
+def failures(rows):
+    return [r for r in rows if not r.ok]
+
+
+# The records and what the layers need of them.
+
+
+def test_every_tiny_record_says_where_it_was_made_and_keeps_its_samples():
+    assert TINY
+    for path in TINY:
+        versions = load_result(path).versions
+        assert versions.get("cpu") and versions.get("cpu_capability"), path.name
+        ids, pixels = samples.load_samples(samples_path(path))
+        assert pixels.dtype == np.uint8 and pixels.shape[:2] == (len(ids), 2)
+
+
+def test_every_trained_tiny_row_has_several_seeds_and_recorded_first_steps():
+    golden = steps.load_golden(LEADERBOARDS)
+    for row in rows_of(TINY):
+        if row.records[0].method == "dummy":  # trains nothing: one seed, no steps
+            continue
+        assert len(row.records) >= 3, f"{row.name}: the end-to-end interval needs seeds"
+        assert golden[row.name]["config_hash"] == row.records[0].config_hash, row.name
+
+
+def test_each_tolerance_is_the_margin_times_the_spread_it_states(tolerances):
+    """Generated from a measurement, never set by hand: the number in `measured` reproduces the tolerance."""
+    for table in (tolerances.metrics, tolerances.steps):
+        for name, tol in table.items():
+            if name == "default":
+                assert tol.abs == tol.rel == 0.0
+                continue
+            spread = float(re.search(r"\| ([0-9.e+-]+),", tol.measured).group(1))
+            assert tol.abs == pytest.approx(max(FLOOR, MARGIN * spread), rel=5e-3), name
+
+
+# The metrics layer: stored samples, re-evaluated.
+
+
+def test_metrics_layer_passes_and_catches_a_changed_ssim_window(xraygan_row, tolerances, monkeypatch):
+    assert not failures(samples.check_row(xraygan_row, tolerances, metrics=("ssim",)))
+    monkeypatch.setitem(ssim.SSIM_SETTINGS, "win_size", 7)  # the planted fault: skimage's default window
+    failed = failures(samples.check_row(xraygan_row, tolerances, metrics=("ssim",)))
+    assert failed and {r.layer for r in failed} == {"metrics"}
+    assert {r.metric.split("[")[0] for r in failed} >= {"ssim"} and {r.view for r in failed} == {"frontal", "lateral"}
+
+
+def test_metrics_layer_passes_and_catches_a_changed_judge_normalisation(xraygan_row, tolerances, monkeypatch):
+    assert not failures(samples.check_row(xraygan_row, tolerances, metrics=("finding_auc",)))
+    # the planted fault: the findings judge reads images in [0, 1] instead of the [-1, 1] it was trained on
+    monkeypatch.setattr(findings, "to_unit_range", lambda x: images.to_unit_range(x).add(1).div(2))
+    failed = failures(samples.check_row(xraygan_row, tolerances, metrics=("finding_auc",)))
+    assert failed and {r.layer for r in failed} == {"metrics"}
+    assert any(r.metric.startswith("finding_auc") for r in failed)
+
+
+# The steps layer: the first updates of a row, loss by loss.
+
+
+def plant(monkeypatch, **changes):
+    """Run XRayGAN's training step with ``changes`` to its config: a fault in the step, not in the record."""
+    step = xraygan.XRayGAN.train_step
+
+    def faulty(self, state, phase, index):
+        cfg, self.cfg = self.cfg, dataclasses.replace(self.cfg, **changes(self.cfg))
+        try:
+            return step(self, state, phase, index)
+        finally:
+            self.cfg = cfg
+
+    monkeypatch.setattr(xraygan.XRayGAN, "train_step", faulty)
+
+
+def test_steps_layer_passes_a_correct_xbench(xraygan_row, tolerances):
+    rows = steps.check_row(xraygan_row, tolerances, LEADERBOARDS)
+    assert rows and not failures(rows)
+    assert {r.view for r in rows} == {"0/warmup", "0/gan", "1/gan"}  # every phase of the schedule probed
+
+
+@pytest.mark.parametrize(
+    "fault, changes, first_bad",
+    [
+        ("L2 weight 0", lambda cfg: {"l2_weight": 0.0}, "0/warmup"),
+        ("VC sign flipped", lambda cfg: {"vc_weight": -cfg.vc_weight}, "0/gan"),
+    ],
+)
+def test_steps_layer_catches_a_planted_fault(xraygan_row, tolerances, monkeypatch, fault, changes, first_bad):
+    plant(monkeypatch, changes)
+    failed = failures(steps.check_row(xraygan_row, tolerances, LEADERBOARDS))
+    assert failed, fault
+    assert {r.layer for r in failed} == {"steps"} and failed[0].view == first_bad
+    assert any(r.metric.startswith("generator@1") for r in failed)
+
+
+# The end-to-end layer: a re-trained row against its recorded seeds.
+
+
+def fake_row(values: list[float]) -> Row:
+    record = load_result(RECORDS / "xraygan_full_tiny_s0.json")
+    records = []
+    for seed, v in enumerate(values):
+        metrics = {**record.metrics, "pair": {**record.metrics["pair"], "vc": v}}
+        records.append(dataclasses.replace(record, seed=seed, metrics=metrics))
+    return Row(tuple(RECORDS / f"s{i}.json" for i in range(len(values))), tuple(records))
+
+
+def test_end_to_end_passes_inside_the_seeds_interval_and_fails_outside(tolerances):
+    row = fake_row([0.40, 0.45, 0.50])
+    only_vc = dataclasses.replace(
+        tolerances, end_to_end=dataclasses.replace(tolerances.end_to_end, metrics={"pair": ("vc",)})
+    )
+    lo, hi = prediction_interval([0.40, 0.45, 0.50], 0.05)
+    inside = {"pair": {"vc": 0.47, "vc_n": 64}}
+    outside = {"pair": {"vc": hi + 0.01, "vc_n": 64}}
+    assert not failures(compare_end_to_end(row, inside, only_vc, comparisons=1))
+    (bad,) = failures(compare_end_to_end(row, outside, only_vc, comparisons=1))
+    assert bad.metric == "vc" and bad.layer == "end-to-end"
+    wrong_n = {"pair": {"vc": 0.47, "vc_n": 63}}
+    assert [r.metric for r in failures(compare_end_to_end(row, wrong_n, only_vc, comparisons=1))] == ["vc_n"]
+
+
+def test_prediction_interval_covers_a_new_seed_at_its_level():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(20000, 4))
+    hits = 0
+    for row in draws:
+        lo, hi = prediction_interval(list(row[:3]), 0.05)
+        hits += lo <= row[3] <= hi
+    assert hits / len(draws) == pytest.approx(0.95, abs=0.006)
+    # and its width is the textbook one: t(2, 0.975) * s * sqrt(1 + 1/3)
+    lo, hi = prediction_interval([0.0, 1.0, 2.0], 0.05)
+    assert (hi - lo) / 2 == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 * (4 / 3) ** 0.5)
