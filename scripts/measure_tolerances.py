@@ -6,11 +6,12 @@ golden ``leaderboards/check/steps.json`` from the measurement.
                                                                 # more seeds are recorded: their spread is stated)
 
 Each kernel path is a fresh process with the instruction sets capped (``KERNEL_PATHS``): a cheap stand-in for
-another CPU type. In each, the metrics layer re-evaluates every row's stored samples and the steps layer
-probes every trained row. The default path's probes become the golden; the tolerance of each metric and loss
-is ``MARGIN`` times the largest difference any path shows (at least ``FLOOR``), and the file says which spread
-and how many comparisons it covers. The end-to-end layer's interval comes from the recorded seeds; the file
-states their spread per metric. Run it on the machine that made the records, after recording.
+another CPU type. In each, the steps layer probes every trained row and, on each capped path, the metrics
+layer re-evaluates every row's stored samples (on the default path that evaluation is the record itself). The
+default path's probes become the golden; the tolerance of each metric and loss is ``MARGIN`` times the largest
+difference any path shows (at least ``FLOOR``), and the file says which spread and how many comparisons it
+covers. The end-to-end layer's interval comes from the recorded seeds; the file states their spread per metric.
+Run it on the machine that made the records, after recording.
 """
 
 import json
@@ -46,15 +47,17 @@ def tiny_rows():
     return rows_of(sorted(p for p in (LEADERBOARDS / "records").glob("*/*.json") if "_tiny_" in p.name))
 
 
-def values(out: Path) -> None:
-    """(In a child process) every row's re-evaluated metrics and first-steps losses, as JSON."""
+def values(out: Path, evaluate: bool) -> None:
+    """(In a child process) every row's first-steps losses and, with ``evaluate``, its re-evaluated metrics."""
     import torch
 
     from benchmark.pipeline.check import samples, steps
 
     result = {"capability": torch.backends.cpu.get_cpu_capability(), "metrics": {}, "steps": {}}
     for row in tiny_rows():
-        result["metrics"][row.name] = samples.reevaluate(row)
+        if evaluate:
+            torch.set_num_threads(int(row.records[0].versions.get("threads", 2)))
+            result["metrics"][row.name] = samples.reevaluate(row)
         result["steps"][row.name] = steps.probe_row(row)
         print(row.name, flush=True)
     out.write_text(json.dumps(result))
@@ -71,7 +74,7 @@ def spreads(measured: dict[str, dict], rows) -> tuple[dict, dict, int, int]:
     for path, result in measured.items():
         for row in rows:
             recorded = {(v, n): x for v, n, x in flatten(row.records[0].metrics)}
-            for view, name, x in flatten(result["metrics"][row.name]):
+            for view, name, x in flatten(result["metrics"].get(row.name, {})):
                 if (view, name) in recorded:
                     base = name.split("[")[0].removesuffix("_n")
                     metric_spread[base] = max(metric_spread[base], abs(x - recorded[(view, name)]))
@@ -142,7 +145,7 @@ def write(measured: dict[str, dict]) -> None:
             f"[metrics.{name}]",
             f"abs = {value:.3g}",
             "rel = 0.0",
-            f'measured = "max |re-evaluated - recorded| {spread:.3g}, {len(rows)} rows x {len(measured)} kernel paths"',
+            f'measured = "spread {spread:.3g}: max |re-evaluated - recorded|, {len(rows)} rows, capped paths"',
         ]
     lines += ["", "[steps.default]", "abs = 0.0", "rel = 0.0", 'measured = "a loss not measured must match exactly"']
     for name, spread in sorted(loss_spread.items()):
@@ -152,7 +155,7 @@ def write(measured: dict[str, dict]) -> None:
             f"[steps.{name}]",
             f"abs = {value:.3g}",
             f"rel = {value:.3g}",
-            f'measured = "max |probe - default| / (1 + |loss|) {spread:.3g}, {len(measured) - 1} capped paths"',
+            f'measured = "spread {spread:.3g}: max |probe - default| / (1 + |loss|), {len(measured) - 1} capped paths"',
         ]
     lines += [
         "",
@@ -170,7 +173,7 @@ def write(measured: dict[str, dict]) -> None:
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["values"]:
-        values(Path(args[1]))
+        values(Path(args[1]), evaluate=args[2] == "evaluate")
         return
     if args[:1] == ["--from"]:
         write(json.loads(Path(args[1]).read_text()))
@@ -180,7 +183,9 @@ def main() -> None:
         for name, env in KERNEL_PATHS.items():
             out = Path(tmp) / f"{name}.json"
             print(f"kernel path {name}: {env or 'no caps'}", flush=True)
-            subprocess.run([sys.executable, __file__, "values", str(out)], env=os.environ | env, check=True)
+            # On the recording's own path the evaluation is the record's: only the probes are new there.
+            evaluate = "evaluate" if env else "probe"
+            subprocess.run([sys.executable, __file__, "values", str(out), evaluate], env=os.environ | env, check=True)
             measured[name] = json.loads(out.read_text())
     if args[:1] == ["--save"]:
         Path(args[1]).write_text(json.dumps(measured))

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import torch
 
 from benchmark.core.errors import XbenchError
 from benchmark.data.datasets import get_dataset
@@ -74,5 +75,6 @@ def check_row(row: Row, tolerances: Tolerances, metrics: Sequence[str] | None = 
     if not samples_path(path).is_file():
         why = f"no stored samples ({samples_path(path).name}); re-record the row with `xbench run ... --record`"
         return [Comparison(LAYER, path.name, "-", "samples", None, None, "", False, why)]
+    torch.set_num_threads(int(recorded.versions.get("threads", torch.get_num_threads())))  # the same reductions
     now = reevaluate(row, metrics)
     return compare(LAYER, path.name, recorded.metrics, now, tolerances, only_now=bool(metrics))
