@@ -116,7 +116,10 @@ def test_render_markdown_says_when_no_gpu_was_measured(tmp_path):
     assert "not measured yet" in text and "| H100 | 3 | 12 | 271.7 | 44.2 | 16.5 |" in text
     text = report.render_markdown([_paper_doc("NVIDIA H100 80GB HBM3")], reference)
     assert "not measured yet" not in text and "official H100 pairs/s" in text
-    assert record_path(_paper_doc("NVIDIA H100 80GB HBM3"), tmp_path).name == "nvidia-h100-80gb-hbm3_paper_bf16.json"
+    doc = _paper_doc("NVIDIA H100 80GB HBM3")
+    assert record_path(doc, tmp_path).name == "nvidia-h100-80gb-hbm3_paper_bf16_xraygan.json"
+    doc["methods"] = ["attngan", "stackgan", "gan_int_cls", "xraygan"]  # every method, in any order: no suffix
+    assert record_path(doc, tmp_path).name == "nvidia-h100-80gb-hbm3_paper_bf16.json"
 
 
 def test_cli_bench_writes_the_document(xbench, tmp_path):
@@ -138,7 +141,7 @@ def test_cli_bench_record_renders_speed_md(xbench, tmp_path, monkeypatch):
     args = ("bench", "--method", "gan_int_cls", "--steps", "1", "--warmup", "1", "--no-evaluation", "--record")
     result = xbench(*args, "--out", tmp_path / "bench.json")
     assert result.exit_code == 0, result.output
-    doc = json.loads((tmp_path / "speed" / "cpu_tiny_fp32-bf16.json").read_text())
+    doc = json.loads((tmp_path / "speed" / "cpu_tiny_fp32-bf16_gan_int_cls.json").read_text())
     assert doc["rows"][0]["method"] == "gan_int_cls"
     text = (tmp_path / "speed.md").read_text()
     assert "## cpu, tiny setting" in text and "not measured yet" in text

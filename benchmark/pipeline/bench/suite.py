@@ -144,10 +144,12 @@ def _why_stopped(err: Exception, limit: float | None, timed: int) -> str:
 
 
 def record_path(doc: dict, leaderboards: Path) -> Path:
-    """``leaderboards/speed/<device>_<setting>_<modes>.json``: one document per device kind, setting and set of
-    modes, so a GPU session can record the quick modes and ``compile`` (slow to compile) in separate calls."""
+    """``leaderboards/speed/<device>_<setting>_<modes>[_<methods>].json``: one document per device kind, setting,
+    set of modes and, when not every method, set of methods. So one device call can time the baselines and
+    XRayGAN, and XRayGAN compiled (slow to compile), as separate runs, each with its own limits."""
     slug = re.sub(r"[^a-z0-9]+", "-", doc["device"].lower()).strip("-")
-    return leaderboards / "speed" / f"{slug}_{doc['setting']}_{'-'.join(doc['modes'])}.json"
+    some = "" if sorted(doc["methods"]) == sorted(TRAINABLE) else "_" + "-".join(doc["methods"])
+    return leaderboards / "speed" / f"{slug}_{doc['setting']}_{'-'.join(doc['modes'])}{some}.json"
 
 
 def load_records(leaderboards: Path) -> list[dict]:
