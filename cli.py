@@ -194,6 +194,10 @@ def bench_command(
     record: Annotated[
         bool, typer.Option(help="Keep it under leaderboards/speed/ and re-render leaderboards/speed.md.")
     ] = False,
+    row_limit: Annotated[
+        float | None,
+        typer.Option(help="Seconds each method and mode (and the evaluation) may take; past it, the next starts."),
+    ] = None,
 ):
     """Training throughput of every method, stage and mode, the projected schedule, and one evaluation."""
     import torch
@@ -204,6 +208,7 @@ def bench_command(
     from benchmark.pipeline.leaderboard import LEADERBOARDS
 
     setting = config or ("paper" if torch.cuda.is_available() else "tiny")
+    # Written after every timed phase, not only at the end: a run cut from outside keeps what it measured.
     doc = suite.run_suite(
         tuple(method or TRAINABLE),
         setting,
@@ -211,6 +216,8 @@ def bench_command(
         steps=steps,
         warmup=warmup,
         evaluation=evaluation,
+        row_limit_s=row_limit,
+        save=lambda doc: suite.save_document(doc, out, LEADERBOARDS, record=record),
         log=lambda message: console.print(f"[dim]{message}[/dim]"),
     )
     reference = report.load_reference(LEADERBOARDS / "speed_reference.toml")

@@ -43,6 +43,16 @@ def prepare_device(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def compile_in_place(module: nn.Module) -> None:
+    """``torch.compile`` a module in place (its state dict keeps its keys, so checkpoints load either way), in
+    NCHW: inductor lays out a compiled graph itself (its layout optimisation turns conv-heavy graphs
+    channels_last). By hand, a convolution on a 1x1 map (the Res-Upsample generators' first) has strides that
+    fit both layouts, and the compiled backward's predicted weight-gradient layout can differ from the one
+    cuDNN returns (issue 29)."""
+    module.to(memory_format=torch.contiguous_format)
+    module.compile()
+
+
 def epoch_batches(
     n: int, batch_size: int, seed: int, *, drop_last: bool = False, device: torch.device | str = "cpu"
 ) -> Iterator[torch.Tensor]:

@@ -65,7 +65,15 @@ from benchmark.data.text import Tokens, Vocab
 from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import BaseGenerator, InstanceNorm, ResBlock, he_init, interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
-from methods.training import JsonlLog, Phase, StagedMethod, StageState, autocast, generate_in_batches
+from methods.training import (
+    JsonlLog,
+    Phase,
+    StagedMethod,
+    StageState,
+    autocast,
+    compile_in_place,
+    generate_in_batches,
+)
 from methods.vcn import VCN, VCNConfig, consistency_loss, evaluate_vcn, load_vcn, save_vcn, train_vcn
 
 VARIANTS = {  # the paper's Table 2, as config deviations
@@ -117,7 +125,7 @@ class Config:
     # Bookkeeping.
     checkpoint_every: int = 20  # epochs; and always at the end of a stage
     log_every: int = 50  # steps between host syncs / log lines
-    channels_last: bool = True
+    channels_last: bool = True  # critics, VCN and images; the generators too unless compiled (see __init__)
     bf16: bool = True  # autocast on CUDA only
     compile: bool = False  # torch.compile the generators (the critics need double backward, which it lacks)
     progress: bool = True
@@ -332,10 +340,12 @@ class XRayGAN(StagedMethod):
         self.generators = Generators(cfg, len(vocab)).to(self.device)
         self._vcn: VCN | None = None  # the current stage's frozen VCN
         self._vcn_size = 0  # the px it was trained at
-        if cfg.channels_last:
+        if cfg.channels_last and not cfg.compile:
             self.generators.to(memory_format=torch.channels_last)
-        if cfg.compile:  # in place: the state dict keeps its keys; recompiles per stage and batch shape
-            self.generators.compile()
+        if cfg.compile:  # recompiles per stage and batch shape. Left in NCHW: channels_last by hand crashed the
+            # first compiled backward on an H200 (torch 2.11): assert_size_stride on the (512, 512, 3, 3) weight
+            # gradient of the base generator's first convolution, which runs on a 1x1 map (compile_in_place).
+            compile_in_place(self.generators)
 
     # Training.
     @property

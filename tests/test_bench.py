@@ -1,6 +1,7 @@
 """The speed benchmark runs on the CPU at the tiny setting (GPU figures come from the device tool)."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -115,7 +116,10 @@ def test_render_markdown_says_when_no_gpu_was_measured(tmp_path):
     assert "not measured yet" in text and "| H100 | 3 | 12 | 271.7 | 44.2 | 16.5 |" in text
     text = report.render_markdown([_paper_doc("NVIDIA H100 80GB HBM3")], reference)
     assert "not measured yet" not in text and "official H100 pairs/s" in text
-    assert record_path(_paper_doc("NVIDIA H100 80GB HBM3"), tmp_path).name == "nvidia-h100-80gb-hbm3_paper_bf16.json"
+    doc = _paper_doc("NVIDIA H100 80GB HBM3")
+    assert record_path(doc, tmp_path).name == "nvidia-h100-80gb-hbm3_paper_bf16_xraygan.json"
+    doc["methods"] = ["attngan", "stackgan", "gan_int_cls", "xraygan"]  # every method, in any order: no suffix
+    assert record_path(doc, tmp_path).name == "nvidia-h100-80gb-hbm3_paper_bf16.json"
 
 
 def test_cli_bench_writes_the_document(xbench, tmp_path):
@@ -137,7 +141,74 @@ def test_cli_bench_record_renders_speed_md(xbench, tmp_path, monkeypatch):
     args = ("bench", "--method", "gan_int_cls", "--steps", "1", "--warmup", "1", "--no-evaluation", "--record")
     result = xbench(*args, "--out", tmp_path / "bench.json")
     assert result.exit_code == 0, result.output
-    doc = json.loads((tmp_path / "speed" / "cpu_tiny_fp32-bf16.json").read_text())
+    doc = json.loads((tmp_path / "speed" / "cpu_tiny_fp32-bf16_gan_int_cls.json").read_text())
     assert doc["rows"][0]["method"] == "gan_int_cls"
     text = (tmp_path / "speed.md").read_text()
     assert "## cpu, tiny setting" in text and "not measured yet" in text
+
+
+def _stalls_after_one_row(real):
+    """``phase_rows`` where GAN-INT-CLS in fp32 times one phase, then hangs (as a stuck step or compile would)."""
+
+    def rows(method, setting, mode, **kwargs):
+        for row in real(method, setting, mode, **kwargs):
+            yield row
+            if (method, mode) == ("gan_int_cls", "fp32"):
+                time.sleep(600)
+
+    return rows
+
+
+def test_a_row_past_its_limit_is_cut_and_the_finished_rows_are_on_disk(monkeypatch, tmp_path):
+    from benchmark.pipeline.bench import suite
+
+    monkeypatch.setattr(suite, "phase_rows", _stalls_after_one_row(suite.phase_rows))
+    out, seen = tmp_path / "bench.json", []
+
+    def save(doc):
+        suite.save_document(doc, out, LEADERBOARDS, record=False)
+        seen.append(json.loads(out.read_text()))  # what a run killed right now would leave
+
+    start = time.perf_counter()
+    doc = run_suite(
+        ("stackgan", "gan_int_cls"), "tiny", ("fp32", "nchw"), steps=1, warmup=1, evaluation=False, device="cpu",
+        row_limit_s=10, save=save,
+    )  # fmt: skip
+    assert time.perf_counter() - start < 100  # one cut at 10 s, not a sleep of 600 s
+    assert [(r["method"], r["stage"]) for r in seen[1]["rows"]] == [("stackgan", 1), ("stackgan", 2)]
+    assert not seen[1]["complete"] and seen[1]["protocol"]["row_limit_s"] == 10
+    on_disk = json.loads(out.read_text())
+    assert on_disk == json.loads(json.dumps(doc)) and on_disk["complete"]
+    assert [(r["method"], r["mode"]) for r in on_disk["rows"]] == (
+        [("stackgan", "fp32")] * 2 + [("stackgan", "nchw")] * 2 + [("gan_int_cls", "fp32"), ("gan_int_cls", "nchw")]
+    )  # GAN-INT-CLS's phase before the hang is kept, and the run went on after the cut
+    assert on_disk["skipped"] == [
+        {"method": "gan_int_cls", "mode": "fp32", "why": "cut at its 10 s limit; 1 phase row(s) kept"}
+    ]
+    schedule = {(s["method"], s["mode"]) for s in on_disk["schedule"]}  # only for what was timed whole
+    assert schedule == {("stackgan", "fp32"), ("stackgan", "nchw"), ("gan_int_cls", "nchw")}
+    reference = report.load_reference(LEADERBOARDS / "speed_reference.toml")
+    assert "Cut short" in report.render_markdown([seen[1]], reference)
+    assert "Cut short" not in report.render_markdown([on_disk], reference)
+
+
+def test_a_bench_killed_mid_way_leaves_its_finished_rows(xbench, monkeypatch, tmp_path):
+    from benchmark.pipeline.bench import suite
+
+    real = suite.phase_rows
+
+    def killed_at_the_second_method(method, *args, **kwargs):
+        if method == "gan_int_cls":
+            raise KeyboardInterrupt  # what the device call's time limit does to the process, near enough
+        yield from real(method, *args, **kwargs)
+
+    monkeypatch.setattr(suite, "phase_rows", killed_at_the_second_method)
+    out = tmp_path / "bench.json"
+    args = ("--method", "stackgan", "--method", "gan_int_cls", "--modes", "fp32", "--steps", 1, "--warmup", 1)
+    result = xbench("bench", *args, "--no-evaluation", "--row-limit", 60, "--out", out)
+    assert result.exit_code != 0
+    doc = json.loads(out.read_text())
+    assert not doc["complete"] and doc["protocol"]["row_limit_s"] == 60
+    assert [(r["method"], r["stage"]) for r in doc["rows"]] == [("stackgan", 1), ("stackgan", 2)]
+    assert doc["schedule"] == [{"method": "stackgan", "mode": "fp32", "projected_s": pytest.approx(
+        sum(r["projected_s"] for r in doc["rows"]))}]  # fmt: skip

@@ -132,6 +132,11 @@ def render_markdown(docs: list[dict], reference: dict) -> str:
         dirty = " (uncommitted changes)" if doc.get("git_dirty") else ""
         out += [f"## {doc['device']}, {doc['setting']} setting", ""]
         out += [f"torch {doc['torch']}, commit {doc['git_sha']}{dirty}, {doc['created']}.", ""]
+        limit = doc["protocol"].get("row_limit_s")
+        if limit is not None:
+            out += [f"Each method and mode was limited to {limit:g} s.", ""]
+        if not doc.get("complete", True):  # older documents were written only when complete
+            out += ["**Cut short**: the run stopped before its end; below is every phase it finished.", ""]
         for table in tables(doc, reference):
             out += [markdown_table(table), ""]
     return "\n".join(out)

@@ -7,14 +7,16 @@ is never separated from what produced it. ``--record`` keeps it under ``leaderbo
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from benchmark.core.deadline import TimeLimit, hit_limit, time_limit
 from benchmark.core.errors import XbenchError, unknown_name
 from benchmark.core.io import atomic_write
 from benchmark.pipeline.bench import report
-from benchmark.pipeline.bench.training import MODES, OPENI_TRAIN_CASES, schedule_totals, time_method
+from benchmark.pipeline.bench.training import MODES, OPENI_TRAIN_CASES, phase_rows, schedule_totals
 from benchmark.pipeline.config import SETTINGS
 from benchmark.pipeline.results import environment, now
 from methods import METHODS
@@ -35,10 +37,17 @@ def run_suite(
     evaluation: bool = True,
     device: str | None = None,
     train_cases: int = OPENI_TRAIN_CASES,
+    row_limit_s: float | None = None,
+    save: Callable[[dict], object] | None = None,
     log=lambda message: None,
 ) -> dict:
     """Time every (method, mode). On the CPU, where autocast is off, ``bf16`` would repeat ``fp32`` and is
-    skipped; ``nchw`` and ``compile`` run in fp32 there (each row names its precision)."""
+    skipped; ``nchw`` and ``compile`` run in fp32 there (each row names its precision).
+
+    Each (method, mode) gets ``row_limit_s`` seconds (and so does the evaluation): one that runs past it, or
+    fails, keeps the phases it finished and is listed under ``skipped`` with why, and the next one starts.
+    ``save`` gets the document after every timed phase, so a run killed from outside (a device call's time
+    limit) leaves every finished row on disk; ``complete`` turns true only at the end."""
     for name in methods:
         if name not in METHODS:
             raise XbenchError(f"unknown method {name!r}; choose from: {', '.join(TRAINABLE)}")
@@ -49,22 +58,14 @@ def run_suite(
         raise unknown_name("setting", setting, SETTINGS)
     if steps < 1 or warmup < 1:
         raise XbenchError(f"--steps and --warmup must be at least 1, not {steps} and {warmup}")
+    if row_limit_s is not None and row_limit_s <= 0:
+        raise XbenchError(f"the time limit per method and mode must be positive, not {row_limit_s}")
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     env = environment(dev)
-    rows, skipped = [], []
-    for method in methods:
-        for mode in modes:
-            if dev.type != "cuda" and mode == "bf16":
-                skipped.append({"method": method, "mode": mode, "why": "bf16 autocast runs on CUDA only"})
-                continue
-            if mode == "compile" and method != "xraygan":
-                skipped.append({"method": method, "mode": mode, "why": "only XRayGAN has a compile option"})
-                continue
-            log(f"timing {method} ({mode}, {setting})")
-            rows += time_method(method, setting, mode, device=dev, warmup=warmup, steps=steps, train_cases=train_cases)
     doc = {
         "schema": SCHEMA,
         "created": now(),
+        "complete": False,  # true once every (method, mode) and the evaluation had their turn
         "setting": setting,
         "device": env["device"],
         "torch": env["torch"],
@@ -73,30 +74,82 @@ def run_suite(
         "git_dirty": env["git_dirty"],
         "modes": list(modes),
         "methods": list(methods),
-        "protocol": {"warmup": warmup, "steps": steps, "statistic": "median", "train_cases": train_cases},
-        "rows": rows,
-        "skipped": skipped,
-        "schedule": schedule_totals(rows),
+        "protocol": {
+            "warmup": warmup,
+            "steps": steps,
+            "statistic": "median",
+            "train_cases": train_cases,
+            "row_limit_s": row_limit_s,  # per method and mode, and for the evaluation
+        },
+        "rows": [],
+        "skipped": [],
+        "schedule": [],
         "evaluation": None,
     }
+    finished: set[tuple[str, str]] = set()  # the (method, mode)s whose every phase was timed
+
+    def keep() -> None:
+        # A projected schedule only for what was timed whole: a cut one would look shorter than it is.
+        doc["schedule"] = schedule_totals([r for r in doc["rows"] if (r["method"], r["mode"]) in finished])
+        if save is not None:
+            save(doc)
+
+    for method in methods:
+        for mode in modes:
+            if dev.type != "cuda" and mode == "bf16":
+                doc["skipped"].append({"method": method, "mode": mode, "why": "bf16 autocast runs on CUDA only"})
+                continue
+            if mode == "compile" and method != "xraygan":
+                doc["skipped"].append({"method": method, "mode": mode, "why": "only XRayGAN has a compile option"})
+                continue
+            log(f"timing {method} ({mode}, {setting})")
+            timed = 0
+            try:
+                with time_limit(row_limit_s):
+                    rows = phase_rows(
+                        method, setting, mode, device=dev, warmup=warmup, steps=steps, train_cases=train_cases
+                    )
+                    for row in rows:
+                        doc["rows"].append(row)
+                        timed += 1
+                        keep()
+                finished.add((method, mode))
+            except Exception as err:  # one failing row must not cost the others (a compile crash, a GPU OOM)
+                why = _why_stopped(err, row_limit_s, timed)
+                doc["skipped"].append({"method": method, "mode": mode, "why": why})
+                log(f"{method} ({mode}): {why}")
+            keep()
     if evaluation:  # last, and never fatal: the training figures above must not be lost with it
         log(f"timing one evaluation ({setting})")
         try:
             from benchmark.pipeline.bench.evaluation import time_evaluation  # needs torch-fidelity and the reports
 
-            doc["evaluation"] = time_evaluation(setting, method=methods[0], device=str(dev))
-        except (ImportError, XbenchError) as err:
+            with time_limit(row_limit_s):
+                doc["evaluation"] = time_evaluation(setting, method=methods[0], device=str(dev))
+        except (ImportError, XbenchError, TimeLimit) as err:
             why = f"evaluation not timed: {err}"
             doc["skipped"].append({"method": "evaluation", "mode": "-", "why": why})
             log(why)
+    doc["complete"] = True
+    keep()
     return doc
 
 
+def _why_stopped(err: Exception, limit: float | None, timed: int) -> str:
+    kept = f"{timed} phase row(s) kept"
+    if hit_limit(err):
+        return f"cut at its {limit:g} s limit; {kept}"
+    first_line = (str(err).strip().splitlines() or [""])[0][:300]
+    return f"failed: {type(err).__name__}: {first_line}; {kept}"
+
+
 def record_path(doc: dict, leaderboards: Path) -> Path:
-    """``leaderboards/speed/<device>_<setting>_<modes>.json``: one document per device kind, setting and set of
-    modes, so a GPU session can record the quick modes and ``compile`` (slow to compile) in separate calls."""
+    """``leaderboards/speed/<device>_<setting>_<modes>[_<methods>].json``: one document per device kind, setting,
+    set of modes and, when not every method, set of methods. So one device call can time the baselines and
+    XRayGAN, and XRayGAN compiled (slow to compile), as separate runs, each with its own limits."""
     slug = re.sub(r"[^a-z0-9]+", "-", doc["device"].lower()).strip("-")
-    return leaderboards / "speed" / f"{slug}_{doc['setting']}_{'-'.join(doc['modes'])}.json"
+    some = "" if sorted(doc["methods"]) == sorted(TRAINABLE) else "_" + "-".join(doc["methods"])
+    return leaderboards / "speed" / f"{slug}_{doc['setting']}_{'-'.join(doc['modes'])}{some}.json"
 
 
 def load_records(leaderboards: Path) -> list[dict]:

@@ -17,7 +17,7 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -165,15 +165,28 @@ def time_method(
 ) -> list[dict]:
     """One row per phase of the method's schedule, and of what ``begin_stage`` pretrains: XRayGAN's VCN at
     each stage, AttnGAN's DAMSM once."""
+    return list(phase_rows(method, setting, mode, device=device, warmup=warmup, steps=steps, train_cases=train_cases))
+
+
+def phase_rows(
+    method: str,
+    setting: str = "tiny",
+    mode: str = "fp32",
+    *,
+    device: str | torch.device | None = None,
+    warmup: int = 5,
+    steps: int = 20,
+    train_cases: int = OPENI_TRAIN_CASES,
+) -> Iterator[dict]:
+    """``time_method``'s rows, each as soon as it is timed: a bench cut part-way keeps the phases before."""
     cls, full_cfg, cfg = method_config(method, setting, mode)
     vocab = openi_vocab()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         m = cls(cfg, vocab, image_size=_image_size(cfg, setting), device=device)
         prepare_device(m.device)
         count = mode != "compile"  # FLOPs do not depend on the mode; the dispatch mode would break tracing
         if method == "attngan" and cfg.text_training == "damsm":
-            rows.append(_damsm_row(m, full_cfg, mode, train_cases, count))
+            yield _damsm_row(m, full_cfg, mode, train_cases, count)
         for phase in m.phases():
             if phase.epochs == 0:
                 continue
@@ -181,10 +194,9 @@ def time_method(
             stage = m.begin_stage(phase.stage, data, Path(tmp))
             index = torch.arange(phase.batch_size, device=m.device)
             if method == "xraygan" and phase.name != "warmup" and cfg.vc_weight > 0:
-                rows.append(_vcn_row(m, full_cfg, mode, phase.stage, train_cases, warmup, steps, count))
+                yield _vcn_row(m, full_cfg, mode, phase.stage, train_cases, warmup, steps, count)
             result = measure(lambda: m.train_step(stage, phase, index), m.device, warmup, steps, count)
-            rows.append(_row(method, mode, phase, train_cases, result, m.device))
-    return rows
+            yield _row(method, mode, phase, train_cases, result, m.device)
 
 
 def _image_size(cfg, setting: str) -> int:
