@@ -4,6 +4,7 @@ golden ``leaderboards/check/steps.json`` from the measurement.
     python scripts/measure_tolerances.py --save measured.json   # every tiny row, on each kernel path here
     python scripts/measure_tolerances.py --from measured.json   # rewrite from a saved measurement (e.g. after
                                                                 # more seeds are recorded: their spread is stated)
+    python scripts/measure_tolerances.py --reuse-metrics measured.json   # new probes, the saved evaluations
 
 Each kernel path is a fresh process with the instruction sets capped (``KERNEL_PATHS``): a cheap stand-in for
 another CPU type. In each, the steps layer probes every trained row and, on each capped path, the metrics
@@ -82,8 +83,8 @@ def spreads(measured: dict[str, dict], rows) -> tuple[dict, dict, int, int]:
             for key, steps in (result["steps"][row.name] or {}).items():
                 for i, losses in enumerate(steps):
                     for name, x in losses.items():
-                        ref = golden[row.name][key][i][name]
-                        loss_spread[name] = max(loss_spread[name], abs(x - ref) / (1 + abs(ref)))
+                        ref, step = golden[row.name][key][i][name], f"{name}@{i + 1}"
+                        loss_spread[step] = max(loss_spread[step], abs(x - ref) / (1 + abs(ref)))
                         n_losses += 1
     return metric_spread, loss_spread, n_metrics, n_losses
 
@@ -152,7 +153,7 @@ def write(measured: dict[str, dict]) -> None:
         value = max(FLOOR, MARGIN * spread)
         lines += [
             "",
-            f"[steps.{name}]",
+            f'[steps."{name}"]',
             f"abs = {value:.3g}",
             f"rel = {value:.3g}",
             f'measured = "spread {spread:.3g}: max |probe - default| / (1 + |loss|), {len(measured) - 1} capped paths"',
@@ -184,11 +185,14 @@ def main() -> None:
             out = Path(tmp) / f"{name}.json"
             print(f"kernel path {name}: {env or 'no caps'}", flush=True)
             # On the recording's own path the evaluation is the record's: only the probes are new there.
-            evaluate = "evaluate" if env else "probe"
+            evaluate = "evaluate" if env and args[:1] != ["--reuse-metrics"] else "probe"
             subprocess.run([sys.executable, __file__, "values", str(out), evaluate], env=os.environ | env, check=True)
             measured[name] = json.loads(out.read_text())
     if args[:1] == ["--save"]:
         Path(args[1]).write_text(json.dumps(measured))
+    if args[:1] == ["--reuse-metrics"]:  # the probes measured anew, the evaluations from an earlier measurement
+        for name, earlier in json.loads(Path(args[1]).read_text()).items():
+            measured[name]["metrics"] = earlier["metrics"]
     write(measured)
 
 

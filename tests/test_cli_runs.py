@@ -93,7 +93,7 @@ def test_check_passes_then_fails_on_a_perturbed_record(dummy_run, xbench, tmp_pa
     data["metrics"]["frontal"]["ssim"] += 0.05
     record.write_text(json.dumps(data))
     bad = xbench("check", record, "--runs-dir", tmp_path / "check")
-    assert bad.exit_code == 1 and "REGRESSION" in bad.output
+    assert bad.exit_code == 1 and "comparisons out of tolerance" in bad.output
 
 
 def test_table_renders_the_records_beside_the_paper(dummy_run, xbench, tmp_path):

@@ -53,15 +53,16 @@ class EndToEnd:
 @dataclasses.dataclass(frozen=True)
 class Tolerances:
     metrics: dict[str, Tolerance]  # metric name (without _ci/_n) -> tolerance; "default" for the rest
-    steps: dict[str, Tolerance]  # loss name -> tolerance (relative to the loss)
+    steps: dict[str, Tolerance]  # "<loss>@<step>" -> tolerance (abs + rel: relative to 1 + |loss|)
     end_to_end: EndToEnd
 
     def metric(self, name: str) -> Tolerance:
         base = name.removesuffix("_ci").removesuffix("_std")
         return self.metrics.get(name, self.metrics.get(base, self.metrics["default"]))
 
-    def loss(self, name: str) -> Tolerance:
-        return self.steps.get(name, self.steps["default"])
+    def loss(self, key: str) -> Tolerance:
+        """The tolerance of ``"<loss>@<step>"``."""
+        return self.steps.get(key, self.steps["default"])
 
 
 def load_tolerances(path: Path = TOLERANCES) -> Tolerances:
