@@ -133,31 +133,31 @@ def write(measured: dict[str, dict]) -> None:
         f"# metrics / steps: |now - recorded| <= abs + rel * |recorded|, set to {MARGIN:g} x the largest spread",
         f"# measured (at least {FLOOR:g}); `measured` names that spread. end_to_end: the recorded seeds'",
         "# prediction interval, family-wise at `level` over all end-to-end comparisons of one check.",
-        "",
-        "[metrics.default]",
-        "abs = 0.0",
-        "rel = 0.0",
-        'measured = "counts and anything not measured must match exactly"',
     ]
-    for name, spread in sorted(metric_spread.items()):
-        value = max(FLOOR, MARGIN * spread)
-        lines += [
-            "",
-            f"[metrics.{name}]",
-            f"abs = {value:.3g}",
-            "rel = 0.0",
-            f'measured = "spread {spread:.3g}: max |re-evaluated - recorded|, {len(rows)} rows, capped paths"',
-        ]
-    lines += ["", "[steps.default]", "abs = 0.0", "rel = 0.0", 'measured = "a loss not measured must match exactly"']
-    for name, spread in sorted(loss_spread.items()):
-        value = max(FLOOR, MARGIN * spread)
-        lines += [
-            "",
-            f'[steps."{name}"]',
-            f"abs = {value:.3g}",
-            f"rel = {value:.3g}",
-            f'measured = "spread {spread:.3g}: max |probe - default| / (1 + |loss|), {len(measured) - 1} capped paths"',
-        ]
+
+    def section(table: str, spreads: dict, relative: bool, what: str, unmeasured: str) -> list[str]:
+        out = ["", f"[{table}.default]", "abs = 0.0", "rel = 0.0", f'measured = "{unmeasured}"']
+        for name, spread in sorted(spreads.items()):
+            value = max(FLOOR, MARGIN * spread)
+            key = name if name.isidentifier() else f'"{name}"'  # "generator@1"
+            out += ["", f"[{table}.{key}]", f"abs = {value:.3g}", f"rel = {value:.3g}" if relative else "rel = 0.0"]
+            out.append(f'measured = "spread {spread:.3g}: {what}"')
+        return out
+
+    lines += section(
+        "metrics",
+        metric_spread,
+        False,
+        f"max |re-evaluated - recorded|, {len(rows)} rows, capped paths",
+        "counts and anything not measured must match exactly",
+    )
+    lines += section(
+        "steps",
+        loss_spread,
+        True,
+        f"max |probe - default| / (1 + |loss|), {len(measured) - 1} capped paths",
+        "a loss not measured must match exactly",
+    )
     lines += [
         "",
         "[end_to_end]",

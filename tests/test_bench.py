@@ -10,12 +10,12 @@ from torch import nn
 from benchmark.core.errors import XbenchError
 from benchmark.pipeline.bench import report
 from benchmark.pipeline.bench.suite import record_path, run_suite
-from benchmark.pipeline.bench.training import FlopCount, schedule_totals, time_method
+from benchmark.pipeline.bench.training import FlopCount, phase_rows, schedule_totals
 from benchmark.pipeline.leaderboard import LEADERBOARDS
 
 
-def test_time_method_reports_every_phase_and_vcn_of_xraygan():
-    rows = time_method("xraygan", "tiny", "fp32", device="cpu", warmup=1, steps=2)
+def test_phase_rows_report_every_phase_and_vcn_of_xraygan():
+    rows = list(phase_rows("xraygan", "tiny", "fp32", device="cpu", warmup=1, steps=2))
     assert [(r["stage"], r["phase"], r["batch"], r["epochs"]) for r in rows] == [
         (0, "warmup", 32, 30),
         (0, "vcn", 32, 6),  # configs/tiny/xraygan.toml: a VCN that passes its gate
@@ -36,8 +36,8 @@ def test_time_method_reports_every_phase_and_vcn_of_xraygan():
 
 
 @pytest.mark.parametrize("method", ["gan_int_cls", "stackgan", "attngan"])
-def test_time_method_runs_every_baseline(method):
-    rows = time_method(method, "tiny", "fp32", device="cpu", warmup=1, steps=1)
+def test_phase_rows_run_every_baseline(method):
+    rows = list(phase_rows(method, "tiny", "fp32", device="cpu", warmup=1, steps=1))
     assert rows and all(r["method"] == method and r["pairs_per_s"] > 0 for r in rows)
     assert [r["phase"] for r in rows if r["phase"] != "gan"] == (["damsm"] if method == "attngan" else [])
 

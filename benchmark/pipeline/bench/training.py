@@ -153,21 +153,6 @@ def _row(method: str, mode: str, phase: Phase, train_cases: int, m: dict, device
     }
 
 
-def time_method(
-    method: str,
-    setting: str = "tiny",
-    mode: str = "fp32",
-    *,
-    device: str | torch.device | None = None,
-    warmup: int = 5,
-    steps: int = 20,
-    train_cases: int = OPENI_TRAIN_CASES,
-) -> list[dict]:
-    """One row per phase of the method's schedule, and of what ``begin_stage`` pretrains: XRayGAN's VCN at
-    each stage, AttnGAN's DAMSM once."""
-    return list(phase_rows(method, setting, mode, device=device, warmup=warmup, steps=steps, train_cases=train_cases))
-
-
 def phase_rows(
     method: str,
     setting: str = "tiny",
@@ -178,7 +163,9 @@ def phase_rows(
     steps: int = 20,
     train_cases: int = OPENI_TRAIN_CASES,
 ) -> Iterator[dict]:
-    """``time_method``'s rows, each as soon as it is timed: a bench cut part-way keeps the phases before."""
+    """One row per phase of the method's schedule, and of what ``begin_stage`` pretrains (XRayGAN's VCN at each
+    stage, AttnGAN's DAMSM once), each yielded as soon as it is timed: a bench cut part-way keeps the phases
+    before."""
     cls, full_cfg, cfg = method_config(method, setting, mode)
     vocab = openi_vocab()
     with tempfile.TemporaryDirectory() as tmp:
