@@ -6,8 +6,8 @@ golden ``leaderboards/check/steps.json`` from the measurement.
                                                                 # more seeds are recorded: their spread is stated)
     python scripts/measure_tolerances.py --reuse-metrics measured.json   # new probes, the saved evaluations
 
-Each kernel path is a fresh process with the instruction sets capped (``KERNEL_PATHS``): a cheap stand-in for
-another CPU type. In each, the steps layer probes every trained row and, on each capped path, the metrics
+Each kernel path is a fresh process with the instruction sets capped (``KERNEL_PATHS``) and a cold feature
+cache: a cheap stand-in for another CPU type. In each, the steps layer probes every trained row and, on each capped path, the metrics
 layer re-evaluates every row's stored samples (on the default path that evaluation is the record itself). The
 default path's probes become the golden; the tolerance of each metric and loss is ``MARGIN`` times the largest
 difference any path shows (at least ``FLOOR``), and the file says which spread and how many comparisons it
@@ -179,11 +179,19 @@ def main() -> None:
     if args[:1] == ["--from"]:
         write(json.loads(Path(args[1]).read_text()))
         return
+    from benchmark.core.cache import cache_root
+
     measured = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, env in KERNEL_PATHS.items():
             out = Path(tmp) / f"{name}.json"
             print(f"kernel path {name}: {env or 'no caps'}", flush=True)
+            if env:  # a cold feature cache: the real images' features are extracted on this path too, as on a
+                # fresh machine (the rendered images are the same bytes everywhere: shared)
+                cache = Path(tmp) / f"cache-{name}"
+                (cache / "features").mkdir(parents=True)
+                (cache / "images").symlink_to(cache_root() / "images")
+                env = env | {"XBENCH_CACHE_DIR": str(cache)}
             # On the recording's own path the evaluation is the record's: only the probes are new there.
             evaluate = "evaluate" if env and args[:1] != ["--reuse-metrics"] else "probe"
             subprocess.run([sys.executable, __file__, "values", str(out), evaluate], env=os.environ | env, check=True)
