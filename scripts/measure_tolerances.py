@@ -7,12 +7,12 @@ golden ``leaderboards/check/steps.json`` from the measurement.
     python scripts/measure_tolerances.py --reuse-metrics measured.json   # new probes, the saved evaluations
 
 Each kernel path is a fresh process with the instruction sets capped (``KERNEL_PATHS``) and a cold feature
-cache: a cheap stand-in for another CPU type. In each, the steps layer probes every trained row and, on each capped path, the metrics
-layer re-evaluates every row's stored samples (on the default path that evaluation is the record itself). The
-default path's probes become the golden; the tolerance of each metric and loss is ``MARGIN`` times the largest
-difference any path shows (at least ``FLOOR``), and the file says which spread and how many comparisons it
-covers. The end-to-end layer's interval comes from the recorded seeds; the file states their spread per metric.
-Run it on the machine that made the records, after recording.
+cache: a cheap stand-in for another CPU type. In each, the steps layer probes every trained row and, on each
+capped path, the metrics layer re-evaluates every row's stored samples (on the default path that evaluation is
+the record itself). The default path's probes become the golden; the tolerance of each metric and loss is
+``MARGIN`` times the largest difference any path shows (at least ``FLOOR``), and the file says which spread
+and how many comparisons it covers. The end-to-end layer's interval comes from the recorded seeds; the file
+states their spread per metric. Run it on the machine that made the records, after recording.
 """
 
 import json
