@@ -125,7 +125,7 @@ def check_command(
     re-training against the recorded seeds (README; tolerances in leaderboards/tolerances.toml)."""
     from benchmark.pipeline.check import check_records
     from benchmark.pipeline.check.tolerances import LAYERS
-    from benchmark.pipeline.display import check_summary, check_table
+    from benchmark.pipeline.display import check_failures, check_summary
     from benchmark.pipeline.leaderboard import LEADERBOARDS
     from benchmark.pipeline.results import cpu_capability, cpu_model
 
@@ -136,7 +136,8 @@ def check_command(
     console.print(check_summary(rows))
     failed = [r for r in rows if not r.ok]
     if failed:
-        console.print(check_table(failed))
+        for line in check_failures(failed):
+            console.print(line, markup=False, soft_wrap=True)
         console.print(f"{len(failed)} of {len(rows)} comparisons out of tolerance")
         raise typer.Exit(1)
     console.print(f"all {len(rows)} comparisons within tolerance ({len(checked)} rows)")

@@ -94,6 +94,9 @@ def test_check_passes_then_fails_on_a_perturbed_record(dummy_run, xbench, tmp_pa
     record.write_text(json.dumps(data))
     bad = xbench("check", record, "--runs-dir", tmp_path / "check")
     assert bad.exit_code == 1 and "comparisons out of tolerance" in bad.output
+    # one line per failure, every digit kept whatever the terminal's width (CI logs are 80 columns)
+    line = next(x for x in bad.output.splitlines() if x.startswith("REGRESSION") and " ssim:" in x)
+    assert f"recorded {data['metrics']['frontal']['ssim']:.10g}" in line and "|diff| 0.05" in line, line
 
 
 def test_table_renders_the_records_beside_the_paper(dummy_run, xbench, tmp_path):

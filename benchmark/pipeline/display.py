@@ -54,20 +54,18 @@ def results_table(results: Iterable[RunResult]) -> list[Table]:
     return tables
 
 
-def check_table(rows: Iterable[Comparison]) -> Table:
-    table = Table("layer", "record", "view", "metric", "recorded", "now", "allowed", "", title="xbench check")
+def check_failures(rows: Iterable[Comparison]) -> list[str]:
+    """One plain line per failed comparison, at full precision: CI logs are 80 columns wide, and a table
+    cut to that width hides the very digits that failed."""
+    lines = []
     for r in rows:
-        table.add_row(
-            r.layer,
-            r.record,
-            r.view,
-            r.metric,
-            _number(r.recorded),
-            _number(r.now),
-            r.allowed,
-            "ok" if r.ok else f"[yellow]STALE[/yellow] {r.why}" if r.stale else f"[red]REGRESSION[/red] {r.why}",
+        kind = "STALE" if r.stale else "REGRESSION"
+        delta = "" if r.recorded is None or r.now is None else f", |diff| {abs(r.now - r.recorded):.3g}"
+        lines.append(
+            f"{kind} {r.layer} {r.record} {r.view} {r.metric}: recorded {_number(r.recorded, 10)}, "
+            f"now {_number(r.now, 10)}{delta}, allowed {r.allowed}" + (f" ({r.why})" if r.why else "")
         )
-    return table
+    return lines
 
 
 def check_summary(rows: list[Comparison]) -> Table:
@@ -129,5 +127,5 @@ def weights_verify_table(rows: list[dict]) -> Table:
     return rows_table("weights", ("name", "status", "path", "how to get it"), cells)
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"
+def _number(value: float | None, digits: int = 6) -> str:
+    return "" if value is None else f"{value:.{digits}g}"
