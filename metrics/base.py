@@ -58,8 +58,7 @@ class EvalConfig:
     """The ``eval`` section of a run config."""
 
     metrics: tuple[str, ...] = tuple(METRICS)  # names in metrics.METRICS
-    bootstrap: int = 1000  # bootstrap draws for the 95% intervals over test cases (0 = no intervals)
-    bootstrap_fid: bool = False  # intervals for FID/KID too (each draw recomputes the distance: costly)
+    bootstrap: int = 1000  # draws for the 95% intervals over test cases, FID's half-samples too (0 = none)
     seed: int = 0  # bootstrap draws, the mismatched real pairs, the real floor's reference cases
     device: str | None = None  # None: cuda if available else cpu
     batch_size: int = 64  # feature extraction batch

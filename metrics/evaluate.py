@@ -1,22 +1,28 @@
 """``evaluate(fake, real, cfg, dataset=..., reference=...)``: every requested metric, per view and per pair.
 
-Returns the result.json "metrics" block: ``{"frontal": {...}, "lateral": {...}, "pair": {...},
-"unavailable": {name: why}, "provenance": {name: {...}}}``. Each value is a plain float with ``<name>_n`` (the
-number of test cases) and ``<name>_ci`` (95 % interval over test cases, ``metrics.stats``: a percentile bootstrap
-for means of per-case values, the same resampled cases for every metric; half-sampling without replacement for
-FID and KID, only with ``bootstrap_fid``). Counts are never silent: ``<name>_ci_dropped_draws`` (resamples on
-which the metric was undefined), ``<name>_classes_dropped`` and ``<name>_ci_classes_dropped`` (finding classes
-without both labels among the test cases, at the point and summed over the draws), each written when not zero.
+Returns the result.json "metrics" block: ``{"frontal": {...}, "lateral": {...}, "pair": {...}, "unavailable": {name:
+why}, "provenance": {name: {...}}}``. Each value is a plain float with ``<name>_n`` (the number of test cases) and
+``<name>_ci`` (95 % interval over test cases, ``metrics.stats``: a percentile bootstrap for means of per-case
+values, the same resampled cases for every metric; for FID, half-samples without replacement from a plan derived
+from the dataset, the test cases and the eval seed, so two runs' replicates are paired case for case; for KID, the
+spread of its 100 subsets, drawn alike for every run). Counts are never silent: ``<name>_ci_dropped_draws``
+(resamples on which the metric was undefined), ``<name>_classes_dropped`` and ``<name>_ci_classes_dropped`` (finding
+classes without both labels among the test cases, at the point and summed over the draws), each written when not
+zero.
 
-Calibration, measured on real images beside every model score: ``<fid|kid|precision|recall>_..._real_floor``
-(the same metric between the real test images and as many real reference cases, drawn with the eval seed:
-what two real sets of this N score), the VC judge's ceiling, floor and AUROC, and ``finding_auc_real``.
+Calibration, measured on real images beside every model score: ``<fid|kid|precision|recall>_..._real_floor`` (the
+same metric between the real test images and as many real reference cases, drawn with the eval seed: what two real
+sets of this N score), the VC judge's ceiling, floor and AUROC, and ``finding_auc_real``. The evidence behind every
+number (``evaluate(..., evidence={})`` fills it): per-case values by case id (SSIM per view, the VC judge's matched,
+deranged and real pairs, the findings judge's scores with the labels) and the replicates of the set metrics (FID
+half-samples, KID subsets), so a later test can be run on what was recorded (``benchmark.pipeline.verdicts``).
 Nothing is rounded. A metric that cannot be computed (missing weights, too few cases, no labels, no reference
 images) is listed under "unavailable" with the reason and the fix, never reported as a number.
 """
 
 import dataclasses
 import functools
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -28,7 +34,7 @@ from benchmark.core.errors import XbenchError
 from benchmark.core.seeds import derive_seed
 from metrics import fidelity, findings, judges, view_consistency, weights
 from metrics.base import EvalConfig, ImageSet, Unavailable
-from metrics.frechet import frechet_distance
+from metrics.frechet import frechet_distance, frechet_replicates
 from metrics.registry import PROTOCOL, VIEWS, get_metric
 from metrics.ssim import ssim_scores
 from metrics.stats import (
@@ -88,6 +94,7 @@ class Context:
     dataset: str
     device: torch.device
     provenance: dict = dataclasses.field(default_factory=dict)
+    evidence: dict = dataclasses.field(default_factory=dict)  # "<what>/<view>" -> array (see the module doc)
 
     @property
     def n(self) -> int:
@@ -102,10 +109,10 @@ class Context:
 
     @functools.cached_property
     def half_index(self) -> np.ndarray | None:
-        """The half-samples [B, N/2] shared by FID and KID (None when their intervals are off or N < 4)."""
-        if self.cfg.bootstrap == 0 or not self.cfg.bootstrap_fid or self.n < 4:
+        """FID's half-samples [B, N/2] (None when intervals are off or N < 4): ``half_sample_plan``."""
+        if self.cfg.bootstrap == 0 or self.n < 4:
             return None
-        return half_sample_indices(self.n, self.cfg.bootstrap, derive_seed(self.cfg.seed, "half-sample", self.n))
+        return half_sample_plan(self.dataset, self.real.case_ids, self.cfg.seed, self.cfg.bootstrap)
 
     @functools.cached_property
     def floor_index(self) -> np.ndarray:
@@ -153,8 +160,9 @@ class Context:
             cache.save("features", key, hit)
         return hit
 
-    def per_case(self, name: str, values: np.ndarray) -> dict:
-        """name, name_n and name_ci of a mean over per-case values."""
+    def per_case(self, name: str, values: np.ndarray, view: str = "pair") -> dict:
+        """name, name_n and name_ci of a mean over per-case values (kept as evidence ``name/view``)."""
+        self.evidence[f"{name}/{view}"] = np.asarray(values, dtype=np.float64)
         out = {name: float(np.mean(values)), f"{name}_n": len(values)}
         if self.index is not None:
             out[f"{name}_ci"], dropped = mean_interval(values, self.index)
@@ -162,20 +170,16 @@ class Context:
                 out[f"{name}_ci_dropped_draws"] = dropped
         return out
 
-    def statistic(self, name: str, fn: Callable, scheme: str = "bootstrap") -> dict:
-        """name, name_n and name_ci of a statistic of case indices; ``fn`` may return (value, classes left out).
-
-        scheme "bootstrap": percentile interval of draws with replacement; "half": half-samples without
-        replacement, their spread centred on the value at N (``metrics.stats``); no interval if that scheme is off.
-        """
+    def statistic(self, name: str, fn: Callable) -> dict:
+        """name, name_n and name_ci (percentile bootstrap over cases) of a statistic of case indices; ``fn`` may
+        return (value, classes left out)."""
         value, dropped = _split(fn(np.arange(self.n)))
         out = {name: value, f"{name}_n": self.n}
         if dropped:
             out[f"{name}_classes_dropped"] = dropped
-        index = self.index if scheme == "bootstrap" else self.half_index
-        if index is not None:
-            draws, left_out = resampled(fn, index)
-            ci, bad = centred_interval(value, draws) if scheme == "half" else percentile_interval(draws)
+        if self.index is not None:
+            draws, left_out = resampled(fn, self.index)
+            ci, bad = percentile_interval(draws)
             out[f"{name}_ci"] = ci
             if bad:
                 out[f"{name}_ci_dropped_draws"] = bad
@@ -219,6 +223,25 @@ def _real_floor(ctx: Context, name: str, family: str, view: str, fn: Callable) -
     return {f"{name}_real_floor": floor, f"{name}_real_floor_n": ctx.n}
 
 
+def _replicate_interval(ctx: Context, name: str, view: str, value: float, draws: np.ndarray) -> dict:
+    """``name_ci`` from a set metric's replicates (their spread centred on ``value``, ``metrics.stats``), which
+    are kept as evidence ``name/view``."""
+    ctx.evidence[f"{name}/{view}"] = draws
+    out = {}
+    out[f"{name}_ci"], bad = centred_interval(value, draws)
+    if bad:
+        out[f"{name}_ci_dropped_draws"] = bad
+    return out
+
+
+def half_sample_plan(dataset: str, case_ids, seed: int, draws: int) -> np.ndarray:
+    """FID's resampling plan: ``draws`` half-samples of the test cases, from a seed derived from the dataset,
+    the test cases (their ids, in order) and the eval seed. Every run of one test split draws the same plan,
+    so replicate b of two runs holds the same cases: their difference is paired."""
+    ids = hashlib.sha256("\n".join(case_ids).encode()).hexdigest()
+    return half_sample_indices(len(case_ids), draws, derive_seed(seed, "half-sample", dataset, ids))
+
+
 def _distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
     ex, _ = ctx.extractor(family)
     ctx.provenance[name] = ex.provenance
@@ -228,16 +251,15 @@ def _distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
     for view in VIEWS:
         f1, f2 = ctx.features(family, "fake", view)["pool"], ctx.features(family, "real", view)["pool"]
         if kind == "fid":
-            out[view] = ctx.statistic(name, lambda i: frechet_distance(f1[i], f2[i], ctx.device), scheme="half")
+            out[view] = {name: frechet_distance(f1, f2, ctx.device), f"{name}_n": ctx.n}
+            if ctx.half_index is not None:
+                draws = frechet_replicates(f1, f2, ctx.half_index, ctx.device)
+                out[view] |= _replicate_interval(ctx, name, view, out[view][name], draws)
             out[view] |= _real_floor(ctx, name, family, view, lambda a, b: frechet_distance(a, b, ctx.device))
         elif kind == "kid":
-            mean, std = fidelity.kid(f1, f2)
-            out[view] = {name: mean, f"{name}_std": std, f"{name}_n": ctx.n}
-            if ctx.half_index is not None:
-                draws, _ = resampled(lambda i: fidelity.kid(f1[i], f2[i])[0], ctx.half_index)
-                out[view][f"{name}_ci"], bad = centred_interval(mean, draws)
-                if bad:
-                    out[view][f"{name}_ci_dropped_draws"] = bad
+            subsets = fidelity.kid_subsets(f1, f2)
+            out[view] = {name: float(subsets.mean()), f"{name}_std": float(subsets.std()), f"{name}_n": ctx.n}
+            out[view] |= _replicate_interval(ctx, name, view, out[view][name], subsets)
             out[view] |= _real_floor(ctx, name, family, view, lambda a, b: fidelity.kid(a, b)[0])
         else:  # "precision" or "recall"
             pick = 0 if kind == "precision" else 1
@@ -247,7 +269,7 @@ def _distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
 
 
 def _ssim(ctx: Context) -> dict:
-    return {view: ctx.per_case("ssim", ssim_scores(ctx.fake.view(view), ctx.real.view(view))) for view in VIEWS}
+    return {view: ctx.per_case("ssim", ssim_scores(ctx.fake.view(view), ctx.real.view(view)), view) for view in VIEWS}
 
 
 def _needs_reference(ctx: Context, what: str) -> None:
@@ -273,6 +295,7 @@ def _vc(ctx: Context) -> dict:
     # The method's own frontals against other cases' generated laterals: as high as ``vc`` when its two views
     # share nothing of a patient (two generators that see only the report), lower when they do.
     deranged = view_consistency.p_same(net, fake_f, fake_l[other], size)
+    ctx.evidence["vc_derangement/pair"] = other
     labels = np.r_[np.ones(ctx.n, bool), np.zeros(ctx.n, bool)]
     out = ctx.per_case("vc", fake) | ctx.per_case("vc_deranged", deranged) | ctx.per_case("vc_real_matched", matched)
     out |= ctx.per_case("vc_real_mismatched", mismatched)
@@ -304,6 +327,12 @@ def _finding_auc(ctx: Context) -> dict:
         y = findings.label_matrix(ctx.real.findings, kept)
         p_fake = findings.predict(net, ctx.fake.view(view), size)[:, cols]
         p_real = findings.predict(net, ctx.real.view(view), size)[:, cols]
+        ctx.evidence |= {
+            f"finding_scores/{view}": p_fake,
+            f"finding_scores_real/{view}": p_real,
+            f"finding_labels/{view}": y,
+            f"finding_classes/{view}": np.asarray(kept),
+        }
         out[view] = ctx.statistic("finding_auc", lambda i: macro_auroc(p_fake[i], y[i]))
         out[view] |= ctx.statistic("finding_auc_real", lambda i: macro_auroc(p_real[i], y[i]))
         out[view]["finding_auc_classes"] = len(kept)
@@ -338,6 +367,7 @@ def evaluate(
     dataset: str,
     reference: ImageSet | None = None,
     timings: dict | None = None,
+    evidence: dict | None = None,
 ) -> dict:
     """Every metric of ``cfg.metrics`` for generated images ``fake`` against the test split's ``real`` images.
 
@@ -348,6 +378,8 @@ def evaluate(
     the Inception features, so the extraction is charged to whichever of them comes first in ``cfg.metrics``.
     A metric found unavailable gets no entry, even if it did some shared work first (e.g. ``is_inception``
     loading the Inception network before finding it has no logits): that time is in no metric's entry.
+    ``evidence``: when a dict is given, it is filled with the per-case values and replicates behind the numbers
+    ("<what>/<view>" -> array; "case_ids" and "eval_seed" name the cases and the seed of the plans).
     """
     check_inputs(fake, real, reference)
     ctx = Context(fake, real, reference, cfg, dataset, resolve_device(cfg.device))
@@ -365,6 +397,8 @@ def evaluate(
         for scope, entries in values.items():
             out[scope].update(entries)
     out["provenance"] = ctx.provenance | {"protocol": {"metrics": PROTOCOL, "judges": judges.PROTOCOL}}
+    if evidence is not None:
+        evidence |= ctx.evidence | {"case_ids": np.asarray(real.case_ids), "eval_seed": np.asarray(cfg.seed)}
     return out
 
 

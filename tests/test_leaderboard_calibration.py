@@ -4,7 +4,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-import pytest
+import numpy as np
 
 from benchmark.pipeline import leaderboard
 from benchmark.pipeline.check import check_records
@@ -70,11 +70,20 @@ def test_calibration_rows_intervals_and_n_in_the_header():
     assert {"ci_lo", "ci_hi"} <= set(frame.columns) and "calibration" in set(frame["kind"])
 
 
+def evidence(record: RunResult) -> dict:
+    """Per-case vc values around the record's own vc (64 cases), like metrics.evaluate keeps them."""
+    noise = np.random.default_rng([record.seed, len(record.method)]).normal(0, 0.05, 64)
+    return {"case_ids": np.array([f"c{i}" for i in range(64)]), "vc/pair": record.metrics["pair"]["vc"] + noise}
+
+
 def test_each_setting_is_its_own_section_and_separated_differences_are_listed():
-    small = dataclasses.replace(result("xraygan", "full", 0, 0.80), setting="small")
-    floor = dataclasses.replace(result("dummy", "default", 0, 0.45), setting="small")
-    records = [result("dummy", "default", 0, 0.44), small, floor]
-    tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported())
+    small = [dataclasses.replace(result("xraygan", "full", s, 0.80 + 0.01 * s), setting="small") for s in range(3)]
+    floor = [dataclasses.replace(result("dummy", "default", s, 0.45 - 0.01 * s), setting="small") for s in range(3)]
+    lone = dataclasses.replace(result("stackgan", "xraygan_protocol", 0, 0.7), setting="small")
+    records = [result("dummy", "default", 0, 0.44), *small, *floor, lone]
+    for r in records:
+        r.metrics["pair"]["vc"] = float(evidence(r)["vc/pair"].mean())  # the record's value is its cases' mean
+    tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported(), evidence_of=evidence)
     assert [t.setting for t in tables] == ["small"] * 2 + ["tiny"] * 2  # 1a and 2 per setting, small first
     markdown = leaderboard.render_markdown(tables)
     small_part, tiny_part = markdown.split("## Tiny setting")
@@ -83,11 +92,15 @@ def test_each_setting_is_its_own_section_and_separated_differences_are_listed():
         and "xraygan [full]" in small_part
         and "xraygan" not in tiny_part.split("Notes:")[0]
     )
-    # vc intervals [0.70, 0.90] vs [0.35, 0.55]: separated, the better first; FID intervals overlap: not listed
-    assert "- vc: xraygan [full] > dummy [default]" in small_part and "fid_inception (F):" not in small_part
-    assert leaderboard.interval((0.5, 0.1, None), 3) == pytest.approx(
-        (0.5 - 4.30 * 0.1 / 3**0.5, 0.5 + 4.30 * 0.1 / 3**0.5)
-    )
+    # three seeds each, 0.35 apart: separated, printed as the difference with its interval, the better first
+    (verdict,) = [v for v in tables[0].separated if v.metric == "vc"]
+    assert (verdict.better, verdict.worse) == ("xraygan [full]", "dummy [default]")
+    assert verdict.interval[0] < verdict.diff < verdict.interval[1] and verdict.interval[0] > 0
+    assert f"- {verdict.text()}" in small_part and "- vc: xraygan [full] - dummy [default] = +0.3" in small_part
+    # one seed: listed, never separated, and no bold for anyone it cannot be told from
+    assert "Seed variance not measured (one seed; never called separated): stackgan [xraygan_protocol]" in small_part
+    assert all("stackgan" not in (v.better, v.worse) for v in tables[0].verdicts)
+    assert "**" not in small_part.split("### Table 2")[0].split("Separated")[0]
 
 
 def test_a_record_of_another_metric_protocol_is_stale_not_a_regression(tmp_path):

@@ -10,6 +10,7 @@ from benchmark.core.errors import XbenchError
 from benchmark.core.resize import resident_images
 from benchmark.data.datasets import DataConfig, get_dataset
 from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, findings, get_metric, judges, view_consistency
+from metrics.stats import centred_interval
 from tests.metrics_fixtures import random_set
 from tests.tiny import tiny_eval
 
@@ -73,7 +74,7 @@ def test_registry_and_config():
 
 def test_distribution_metrics_and_ssim(phantom, tiny_inception):
     _, test = phantom
-    cfg = tiny_eval(metrics=FAST, bootstrap_fid=True)
+    cfg = tiny_eval(metrics=FAST)
     same = evaluate(test, test, cfg, dataset="phantom")
     noise = evaluate(noise_like(test), test, cfg, dataset="phantom")
     check_block(same), check_block(noise)
@@ -90,17 +91,24 @@ def test_distribution_metrics_and_ssim(phantom, tiny_inception):
     assert not same["unavailable"]
 
 
-def test_fid_intervals_off_by_default_and_real_features_cached(phantom, tiny_inception, monkeypatch):
+def test_real_features_cached_and_fid_kid_intervals_from_their_replicates(phantom, tiny_inception, monkeypatch):
     _, test = phantom
     calls = []
     extract = fidelity.extract
     monkeypatch.setattr(fidelity, "extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
     cfg = tiny_eval(metrics=("fid_inception", "kid_inception"))
-    first = evaluate(noise_like(test), test, cfg, dataset="phantom")
+    evidence = {}
+    first = evaluate(noise_like(test), test, cfg, dataset="phantom", evidence=evidence)
     assert len(calls) == 4  # fake + real, per view; FID and KID share the features
     second = evaluate(noise_like(test, 1), test, cfg, dataset="phantom")
     assert len(calls) == 6  # the real-image features came from the cache
-    assert "fid_inception_ci" not in first["frontal"] and "fid_inception" in second["frontal"]
+    assert "fid_inception" in second["frontal"]
+    for view in ("frontal", "lateral"):
+        fid, kid = evidence[f"fid_inception/{view}"], evidence[f"kid_inception/{view}"]
+        assert fid.shape == (cfg.bootstrap,) and kid.shape == (100,)
+        assert first[view]["fid_inception_ci"] == list(centred_interval(first[view]["fid_inception"], fid)[0])
+        assert first[view]["kid_inception"] == pytest.approx(kid.mean(), rel=1e-12)
+    assert list(evidence["case_ids"]) == list(test.case_ids)
 
 
 def test_vc_and_finding_auc(phantom, quick_judges):

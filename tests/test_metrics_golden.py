@@ -8,11 +8,12 @@ import torch
 import torch_fidelity
 from skimage.metrics import structural_similarity
 from torch_fidelity.metric_fid import fid_statistics_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
 
 from benchmark.core.errors import XbenchError
 from metrics import fidelity
 from metrics.base import Unavailable
-from metrics.frechet import frechet_distance, frechet_distance_from_stats
+from metrics.frechet import frechet_distance, frechet_distance_from_stats, frechet_replicates
 from metrics.ssim import ssim_scores
 from metrics.stats import (
     auroc,
@@ -241,3 +242,23 @@ def test_pipeline_equals_torch_fidelity_calculate_metrics():
     assert frechet_distance(fa, fb) == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
     assert fidelity.kid(fa, fb)[0] == pytest.approx(ref["kernel_inception_distance_mean"], rel=2e-4)
     assert fidelity.precision_recall(fb, fa) == (pytest.approx(ref["precision"]), pytest.approx(ref["recall"]))
+
+
+def test_frechet_replicates_equal_the_distance_of_each_subset():
+    """The Gram route (one m x m eigen-solve per draw) against the direct FID of each half-sample."""
+    rng = np.random.default_rng(7)
+    x1, x2 = rng.normal(size=(40, 96)), rng.normal(size=(40, 96)) * 1.2 + 0.3
+    index = half_sample_indices(40, 12, seed=3)
+    direct = np.array([frechet_distance(x1[i], x2[i]) for i in index])
+    np.testing.assert_allclose(frechet_replicates(x1, x2, index), direct, rtol=1e-6)
+
+
+def test_kid_subsets_are_torch_fidelitys_kid():
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=(48, 64)), rng.normal(size=(48, 64)) + 0.2
+    ref = kid_features_to_metric(
+        torch.from_numpy(a), torch.from_numpy(b), kid_subsets=100, kid_subset_size=24, rng_seed=2020, verbose=False
+    )
+    values = fidelity.kid_subsets(a, b)
+    assert values.mean() == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-12)
+    assert values.std() == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-12)

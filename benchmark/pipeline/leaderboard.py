@@ -1,7 +1,10 @@
 """Leaderboards: the paper's Table 1 (methods) and Table 2 (XRayGAN ablations) from recorded results.
 
 Rows are (method, variant, setting): one seed shows its value and 95 % interval over test cases
-(``0.541 [0.40, 0.67]``), several seeds mean +- std over seeds. Measured calibration rows, "Real (xbench)",
+(``0.541 [0.40, 0.67]``), several seeds mean +- std over seeds. Which differences between rows are real is
+decided by one rule, ``benchmark.pipeline.verdicts`` (paired on test cases, hierarchical over seeds and cases,
+Holm over a table), from the evidence kept beside each record; a value is bold only when its row is separated
+from every other measured row in that column. Measured calibration rows, "Real (xbench)",
 show what real images score under the same protocol and N (FID/KID/precision/recall between two disjoint real
 sets, the VC judge's ceiling, floor and AUROC, ``finding_auc_real``); the paper's own numbers sit apart as rows
 marked "reported" (``leaderboards/reported.toml``). Markdown is rendered by hand, CSV through pandas,
@@ -17,7 +20,8 @@ from pathlib import Path
 from benchmark.core.errors import XbenchError
 from benchmark.core.io import atomic_write
 from benchmark.data.datasets import dataset_class
-from benchmark.pipeline.results import RunResult, load_result
+from benchmark.pipeline.results import RunResult, evidence_path, load_evidence, load_result, record_name
+from benchmark.pipeline.verdicts import RowEvidence, Verdict, table_verdicts
 from methods import get_method
 from metrics import METRICS
 
@@ -38,6 +42,7 @@ TABLE1_BLOCKS = (
         {("gan_int_cls", "faithful"), ("stackgan", "faithful"), ("attngan", "faithful")},
     ),
 )  # fmt: skip
+HIGHER_IS_BETTER = {name: spec.higher_is_better for name, spec in METRICS.items()}  # what a verdict calls better
 BUDGET_TOLERANCE = 0.10  # pairs seen within one block and setting may differ by this fraction
 
 
@@ -58,6 +63,7 @@ class Row:
     cells: dict[Column, tuple]  # column -> (mean, std over seeds or None, 95 % interval [lo, hi] or None)
     seeds: int = 0
     budget: dict | None = None  # the runs' result.json "budget" (epochs, pairs_seen, generator_updates)
+    evidence: RowEvidence | None = None  # measured rows: what the verdicts are computed from
 
 
 # Where a calibration row takes each column's value from: (row label, {metric: key in the record}).
@@ -87,7 +93,13 @@ class Table:
     rows: tuple[Row, ...]
     notes: tuple[str, ...]
     setting: str = ""
-    separated: tuple[str, ...] = ()  # differences between measured rows that their intervals separate
+    verdicts: tuple[Verdict, ...] = ()  # every paired comparison of two measured rows (Holm over the table)
+    unmeasured: tuple[str, ...] = ()  # measured rows with one seed: never called separated
+    no_evidence: tuple[str, ...] = ()  # measured rows whose records keep no evidence: re-evaluate them
+
+    @property
+    def separated(self) -> tuple[Verdict, ...]:
+        return tuple(v for v in self.verdicts if v.separated)
 
 
 SETTING_ORDER = ("paper", "small", "tiny")  # sections of a leaderboard, largest first; rows never mix them
@@ -98,6 +110,12 @@ def load_records(dataset: str) -> list[RunResult]:
     return [load_result(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
+def record_evidence(record: RunResult) -> dict | None:
+    """The evidence kept beside a committed record (``<record>.evidence.npz``), or None when it has none."""
+    path = evidence_path(LEADERBOARDS / "records" / record.dataset / f"{record_name(record)}.json")
+    return load_evidence(path) if path.is_file() else None
+
+
 def load_reported() -> dict:
     path = LEADERBOARDS / "reported.toml"
     try:
@@ -106,20 +124,24 @@ def load_reported() -> dict:
         raise XbenchError(f"{path}: cannot read the paper's reported numbers ({err})") from None
 
 
-def build_tables(dataset: str, records: list[RunResult], reported: dict) -> list[Table]:
+def build_tables(dataset: str, records: list[RunResult], reported: dict, evidence_of=record_evidence) -> list[Table]:
     """Per setting (``SETTING_ORDER``), Table 1 in blocks (``TABLE1_BLOCKS``: one protocol, then the faithful
     baselines) and Table 2 (XRayGAN's ablation variants); each measured row carries its training budget, each
-    table the differences its intervals separate."""
+    table its verdicts (``evidence_of(record)``: a record's evidence, or None)."""
     settings = sorted(
         {r.setting for r in records},
         key=lambda s: (SETTING_ORDER.index(s) if s in SETTING_ORDER else len(SETTING_ORDER), s),
     )
     if not settings:
-        return _setting_tables(dataset, "", [], reported)
-    return [t for s in settings for t in _setting_tables(dataset, s, [r for r in records if r.setting == s], reported)]
+        return _setting_tables(dataset, "", [], reported, evidence_of)
+    return [
+        t
+        for s in settings
+        for t in _setting_tables(dataset, s, [r for r in records if r.setting == s], reported, evidence_of)
+    ]
 
 
-def _setting_tables(dataset: str, setting: str, records: list[RunResult], reported: dict) -> list[Table]:
+def _setting_tables(dataset: str, setting: str, records: list[RunResult], reported: dict, evidence_of) -> list[Table]:
     columns = tuple(
         Column(name, view)
         for name, spec in METRICS.items()
@@ -149,10 +171,17 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
     suffix = f" ({where}N = {'/'.join(map(str, n_test))} test cases)" if n_test else ""
 
     def measured(keys) -> list[Row]:
-        return [_mean_row(f"{m} [{v}]", groups[(m, v)], columns) for m, v in keys]
+        return [_mean_row(f"{m} [{v}]", groups[(m, v)], columns, evidence_of) for m, v in keys]
 
     def table(text: str, rows: list[Row]) -> Table:
-        return Table(text + suffix, columns, tuple(rows), notes + budget_notes(rows, setting), setting, separated(rows))
+        mine = [r for r in rows if r.kind == "measured"]
+        ready = [r.evidence for r in mine if r.evidence is not None]
+        found, unmeasured = table_verdicts(ready, [(c.metric, c.view) for c in columns], HIGHER_IS_BETTER)
+        missing = tuple(r.label for r in mine if r.evidence is None)
+        return Table(
+            text + suffix, columns, tuple(rows), notes + budget_notes(rows, setting), setting,
+            tuple(found), tuple(unmeasured), missing,
+        )  # fmt: skip
 
     tables = []
     for k, (label, members) in enumerate(TABLE1_BLOCKS):
@@ -175,43 +204,6 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
     )
     tables.append(table(f"Table 2: XRayGAN ablations on {dataset}", rows))
     return tables
-
-
-def interval(cell: tuple, seeds: int) -> tuple[float, float] | None:
-    """A cell's 95 % interval: over test cases for one seed (bootstrap), over seeds for several (Student t)."""
-    mean, std, ci = cell
-    if ci is not None:
-        return ci[0], ci[1]
-    if std is not None and seeds >= 2:
-        half = T95[min(seeds - 1, len(T95)) - 1] * std / math.sqrt(seeds)
-        return mean - half, mean + half
-    return None
-
-
-T95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23)  # Student t, 97.5 % quantile, df 1..10
-
-
-def separated(rows: list[Row]) -> tuple[str, ...]:
-    """``metric (view): a > b`` for every pair of measured rows whose 95 % intervals do not overlap, the better
-    one first (direction from the metric registry)."""
-    out = []
-    measured_rows = [r for r in rows if r.kind == "measured"]
-    columns = dict.fromkeys(c for r in measured_rows for c in r.cells if c.metric in METRICS)
-    for col in columns:
-        better = max if METRICS[col.metric].higher_is_better else min
-        found = []
-        for i, a in enumerate(measured_rows):
-            for b in measured_rows[i + 1 :]:
-                if col not in a.cells or col not in b.cells:
-                    continue
-                ia, ib = interval(a.cells[col], a.seeds), interval(b.cells[col], b.seeds)
-                if ia is None or ib is None or not (ia[1] < ib[0] or ib[1] < ia[0]):
-                    continue
-                win, lose = (a, b) if better(a.cells[col][0], b.cells[col][0]) == a.cells[col][0] else (b, a)
-                found.append(f"{win.label} > {lose.label}")
-        if found:
-            out.append(f"{col.label}: " + "; ".join(found))
-    return tuple(out)
 
 
 def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
@@ -269,10 +261,13 @@ def _cell(runs: list[RunResult], view: str, key: str) -> tuple | None:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)), None
 
 
-def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...]) -> Row:
+def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...], evidence_of) -> Row:
     cells = {col: cell for col in columns if (cell := _cell(runs, col.view, col.metric)) is not None}
     budgets = [r.budget for r in runs]  # runs of one config: equal budgets (the train split is fixed)
-    return Row(label, "measured", cells, seeds=len(runs), budget=budgets[0] if all(budgets) else None)
+    kept = [evidence_of(r) for r in runs]
+    evidence = None if any(e is None for e in kept) else RowEvidence(label, tuple(r.metrics for r in runs), tuple(kept))
+    budget = budgets[0] if all(budgets) else None
+    return Row(label, "measured", cells, seeds=len(runs), budget=budget, evidence=evidence)
 
 
 def _calibration_rows(setting: str, runs: list[RunResult], columns: tuple[Column, ...]) -> list[Row]:
@@ -309,14 +304,40 @@ def _reported_rows(reported: dict, table: str, dataset: str, columns: tuple[Colu
     return rows
 
 
-def best_cells(table: Table) -> dict[Column, float]:
-    """The best measured mean per column (direction from the metric registry)."""
-    best = {}
-    for col in table.columns:
-        values = [row.cells[col][0] for row in table.rows if row.kind == "measured" and col in row.cells]
-        if values and col.metric in METRICS:
-            best[col] = max(values) if METRICS[col.metric].higher_is_better else min(values)
-    return best
+def bold_cells(table: Table) -> set[tuple[str, Column]]:
+    """(row label, column) of each value whose row is separated from every other measured row in that column."""
+    measured = [r.label for r in table.rows if r.kind == "measured"]
+    wins: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for v in table.separated:
+        wins[(v.better, v.metric, v.view)].add(v.worse)
+    return {
+        (label, col)
+        for col in table.columns
+        for label in measured
+        if len(measured) > 1 and wins[(label, col.metric, col.view)] >= set(measured) - {label}
+    }
+
+
+def verdict_lines(table: Table) -> list[str]:
+    """The table's separated differences (better first, with their intervals) and the rows the rule cannot
+    judge, as markdown lines."""
+    rows = [r for r in table.rows if r.kind == "measured"]
+    if len(rows) < 2:
+        return []
+    out = []
+    if table.separated:
+        out.append(
+            f"Separated (paired on test cases, resampled over seeds then cases; 95 %, Holm over the table's "
+            f"{len(table.verdicts)} comparisons; better minus worse):\n"
+        )
+        out.extend(f"- {v.text()}" for v in table.separated)
+    elif table.verdicts:
+        out.append(f"No difference is separated (paired rule, Holm over {len(table.verdicts)} comparisons).")
+    if table.unmeasured:
+        out.append(f"\nSeed variance not measured (one seed; never called separated): {', '.join(table.unmeasured)}.")
+    if table.no_evidence:
+        out.append(f"\nNo per-case evidence recorded (re-evaluate the record): {', '.join(table.no_evidence)}.")
+    return out
 
 
 def format_cell(mean: float, std: float | None, ci=None, digits: int = 3) -> str:
@@ -347,7 +368,7 @@ def render_markdown(tables: list[Table]) -> str:
             out.append(f"## {SETTING_TITLES.get(section, f'{section} setting')}\n")
         all_columns = list(table.columns) + [c for r in table.rows for c in r.cells if c not in table.columns]
         columns = list(dict.fromkeys(all_columns))
-        best = best_cells(table)
+        bold = bold_cells(table)
         out.append(f"### {table.title}\n")
         out.append("| method | seeds | budget | " + " | ".join(c.label for c in columns) + " |")
         out.append("|---|---:|---|" + "---:|" * len(columns))
@@ -358,21 +379,17 @@ def render_markdown(tables: list[Table]) -> str:
                     cells.append("")
                     continue
                 text = format_cell(*row.cells[col])
-                bold = row.kind == "measured" and best.get(col) == row.cells[col][0]
-                cells.append(f"**{text}**" if bold else text)
+                cells.append(f"**{text}**" if (row.label, col) in bold else text)
             seeds = str(row.seeds) if row.kind == "measured" else "–"
             out.append(f"| {row.label} | {seeds} | {format_budget(row.budget)} | " + " | ".join(cells) + " |")
         out.append("")
-        if table.separated:
-            out.append("Separated by their 95 % intervals (better first):\n")
-            out.extend(f"- {line}" for line in table.separated)
-        else:
-            out.append("No difference between measured rows is separated by their 95 % intervals.")
+        out.extend(verdict_lines(table))
         out.append("")
     notes = dict.fromkeys(n for t in tables for n in t.notes)
     out.append(
-        "Notes: best measured value per column in **bold**; one seed: value [95 % interval over test cases]; "
-        "several seeds: mean ± std over seeds (their separation uses the Student t interval over seeds). Rows "
+        "Notes: a value in **bold**: its row is separated from every other measured row in that column (the "
+        "paired rule, benchmark/pipeline/verdicts.py); one seed: value [95 % interval over test cases]; several "
+        "seeds: mean ± std over seeds. Rows "
         "marked (xbench) are measured on real images under the same protocol and N; rows marked (reported) are "
         "the paper's, measured by its authors' own networks; budget = the generator's training epochs (warm-up "
         "included), pairs seen (epochs x train cases) and generator updates.\n"
@@ -429,17 +446,13 @@ def render_rich(tables: list[Table]):
 
     out = []
     for table in tables:
-        best = best_cells(table)
+        bold = bold_cells(table)
         rich = RichTable("method", "seeds", "budget", *[c.label for c in table.columns], title=table.title)
         for row in table.rows:
             cells = []
             for col in table.columns:
                 text = format_cell(*row.cells[col]) if col in row.cells else ""
-                cells.append(
-                    f"[bold]{text}[/bold]"
-                    if row.kind == "measured" and best.get(col) == row.cells.get(col, (None,))[0]
-                    else text
-                )
+                cells.append(f"[bold]{text}[/bold]" if (row.label, col) in bold else text)
             rich.add_row(
                 escape(row.label),  # "xraygan [full]" is no markup tag
                 str(row.seeds) if row.kind == "measured" else "–",

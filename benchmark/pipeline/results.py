@@ -4,6 +4,7 @@ Never rounded on write (rounding happens in the leaderboard renderer only); writ
 """
 
 import dataclasses
+import io
 import json
 import os
 import platform
@@ -11,6 +12,8 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 from benchmark.core.errors import XbenchError
 from benchmark.core.io import atomic_write
@@ -135,3 +138,32 @@ def environment(device) -> dict:
         "git_sha": sha,
         "git_dirty": dirty,
     }
+
+
+def record_name(result: RunResult) -> str:
+    """A record's file stem under ``leaderboards/records/<dataset>/``."""
+    return f"{result.method}_{result.variant}_{result.setting}_s{result.seed}"
+
+
+def evidence_path(record: Path) -> Path:
+    """Where a record's evidence is kept: ``<record>.evidence.npz`` beside ``<record>.json``."""
+    return record.with_suffix(".evidence.npz")
+
+
+def save_evidence(path: Path, evidence: dict) -> None:
+    """``metrics.evaluate``'s evidence in one compressed file: "<what>/<view>" -> array, as computed (a record's
+    intervals are rebuilt from it exactly)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **evidence)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_evidence(path: Path) -> dict[str, np.ndarray]:
+    """What ``save_evidence`` wrote; a missing or corrupt file is an XbenchError naming the fix."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise XbenchError(f"no evidence file {path}; re-evaluate the record (scripts/reevaluate_records.py)") from None
+    except (OSError, ValueError) as err:
+        raise XbenchError(f"corrupt evidence file {path} ({err}); re-evaluate the record") from None

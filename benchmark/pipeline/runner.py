@@ -1,7 +1,8 @@
 """One run, in one direction: config -> data -> vocabulary -> fit -> generate -> evaluate -> result.json.
 
 Run directory ``runs/<method>_<dataset>_<variant>_s<seed>_<cfghash>/``: config.json, env.json, vocab.json,
-log.jsonl, ckpt/, samples/{frontal,lateral}/<case_id>.png and, last of all, result.json.
+log.jsonl, ckpt/, samples/{frontal,lateral}/<case_id>.png, samples.npz, evidence.npz (the per-case values and
+replicates behind the metrics) and, last of all, result.json.
 """
 
 import dataclasses
@@ -25,7 +26,15 @@ from benchmark.data.images import save_png, to_uint8
 from benchmark.data.text import Vocab
 from benchmark.pipeline import leaderboard
 from benchmark.pipeline.config import RunConfig
-from benchmark.pipeline.results import RunResult, environment, now, save_result
+from benchmark.pipeline.results import (
+    RunResult,
+    environment,
+    evidence_path,
+    now,
+    record_name,
+    save_evidence,
+    save_result,
+)
 from methods import get_method
 from methods.base import PairedData, default_device
 from metrics import ImageSet, evaluate
@@ -76,7 +85,8 @@ def run(
     # train + val reference whatever the run's caps, so every run at one resolution shares one judge.
     start = time.perf_counter()
     ids = tuple(c.case_id for c in test.cases)
-    metrics = evaluate_samples(cfg, dataset, test, fake)
+    evidence: dict = {}
+    metrics = evaluate_samples(cfg, dataset, test, fake, evidence)
     own = method.self_consistency(fake[:, 0], fake[:, 1])
     if own is not None:  # the method's own VCN on its samples: optimising against one's own judge shows
         metrics["pair"] |= {"vc_self": float(np.mean(own)), "vc_self_n": len(own)}
@@ -113,6 +123,7 @@ def run(
         sample_spread=sample_spread(fake, test.pixels),
     )
     save_samples(run_dir / "samples.npz", ids, fake)
+    save_evidence(run_dir / "evidence.npz", evidence)
     save_result(result, run_dir / "result.json")
     if record:
         record_result(result, run_dir)
@@ -137,10 +148,11 @@ def sample_spread(fake: np.ndarray, real: np.ndarray) -> dict:
     }
 
 
-def evaluate_samples(cfg: RunConfig, dataset, test, fake: np.ndarray) -> dict:
+def evaluate_samples(cfg: RunConfig, dataset, test, fake: np.ndarray, evidence: dict | None = None) -> dict:
     """The metrics block of a run: generated uint8 ``fake`` [N, 2, H, W] against the test split's real images
-    ``test`` (the dataset's ``Pairs``, in the same case order), with the frozen judges. ``xbench check``
-    calls it on a record's stored samples, so the run and the check evaluate the same way."""
+    ``test`` (the dataset's ``Pairs``, in the same case order), with the frozen judges; ``evidence`` (a dict) is
+    filled with the per-case values and replicates behind it. ``xbench check`` calls it on a record's stored
+    samples, so the run and the check evaluate the same way."""
     ids = tuple(c.case_id for c in test.cases)
     return evaluate(
         ImageSet(ids, fake),
@@ -148,6 +160,7 @@ def evaluate_samples(cfg: RunConfig, dataset, test, fake: np.ndarray) -> dict:
         cfg.eval,
         dataset=cfg.dataset,
         reference=judge_reference(cfg) if set(cfg.eval.metrics) & NEEDS_REFERENCE else None,
+        evidence=evidence,
     )
 
 
@@ -169,19 +182,17 @@ def judge_reference(cfg: RunConfig):
 
 
 def record_result(result: RunResult, run_dir: Path) -> Path:
-    """Copy a result under ``leaderboards/records/<dataset>/``, where ``xbench table`` and ``check`` read it.
-    A tiny record keeps its generated samples beside it (``<record>.samples.npz``, about 0.3 MB): ``xbench
+    """Copy a result under ``leaderboards/records/<dataset>/``, where ``xbench table`` and ``check`` read it,
+    with its evidence (``<record>.evidence.npz``: what the leaderboard's verdicts are computed from). A tiny
+    record keeps its generated samples beside it too (``<record>.samples.npz``, about 0.3 MB): ``xbench
     check`` re-evaluates them to test the metric layer on fixed inputs, on any machine."""
     target = leaderboard.LEADERBOARDS / "records" / result.dataset / f"{record_name(result)}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "evidence.npz", evidence_path(target))
     if result.setting == "tiny":
         shutil.copyfile(run_dir / "samples.npz", samples_path(target))
     shutil.copyfile(run_dir / "result.json", target)
     return target
-
-
-def record_name(result: RunResult) -> str:
-    return f"{result.method}_{result.variant}_{result.setting}_s{result.seed}"
 
 
 def samples_path(record: Path) -> Path:

@@ -86,7 +86,11 @@ def stale(layer: str, path: Path, recorded: RunResult) -> Comparison | None:
             f"{PROTOCOL}; re-record with `xbench run ... --record`"
         )
         return Comparison(layer, path.name, "-", "protocol", None, None, "", False, why)
-    cfg = config_from_dict(recorded.config)
+    try:
+        cfg = config_from_dict(recorded.config)
+    except XbenchError as err:  # a setting it holds was removed since
+        why = f"its configuration no longer loads ({err}); re-evaluate (scripts/reevaluate_records.py) or re-record"
+        return Comparison(layer, path.name, "-", "config", None, None, "", False, why)
     if cfg.config_hash != recorded.config_hash:  # a setting was added, renamed or removed since
         why = (
             f"the configuration schema changed since recording ({recorded.config_hash} -> {cfg.config_hash}); "
