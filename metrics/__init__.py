@@ -5,7 +5,8 @@ reference=...)`` computes the requested metrics per view and per pair with N and
 Weights: ``metrics.weights`` (manifest, resolution, ``xbench weights list|verify|import``).
 """
 
-from metrics.base import EvalConfig, ImageSet, Unavailable
+from metrics.base import ImageSet, Unavailable
+from metrics.config import EvalConfig
 from metrics.evaluate import evaluate
 from metrics.registry import METRICS, PROTOCOL, MetricSpec, get_metric
 

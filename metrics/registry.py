@@ -5,8 +5,12 @@ the old one stays until the leaderboards migrate. ``protocol_note`` is the leade
 """
 
 import dataclasses
+from collections.abc import Callable
+from functools import partial
 
 from benchmark.core.errors import unknown_name
+from metrics import compute
+from metrics.base import PAIR, VIEWS
 
 # The version of the whole metric protocol (every metric's recipe and the judges'): recorded in each result's
 # provenance; `xbench check` calls a record of another version stale instead of comparing its numbers.
@@ -14,17 +18,24 @@ from benchmark.core.errors import unknown_name
 #    precision/recall, XRayGAN's exact IS.
 # 3: the VC judge trains 30 epochs, not 12 (its test AUROC on phantom at 64 px: 0.87 -> 0.97).
 PROTOCOL = "xbench-metrics-3"
-VIEWS = ("frontal", "lateral")
-PAIR = ("pair",)
 
 
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
+    """Everything a metric is, in one place: how it is computed, what it needs, and how the leaderboard shows it."""
+
     name: str
     higher_is_better: bool
     scope: tuple[str, ...]  # ("frontal", "lateral"): one value per view; ("pair",): one per frontal+lateral pair
     weights: tuple[str, ...]  # names in metrics.weights.MANIFEST it can use (any one suffices); () = none needed
     protocol_note: str
+    compute: Callable  # (metrics.context.Context, name) -> {scope: {key: value}} (metrics.compute)
+    needs_reference: bool  # it needs the real train+val images (a judge trains on them, or a real floor draws them)
+    # Its calibration rows: leaderboard row id ("real", "mismatched", "judge_auroc") -> the record key that holds
+    # that row's value for this metric's column.
+    calibration: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Companion columns beside it (not metrics of their own): record key -> footnote.
+    companions: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def arrow(self) -> str:
@@ -40,6 +51,8 @@ METRICS: dict[str, MetricSpec] = {
         "Inception Score (legacy; not meaningful for CXRs): torch-fidelity ISC on the 1008-way logits_unbiased of "
         "TF-Inception 2015-12-05 (torch-fidelity's weights file only), 10 splits, shuffle seed 2020; uint8 gray "
         "replicated to 3 channels, TF1 bilinear resize to 299",
+        compute=partial(compute.inception_score, family="inception"),
+        needs_reference=False,
     ),
     "fid_inception": MetricSpec(
         "fid_inception",
@@ -52,6 +65,9 @@ METRICS: dict[str, MetricSpec] = {
         "N = test cases per view; interval: eval.bootstrap half-samples (N/2 cases without replacement, from a plan "
         "every run of the split shares), their 2.5-97.5 % deviations from their median placed around the value at "
         "N; real floor: the real test images against N real train+val cases drawn with the eval seed",
+        compute=partial(compute.distribution, family="inception", kind="fid"),
+        needs_reference=True,
+        calibration={"real": "fid_inception_real_floor"},
     ),
     "kid_inception": MetricSpec(
         "kid_inception",
@@ -62,6 +78,9 @@ METRICS: dict[str, MetricSpec] = {
         "(gamma 1/d, coef0 1), unbiased MMD^2, mean and std over 100 subsets of min(N/2, 1000) cases (at most half, so "
         "the std is a spread), seed 2020 (the same subsets for every run of one N); interval: the subsets' spread, "
         "placed like fid_inception's; real floor likewise",
+        compute=partial(compute.distribution, family="inception", kind="kid"),
+        needs_reference=True,
+        calibration={"real": "kid_inception_real_floor"},
     ),
     "precision_inception": MetricSpec(
         "precision_inception",
@@ -71,6 +90,9 @@ METRICS: dict[str, MetricSpec] = {
         "Improved precision (Kynkaanniemi et al. 2019; torch-fidelity prc, k = 3) on the same pool3 features as "
         "fid_inception: the share of generated images inside some real image's 3-NN ball; beside it the real floor "
         "(N real reference cases against the real test cases)",
+        compute=partial(compute.distribution, family="inception", kind="precision"),
+        needs_reference=True,
+        calibration={"real": "precision_inception_real_floor"},
     ),
     "recall_inception": MetricSpec(
         "recall_inception",
@@ -80,6 +102,9 @@ METRICS: dict[str, MetricSpec] = {
         "Improved recall (Kynkaanniemi et al. 2019; torch-fidelity prc, k = 3) on the same pool3 features: the share "
         "of real test images inside some generated image's 3-NN ball (a collapsed view scores near 0); with its "
         "real floor",
+        compute=partial(compute.distribution, family="inception", kind="recall"),
+        needs_reference=True,
+        calibration={"real": "recall_inception_real_floor"},
     ),
     "fid_chexnet": MetricSpec(
         "fid_chexnet",
@@ -89,6 +114,9 @@ METRICS: dict[str, MetricSpec] = {
         "XRayGAN's FID protocol: CheXNet DenseNet-121 (user-supplied checkpoint, sha256 recorded) 1024-d features "
         "(norm5, no ReLU, global average pool); resize 224 bilinear antialiased, ImageNet normalisation; float64 "
         "eigenvalue trace",
+        compute=partial(compute.distribution, family="chexnet", kind="fid"),
+        needs_reference=True,
+        calibration={"real": "fid_chexnet_real_floor"},
     ),
     "is_chexnet": MetricSpec(
         "is_chexnet",
@@ -99,6 +127,8 @@ METRICS: dict[str, MetricSpec] = {
         "cases in case order; per split the marginal is the mean raw output renormalised, each image's output "
         "renormalised, exp(mean KL to the marginal); mean and population std over splits (maximum 14); the paper "
         "reported frontal only",
+        compute=partial(compute.inception_score, family="chexnet"),
+        needs_reference=False,
     ),
     "ssim": MetricSpec(
         "ssim",
@@ -108,6 +138,8 @@ METRICS: dict[str, MetricSpec] = {
         "SSIM (scikit-image structural_similarity) of each generated image with its case's ground truth, per view: "
         "images /255 in [0, 1], data_range 1.0, Gaussian window sigma 1.5 (11x11), K1 0.01, K2 0.03, population "
         "covariance; mean over cases; at the run's resolution",
+        compute=compute.ssim,
+        needs_reference=False,
     ),
     "vc": MetricSpec(
         "vc",
@@ -121,6 +153,19 @@ METRICS: dict[str, MetricSpec] = {
         "mismatched (floor) test pairs and the judge's AUROC on them; vc_deranged: the judge on the method's frontals "
         "against other cases' generated laterals (the floor's derangement), close to vc when the views share no "
         "patient; vc_self: the method's own VCN on its samples",
+        compute=compute.vc,
+        needs_reference=True,
+        calibration={
+            "real": "vc_real_matched",
+            "mismatched": "vc_real_mismatched",
+            "judge_auroc": "vc_evaluator_auroc",
+        },
+        companions={
+            "vc_deranged": "vc_deranged: the VC judge on the method's frontals against other cases' generated "
+            "laterals (close to vc: the two views share no patient)",
+            "vc_self": "vc_self: mean P(same) of the method's own frozen VCN on its samples (the judge it trained "
+            "against)",
+        },
     ),
     "finding_auc": MetricSpec(
         "finding_auc",
@@ -132,6 +177,9 @@ METRICS: dict[str, MetricSpec] = {
         "the renderer draws; openi: MeSH major terms), applied to the generated images; macro AUROC over the "
         "findings the judge sees, fixed from the reference alone (>= 20 positives and held-out AUROC >= 0.85 on a "
         "fifth of the reference); finding_auc_real is the same classifier on the real test images (ceiling)",
+        compute=compute.finding_auc,
+        needs_reference=True,
+        calibration={"real": "finding_auc_real"},
     ),
 }
 

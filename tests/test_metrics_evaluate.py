@@ -64,6 +64,11 @@ def test_registry_and_config():
     }
     for name, spec in METRICS.items():
         assert spec.name == name and spec.protocol_note and set(spec.scope) <= {"frontal", "lateral", "pair"}
+        # one entry is the whole metric: how it is computed, what it needs, its calibration rows
+        assert callable(spec.compute) and isinstance(spec.needs_reference, bool)
+        assert set(spec.calibration) <= {"real", "mismatched", "judge_auroc"}
+        if any(key.endswith("_real_floor") for key in spec.calibration.values()):
+            assert spec.needs_reference, f"{name} draws its real floor from the reference images"
     assert get_metric("vc").scope == ("pair",) and not get_metric("fid_inception").higher_is_better
     with pytest.raises(XbenchError, match="choose one of: .*fid_inception"):
         get_metric("fid")

@@ -66,24 +66,15 @@ class Row:
     evidence: RowEvidence | None = None  # measured rows: what the verdicts are computed from
 
 
-# Where a calibration row takes each column's value from: (row label, {metric: key in the record}).
-CALIBRATION = (
-    (
-        "Real (xbench): real vs real at the same N; VC of real matched pairs",
-        {
-            "fid_inception": "fid_inception_real_floor",
-            "kid_inception": "kid_inception_real_floor",
-            "precision_inception": "precision_inception_real_floor",
-            "recall_inception": "recall_inception_real_floor",
-            "vc": "vc_real_matched",
-            "finding_auc": "finding_auc_real",
-        },
-    ),
-    ("Real mismatched pairs (xbench VC floor)", {"vc": "vc_real_mismatched"}),
-    ("VC judge AUROC, real matched vs mismatched (xbench)", {"vc": "vc_evaluator_auroc"}),
-)
-# Companions of vc (not registered metrics): the judge on the method's deranged pairs, the method's own VCN.
-EXTRA_COLUMNS = (Column("vc_deranged", "pair"), Column("vc_self", "pair"))
+# The measured calibration rows, by the row id each metric's spec names in ``MetricSpec.calibration``.
+CALIBRATION_ROWS = {
+    "real": "Real (xbench): real vs real at the same N; VC of real matched pairs",
+    "mismatched": "Real mismatched pairs (xbench VC floor)",
+    "judge_auroc": "VC judge AUROC, real matched vs mismatched (xbench)",
+}
+# Companions of a metric (not registered metrics): e.g. vc's deranged pairs and the method's own VCN.
+EXTRA_COLUMNS = tuple(Column(key, view) for spec in METRICS.values() for key in spec.companions for view in spec.scope)
+COMPANION_NOTES = {key: note for spec in METRICS.values() for key, note in spec.companions.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,12 +144,7 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
         for n in dict.fromkeys(c.metric for c in columns)
         if n in METRICS
     )
-    extra_notes = {
-        "vc_deranged": "vc_deranged: the VC judge on the method's frontals against other cases' generated laterals "
-        "(close to vc: the two views share no patient)",
-        "vc_self": "vc_self: mean P(same) of the method's own frozen VCN on its samples (the judge it trained against)",
-    }
-    notes += tuple(extra_notes[c.metric] for c in EXTRA_COLUMNS if c in columns)
+    notes += tuple(COMPANION_NOTES[c.metric] for c in EXTRA_COLUMNS if c in columns)
     notes += (
         f"reported rows: {reported.get('citation', 'the paper')}; {reported.get('note', '')}".strip(),
         "protocol differences between the paper's numbers and xbench's: docs/reproduction.md",
@@ -274,10 +260,10 @@ def _calibration_rows(setting: str, runs: list[RunResult], columns: tuple[Column
     """The measured real-image rows of one setting. Every run of a setting shares its judges and its real
     floor (same test cases, resolution and eval seed), so the first run that has a value gives it."""
     rows = []
-    for label, source in CALIBRATION:
+    for row_id, label in CALIBRATION_ROWS.items():
         cells = {}
         for col in columns:
-            key = source.get(col.metric)
+            key = METRICS[col.metric].calibration.get(row_id) if col.metric in METRICS else None
             run = next((r for r in runs if r.metrics.get(col.view, {}).get(key) is not None), None)
             if key and run is not None:
                 cells[col] = _cell([run], col.view, key)

@@ -37,7 +37,7 @@ from benchmark.pipeline.results import (
 )
 from methods import get_method
 from methods.base import PairedData, default_device
-from metrics import ImageSet, evaluate
+from metrics import ImageSet, evaluate, get_metric
 
 RUNS_DIR = Path("runs")
 
@@ -159,12 +159,9 @@ def evaluate_samples(cfg: RunConfig, dataset, test, fake: np.ndarray, evidence: 
         ImageSet(ids, test.pixels, tuple(dataset.finding_labels(c) for c in test.cases)),
         cfg.eval,
         dataset=cfg.dataset,
-        reference=judge_reference(cfg) if set(cfg.eval.metrics) & NEEDS_REFERENCE else None,
+        reference=judge_reference(cfg) if any(get_metric(m).needs_reference for m in cfg.eval.metrics) else None,
         evidence=evidence,
     )
-
-
-NEEDS_REFERENCE = {"vc", "finding_auc", "fid_inception", "kid_inception", "precision_inception", "recall_inception"}
 
 
 def judge_reference(cfg: RunConfig):
