@@ -85,3 +85,12 @@ def judges_freeze(dataset: DatasetOpt = "phantom", config: ConfigOpt = "tiny"):
 
     for path in freeze_judges(dataset, config):
         console.print(f"wrote {path}")
+
+
+@judges_app.command("certify")
+@user_errors
+def judges_certify(dataset: DatasetOpt = "phantom", config: ConfigOpt = "small"):
+    """Measure what the committed judges see on real images and write leaderboards/judges/certificates.json."""
+    from benchmark.pipeline.judges import certify_judges
+
+    console.print(f"wrote {certify_judges(dataset, config)}")
