@@ -1,0 +1,148 @@
+"""Every number in the tables of docs/results.md and docs/judges.md is a record field, at its printed precision.
+
+Each checked table follows a marker ``<!-- numbers: NAME -->`` and is declared in ``TABLES``: its columns (a record,
+and the view its keys read, or None when each key names its view) and, per row label, the keys each cell shows in
+order (``ssim_ci`` shows two numbers, ``spread:frontal`` the sample spread). A cell shows exactly the numbers of
+the keys its record holds; a number that no record holds, or that went stale, fails here.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "leaderboards" / "records" / "phantom"
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+F, L = "frontal", "lateral"
+ROWS_1A = {
+    "FID F / L": [f"{F}:fid_inception", f"{L}:fid_inception"],
+    "SSIM F": [f"{F}:ssim", f"{F}:ssim_ci"],
+    "SSIM L": [f"{L}:ssim", f"{L}:ssim_ci"],
+    "finding AUROC F": [f"{F}:finding_auc", f"{F}:finding_auc_ci"],
+    "finding AUROC L": [f"{L}:finding_auc", f"{L}:finding_auc_ci"],
+    "vc": ["pair:vc", "pair:vc_ci"],
+    "vc_deranged": ["pair:vc_deranged"],
+    "sample spread F / L": ["spread:frontal", "spread:lateral"],
+}
+TABLES = {
+    "judges": {
+        "file": "docs/judges.md",
+        "columns": [("dummy_default_tiny_s0", None), ("dummy_default_small_s0", None)],
+        "rows": {
+            "VC judge AUROC, real matched vs mismatched (bar 0.95)": [
+                "pair:vc_evaluator_auroc",
+                "pair:vc_evaluator_auroc_ci",
+            ],
+            "VC ceiling / floor (mean P(same), matched / mismatched)": [
+                "pair:vc_real_matched",
+                "pair:vc_real_mismatched",
+            ],
+            "FID real floor, frontal / lateral": [f"{F}:fid_inception_real_floor", f"{L}:fid_inception_real_floor"],
+            "findings judge macro AUROC on real test images (bar 0.90), frontal / lateral": [
+                f"{F}:finding_auc_real",
+                f"{L}:finding_auc_real",
+            ],
+        },
+    },
+    "calibration": {
+        "file": "docs/results.md",
+        "columns": [("dummy_default_small_s0", F), ("dummy_default_small_s0", L), ("dummy_default_small_s0", "pair")],
+        "rows": {
+            "FID real floor (518 real test vs 518 real train+val)": ["fid_inception_real_floor"],
+            "precision / recall real floor": ["precision_inception_real_floor", "recall_inception_real_floor"],
+            "`finding_auc_real` (the findings judge on real test images)": ["finding_auc_real"],
+            "VC judge on real pairs: matched (ceiling) / mismatched (floor) / AUROC": [
+                "vc_real_matched",
+                "vc_real_mismatched",
+                "vc_evaluator_auroc",
+            ],
+        },
+    },
+    "table1a": {
+        "file": "docs/results.md",
+        "columns": [
+            (f"{m}_small_s0", None)
+            for m in (
+                "xraygan_full",
+                "gan_int_cls_xraygan_protocol",
+                "stackgan_xraygan_protocol",
+                "attngan_xraygan_protocol",
+                "dummy_default",
+            )
+        ],
+        "rows": ROWS_1A,
+    },
+    "table1b": {
+        "file": "docs/results.md",
+        "columns": [(f"{m}_small_s0", None) for m in ("gan_int_cls_faithful", "stackgan_faithful", "attngan_faithful")],
+        "rows": ROWS_1A,
+    },
+    "seeds": {
+        "file": "docs/results.md",
+        "columns": [(f"{m}_small_s{s}", None) for m in ("xraygan_full", "attngan_faithful") for s in range(3)],
+        "rows": {k: v[:1] if "ci" in " ".join(v) else v for k, v in ROWS_1A.items()},
+    },
+    "table2": {
+        "file": "docs/results.md",
+        "columns": [("xraygan_full_small_s0", None)]
+        + [(f"xraygan_{v}_small_s{s}", None) for v in ("no_vcn",) for s in range(3)]
+        + [("xraygan_no_mscgan_small_s0", None), ("xraygan_no_hae_small_s0", None)],
+        "rows": {k: v for k, v in ROWS_1A.items()} | {"vc_self (the method's own VCN)": ["pair:vc_self"]},
+    },
+}
+
+
+def record(stem: str) -> dict:
+    return json.loads((RECORDS / f"{stem}.json").read_text())
+
+
+def values(rec: dict, view: str | None, keys: list[str]) -> list[float]:
+    """The numbers a cell shows: each key the record holds, in order (an interval is two)."""
+    out = []
+    for key in keys:
+        scope, _, name = key.rpartition(":") if view is None else (view, "", key)
+        if scope == "spread":
+            value = rec["sample_spread"].get(name, {}).get("fake_std")
+        else:
+            value = rec["metrics"].get(scope, {}).get(name)
+        if value is not None:
+            out += value if isinstance(value, list) else [value]
+    return out
+
+
+def table_rows(text: str, name: str) -> dict[str, list[str]]:
+    """label -> cells of the table after ``<!-- numbers: name -->``."""
+    marker = f"<!-- numbers: {name} -->"
+    assert marker in text, f"no table marked {marker}"
+    lines = text.split(marker, 1)[1].lstrip("\n").splitlines()
+    rows = {}
+    for line in lines[2:]:  # header, separator
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def matches(printed: str, value: float) -> bool:
+    decimals = len(printed.split(".")[1]) if "." in printed else 0
+    return abs(float(printed) - value) <= 0.5 * 10**-decimals + 1e-12
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_every_number_of_a_docs_table_is_a_record_field(name):
+    spec = TABLES[name]
+    rows = table_rows((ROOT / spec["file"]).read_text(), name)
+    assert set(rows) == set(spec["rows"]), f"{name}: rows {sorted(rows)} against {sorted(spec['rows'])}"
+    for label, keys in spec["rows"].items():
+        cells = rows[label]
+        assert len(cells) == len(spec["columns"]), f"{name} / {label}: {len(cells)} cells"
+        for cell, (stem, view) in zip(cells, spec["columns"]):
+            printed = NUMBER.findall(cell.replace("**", ""))
+            expected = values(record(stem), view, keys)
+            assert len(printed) == len(expected), f"{name} / {label} / {stem}: {cell!r} against {expected}"
+            for p, v in zip(printed, expected):
+                assert matches(p, v), f"{name} / {label} / {stem}: {p} is not {v}"
