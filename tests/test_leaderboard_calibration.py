@@ -101,6 +101,8 @@ def test_each_setting_is_its_own_section_and_separated_differences_are_listed():
     assert "Seed variance not measured (one seed; never called separated): stackgan [xraygan_protocol]" in small_part
     assert all("stackgan" not in (v.better, v.worse) for v in tables[0].verdicts)
     assert "**" not in small_part.split("### Table 2")[0].split("Separated")[0]
+    # a column every measured row scores alike is called saturated, not a tie
+    assert "finding_auc (F): 0.550 for every measured row (saturated)" in markdown
 
 
 def test_a_record_of_another_metric_protocol_is_stale_not_a_regression(tmp_path):

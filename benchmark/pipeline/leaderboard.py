@@ -165,7 +165,7 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
         found, unmeasured = table_verdicts(ready, [(c.metric, c.view) for c in columns], HIGHER_IS_BETTER)
         missing = tuple(r.label for r in mine if r.evidence is None)
         return Table(
-            text + suffix, columns, tuple(rows), notes + budget_notes(rows, setting), setting,
+            text + suffix, columns, tuple(rows), notes + budget_notes(rows, setting) + saturated(rows), setting,
             tuple(found), tuple(unmeasured), missing,
         )  # fmt: skip
 
@@ -190,6 +190,19 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
     )
     tables.append(table(f"Table 2: XRayGAN ablations on {dataset}", rows))
     return tables
+
+
+def saturated(rows: list[Row]) -> tuple[str, ...]:
+    """A note for each column where every measured row has one value (precision 0 for every generator): the
+    column tells the rows apart in nothing, and is read as saturated, not as a tie."""
+    measured = [r for r in rows if r.kind == "measured"]
+    columns = dict.fromkeys(c for r in measured for c in r.cells)
+    out = []
+    for col in columns:
+        values = {r.cells[col][0] for r in measured if col in r.cells}
+        if len(measured) > 1 and len(values) == 1 and all(col in r.cells for r in measured):
+            out.append(f"{col.label}: {format_cell(values.pop(), None)} for every measured row (saturated)")
+    return tuple(out)
 
 
 def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
