@@ -91,7 +91,7 @@ def table_command(
     out: Annotated[Path | None, typer.Option(help="Folder for <dataset>.md/.csv (default: leaderboards/).")] = None,
 ):
     """Table 1 and Table 2 from the recorded results, beside the paper's reported numbers."""
-    from benchmark.pipeline.leaderboard import render_rich, write_leaderboard
+    from benchmark.pipeline.leaderboard import render_rich, verdict_lines, write_leaderboard
 
     if format not in ("md", "csv", "rich"):
         raise XbenchError(f"--format must be md, csv or rich, not {format!r}")
@@ -101,8 +101,10 @@ def table_command(
     elif format == "csv":
         print(board.csv, end="")
     else:
-        for table in render_rich(board.tables):
-            console.print(table)
+        for table, rich in zip(board.tables, render_rich(board.tables)):
+            console.print(rich)
+            for line in verdict_lines(table):
+                console.print(line, markup=False, soft_wrap=True)
     console.print(f"wrote {', '.join(map(str, board.written))} ({board.records} records)")
 
 
