@@ -147,6 +147,9 @@ def finding_auc(ctx: Context, name: str) -> dict:
         }
         out[view] = ctx.statistic(name, lambda i: macro_auroc(p_fake[i], y[i]))
         out[view] |= ctx.statistic("finding_auc_real", lambda i: macro_auroc(p_real[i], y[i]))
+        if ctx.n >= 2:  # real films of another case (vc's floor derangement): what ignoring the report scores
+            other = view_consistency.derangement(ctx.n, derive_seed(ctx.cfg.seed, "vc-mismatched"))
+            out[view] |= ctx.statistic("finding_auc_other_case", lambda i: macro_auroc(p_real[other][i], y[i]))
         out[view]["finding_auc_classes"] = len(kept)
         if not np.isfinite(out[view][name]):
             raise Unavailable(f"no kept finding class has both positive and negative test cases in the {view} view")

@@ -159,6 +159,7 @@ METRICS: dict[str, MetricSpec] = {
             "real": "vc_real_matched",
             "mismatched": "vc_real_mismatched",
             "judge_auroc": "vc_evaluator_auroc",
+            "other_case": "vc_real_matched",  # another case's real pair is still one patient's two views
         },
         companions={
             "vc_deranged": "vc_deranged: the VC judge on the method's frontals against other cases' generated "
@@ -176,10 +177,11 @@ METRICS: dict[str, MetricSpec] = {
         "on the dataset's full real train+val images to predict each case's finding labels (phantom: the findings "
         "the renderer draws; openi: MeSH major terms), applied to the generated images; macro AUROC over the "
         "findings the judge sees, fixed from the reference alone (>= 20 positives and held-out AUROC >= 0.85 on a "
-        "fifth of the reference); finding_auc_real is the same classifier on the real test images (ceiling)",
+        "fifth of the reference); finding_auc_real is the same classifier on the real test images (ceiling), "
+        "finding_auc_other_case on another case's real images (vc's floor derangement: a report ignored)",
         compute=compute.finding_auc,
         needs_reference=True,
-        calibration={"real": "finding_auc_real"},
+        calibration={"real": "finding_auc_real", "other_case": "finding_auc_other_case"},
     ),
 }
 

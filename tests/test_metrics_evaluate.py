@@ -10,7 +10,7 @@ from benchmark.core.errors import XbenchError
 from benchmark.core.resize import resident_images
 from benchmark.data.datasets import DataConfig, get_dataset
 from metrics import METRICS, EvalConfig, ImageSet, evaluate, fidelity, findings, get_metric, judges, view_consistency
-from metrics.stats import centred_interval
+from metrics.stats import centred_interval, macro_auroc
 from tests.metrics_fixtures import random_set
 from tests.tiny import tiny_eval
 
@@ -66,7 +66,7 @@ def test_registry_and_config():
         assert spec.name == name and spec.protocol_note and set(spec.scope) <= {"frontal", "lateral", "pair"}
         # one entry is the whole metric: how it is computed, what it needs, its calibration rows
         assert callable(spec.compute) and isinstance(spec.needs_reference, bool)
-        assert set(spec.calibration) <= {"real", "mismatched", "judge_auroc"}
+        assert set(spec.calibration) <= {"real", "mismatched", "judge_auroc", "other_case"}
         if any(key.endswith("_real_floor") for key in spec.calibration.values()):
             assert spec.needs_reference, f"{name} draws its real floor from the reference images"
     assert get_metric("vc").scope == ("pair",) and not get_metric("fid_inception").higher_is_better
@@ -120,13 +120,18 @@ def test_vc_and_finding_auc(phantom, quick_judges):
     reference, test = phantom
     cfg = tiny_eval(metrics=("vc", "finding_auc"))
     reference = ImageSet(reference.case_ids[:96], reference.pixels[:96], reference.findings[:96])
-    out = evaluate(noise_like(test), test, cfg, dataset="phantom", reference=reference)
+    evidence = {}
+    out = evaluate(noise_like(test), test, cfg, dataset="phantom", reference=reference, evidence=evidence)
     check_block(out)
     pair = out["pair"]
     for key in ("vc", "vc_deranged", "vc_real_matched", "vc_real_mismatched", "vc_evaluator_auroc"):
         assert 0 <= pair[key] <= 1 and pair[f"{key}_n"] == len(test) and f"{key}_ci" in pair
     for view in ("frontal", "lateral"):
         assert 0 <= out[view]["finding_auc"] <= 1 and 0 <= out[view]["finding_auc_real"] <= 1
+        # the real films of another case (vc's floor derangement) against this case's labels
+        other, scores = evidence["vc_derangement/pair"], evidence[f"finding_scores_real/{view}"]
+        expected = macro_auroc(scores[other], evidence[f"finding_labels/{view}"])[0]
+        assert out[view]["finding_auc_other_case"] == pytest.approx(expected, rel=1e-12)
     vc = out["provenance"]["vc"]
     assert vc["from_cache"] is False and vc["protocol"] == judges.PROTOCOL and "separable" in vc["judge"]
     again = evaluate(test, test, cfg, dataset="phantom", reference=reference)

@@ -76,6 +76,9 @@ CALIBRATION_ROWS = {
     "real": "Real (xbench): real vs real at the same N; VC of real matched pairs",
     "mismatched": "Real mismatched pairs (xbench VC floor)",
     "judge_auroc": "VC judge AUROC, real matched vs mismatched (xbench)",
+    # vc measures agreement between the two views, not with the report: real pairs that ignore the report
+    # score the ceiling on vc and chance on findings
+    "other_case": "Real pairs of another case (xbench): one patient's views, not the report's",
 }
 # Companions of a metric (not registered metrics): e.g. vc's deranged pairs and the method's own VCN.
 EXTRA_COLUMNS = tuple(Column(key, view) for spec in METRICS.values() for key in spec.companions for view in spec.scope)
