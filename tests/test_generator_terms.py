@@ -1,0 +1,53 @@
+"""Each defining term of XRayGAN's generator step is connected: the logged generator loss is adv + 100 x L2 +
+w x VC term for term, and the VC term alone moves both view generators. A disconnected term fails here (the
+first training steps' golden values in ``xbench check --layer steps`` catch it too, from the other side)."""
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.core.seeds import seed_everything
+from benchmark.pipeline.check.steps import untrained_helpers
+from methods.xraygan import XRayGAN
+from tests.tiny import tiny_model
+
+
+def gan_step(tiny_phantom, **changes) -> tuple[XRayGAN, dict, dict[str, torch.Tensor]]:
+    """One stage-0 GAN-phase step of a fresh tiny XRayGAN (its VCN at its seeded initialisation, frozen):
+    (the method, its losses, the generators' parameters before the step)."""
+    vocab, train, _ = tiny_phantom
+    cfg = untrained_helpers(dataclasses.replace(tiny_model("xraygan"), **changes))
+    seed_everything(0)
+    method = XRayGAN(cfg, vocab, image_size=64, device=torch.device("cpu"), seed=0)
+    method.val = None
+    phase = next(p for p in method.phases() if p.stage == 0 and p.name == "gan")
+    with tempfile.TemporaryDirectory() as run_dir:
+        state = method.begin_stage(0, train, Path(run_dir))
+        before = {k: v.detach().clone() for k, v in state.generators.named_parameters()}
+        losses = method.train_step(state, phase, torch.arange(phase.batch_size))
+    return (
+        method,
+        {k: float(v) for k, v in losses.items()},
+        before | {"_after": dict(state.generators.named_parameters())},
+    )
+
+
+def test_the_generator_loss_is_adv_plus_l2_plus_vc_term_for_term(tiny_phantom):
+    method, losses, _ = gan_step(tiny_phantom, vc_weight=1.0)
+    cfg = method.cfg
+    assert {"adv", "l2", "vc", "generator"} <= set(losses)
+    expected = cfg.adv_weight * losses["adv"] + cfg.l2_weight * losses["l2"] + cfg.vc_weight * losses["vc"]
+    assert losses["generator"] == pytest.approx(expected, rel=1e-5)
+    assert cfg.l2_weight == 100.0 and losses["vc"] > 0  # the paper's weight, and a term that is not zero
+
+
+@pytest.mark.parametrize("view", ["frontal", "lateral"])
+def test_the_vc_term_alone_moves_each_view_generator(tiny_phantom, view):
+    """adv and L2 weighted 0: whatever the step changes in a view's generator, the VC term's gradient did."""
+    _, losses, params = gan_step(tiny_phantom, vc_weight=1.0, adv_weight=0.0, l2_weight=0.0)
+    after = params.pop("_after")
+    moved = [k for k in params if k.startswith(f"{view}.") and not torch.equal(params[k], after[k].detach())]
+    assert losses["vc"] > 0 and moved, f"the VC term did not reach the {view} generator"
