@@ -1,6 +1,7 @@
-"""Each defining term of XRayGAN's generator step is connected: the logged generator loss is adv + 100 x L2 +
-w x VC term for term, and the VC term alone moves both view generators. A disconnected term fails here (the
-first training steps' golden values in ``xbench check --layer steps`` catch it too, from the other side)."""
+"""Each defining term of a generator step is connected. XRayGAN: the logged generator loss is adv + 100 x L2 +
+w x VC term for term, and the VC term alone moves both view generators. StackGAN: the generators use their
+conditioning-augmentation sample. A disconnected term fails here (the first training steps' golden values in
+``xbench check --layer steps`` catch it too, from the other side)."""
 
 import dataclasses
 import tempfile
@@ -51,3 +52,21 @@ def test_the_vc_term_alone_moves_each_view_generator(tiny_phantom, view):
     after = params.pop("_after")
     moved = [k for k in params if k.startswith(f"{view}.") and not torch.equal(params[k], after[k].detach())]
     assert losses["vc"] > 0 and moved, f"the VC term did not reach the {view} generator"
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_stackgans_generators_draw_their_condition_from_the_ca_sample(stage):
+    """Conditioning augmentation is used, not only trained: with the report and z fixed, another CA noise draw
+    (eps of that stage) gives another image. A generator that took mu, bypassing the sample, would not."""
+    from methods.stackgan import ViewGenerator
+
+    cfg = tiny_model("stackgan")
+    torch.manual_seed(0)
+    g = ViewGenerator(cfg, 64).eval()
+    text, noise = torch.randn(4, cfg.text.out_dim), torch.randn(4, cfg.z_dim + 2 * cfg.c_dim)
+    other = noise.clone()
+    start = cfg.z_dim + (stage - 1) * cfg.c_dim  # this stage's eps in [z, eps_I, eps_II]
+    other[:, start : start + cfg.c_dim] = torch.randn(4, cfg.c_dim)
+    with torch.no_grad():
+        a, b = g(text, noise, stage)[0], g(text, other, stage)[0]
+    assert (a - b).abs().max() > 0.1 * a.abs().max() > 0  # relative: an initialised Stage-II draws near 0
