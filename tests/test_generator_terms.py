@@ -1,7 +1,7 @@
 """Each defining term of a generator step is connected. XRayGAN: the logged generator loss is adv + 100 x L2 +
 w x VC term for term, and the VC term alone moves both view generators. StackGAN: the generators use their
-conditioning-augmentation sample. A disconnected term fails here (the first training steps' golden values in
-``xbench check --layer steps`` catch it too, from the other side)."""
+conditioning-augmentation sample. The report encoders' attention follows its scores. A disconnected term fails
+here (the first training steps' golden values in ``xbench check --layer steps`` catch some from the other side)."""
 
 import dataclasses
 import tempfile
@@ -70,3 +70,29 @@ def test_stackgans_generators_draw_their_condition_from_the_ca_sample(stage):
     with torch.no_grad():
         a, b = g(text, noise, stage)[0], g(text, other, stage)[0]
     assert (a - b).abs().max() > 0.1 * a.abs().max() > 0  # relative: an initialised Stage-II draws near 0
+
+
+def test_the_encoders_attention_follows_its_scores_not_a_uniform_pool():
+    """HAE's (and the flat encoder's) attention: with a scorer that prefers one word, changing that word moves
+    the report vector; changing another word hardly does. Uniform pooling moves it equally for both."""
+    from methods.text_encoders import AdditiveAttention
+
+    dim = 8
+    attention = AdditiveAttention(dim)
+    with torch.no_grad():  # score_t = 10 * tanh(h_t[0]): the word whose feature 0 is high takes the weight
+        attention.proj.weight.copy_(torch.eye(dim))
+        attention.proj.bias.zero_()
+        attention.score.weight.zero_()
+        attention.score.weight[0, 0] = 10.0
+    h = torch.randn(1, 6, dim) * 0.1
+    h[0, 2, 0] = 3.0  # word 2 is the attended one
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    base, weights = attention(h, mask)
+    assert weights[0].argmax() == 2 and weights[0, 2] > 0.99
+
+    def moved(word: int) -> float:
+        other = h.clone()
+        other[0, word, 1:] += 1.0  # another meaning, the same score
+        return float((attention(other, mask)[0] - base).norm())
+
+    assert moved(2) > 50 * moved(4)
