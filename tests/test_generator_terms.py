@@ -69,7 +69,9 @@ def test_stackgans_generators_draw_their_condition_from_the_ca_sample(stage):
     other[:, start : start + cfg.c_dim] = torch.randn(4, cfg.c_dim)
     with torch.no_grad():
         a, b = g(text, noise, stage)[0], g(text, other, stage)[0]
-    assert (a - b).abs().max() > 0.1 * a.abs().max() > 0  # relative: an initialised Stage-II draws near 0
+    # relative (an initialised Stage-II draws near 0): measured 0.94 (Stage-I) and 0.84 (Stage-II) of the
+    # image's largest value; a generator that took mu: exactly 0
+    assert (a - b).abs().max() > 0.1 * a.abs().max() > 0
 
 
 def test_the_encoders_attention_follows_its_scores_not_a_uniform_pool():
@@ -84,6 +86,7 @@ def test_the_encoders_attention_follows_its_scores_not_a_uniform_pool():
         attention.proj.bias.zero_()
         attention.score.weight.zero_()
         attention.score.weight[0, 0] = 10.0
+    torch.manual_seed(0)
     h = torch.randn(1, 6, dim) * 0.1
     h[0, 2, 0] = 3.0  # word 2 is the attended one
     mask = torch.ones(1, 6, dtype=torch.bool)
@@ -96,4 +99,4 @@ def test_the_encoders_attention_follows_its_scores_not_a_uniform_pool():
     with torch.no_grad():
         base, weights = attention(h, mask)
         assert weights[0].argmax() == 2 and weights[0, 2] > 0.99
-        assert moved(2) > 50 * moved(4)
+        assert moved(2) > 50 * moved(4)  # measured: 2.65 against 6.8e-5 (a uniform pool: equal)

@@ -104,6 +104,35 @@ def test_each_setting_is_its_own_section_and_separated_differences_are_listed():
     assert "**" not in small_part.split("### Table 2")[0].split("Separated")[0]
     # a column every measured row scores alike is called saturated, not a tie
     assert "finding_auc (F): 0.550 for every measured row (saturated)" in markdown
+    # a record made from a tree with uncommitted changes is named
+    assert "git_dirty" not in markdown
+    dirty = [dataclasses.replace(floor[0], git_dirty=True), *floor[1:]]
+    marked = leaderboard.render_markdown(leaderboard.build_tables("phantom", dirty, {}, evidence_of=evidence))
+    assert "re-record from a clean commit): dummy [default] (1 of 3 seeds)" in marked
+
+
+def test_a_record_whose_configuration_no_longer_loads_is_stale_not_a_crash(tmp_path):
+    data = json.loads((RECORDS / "dummy_default_tiny_s0.json").read_text())
+    data["config"]["eval"]["bootstrap_fid"] = False  # a setting removed since (the small records hold it)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    rows, _ = check_records([old], tmp_path / "runs", tmp_path)
+    assert len(rows) == 3 and all(not r.ok and r.stale and r.metric == "config" for r in rows)
+    assert "no longer loads" in rows[0].why and "bootstrap_fid" in rows[0].why
+
+
+def test_reevaluation_drops_the_removed_settings_so_an_old_configuration_loads():
+    import importlib.util
+
+    from benchmark.pipeline.config import config_from_dict
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "reevaluate_records.py"
+    spec = importlib.util.spec_from_file_location("reevaluate_records", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = json.loads((RECORDS / "dummy_default_tiny_s0.json").read_text())["config"]
+    config["eval"]["bootstrap_fid"] = False
+    assert config_from_dict(script.migrate(config)).eval.bootstrap == config["eval"]["bootstrap"]
 
 
 def test_a_record_of_another_metric_protocol_is_stale_not_a_regression(tmp_path):

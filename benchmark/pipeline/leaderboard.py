@@ -69,6 +69,7 @@ class Row:
     seeds: int = 0
     budget: dict | None = None  # the runs' result.json "budget" (epochs, pairs_seen, generator_updates)
     evidence: RowEvidence | None = None  # measured rows: what the verdicts are computed from
+    dirty_seeds: int = 0  # how many of its records were made from a tree with uncommitted changes
 
 
 # The measured calibration rows, by the row id each metric's spec names in ``MetricSpec.calibration``.
@@ -235,6 +236,12 @@ def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
     missing = [row.label for row in rows if row.kind == "measured" and not row.budget]
     if missing:
         notes.append(f"no budget recorded (a record older than budgets; re-record it): {', '.join(missing)}")
+    dirty = [row.label for row in rows if row.kind == "measured" and row.dirty_seeds]
+    if dirty:
+        notes.append(
+            "made from a working tree with uncommitted changes (git_dirty; re-record from a clean commit): "
+            + ", ".join(f"{r.label} ({r.dirty_seeds} of {r.seeds} seeds)" for r in rows if r.label in dirty)
+        )
     return tuple(notes)
 
 
@@ -274,7 +281,8 @@ def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...], ev
     kept = [evidence_of(r) for r in runs]
     evidence = None if any(e is None for e in kept) else RowEvidence(label, tuple(r.metrics for r in runs), tuple(kept))
     budget = budgets[0] if all(budgets) else None
-    return Row(label, "measured", cells, seeds=len(runs), budget=budget, evidence=evidence)
+    dirty = sum(bool(r.git_dirty) for r in runs)
+    return Row(label, "measured", cells, seeds=len(runs), budget=budget, evidence=evidence, dirty_seeds=dirty)
 
 
 def _calibration_rows(setting: str, runs: list[RunResult], columns: tuple[Column, ...]) -> list[Row]:
