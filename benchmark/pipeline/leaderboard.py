@@ -165,13 +165,15 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
     where = f"{setting} setting, " if setting else ""
     suffix = f" ({where}N = {'/'.join(map(str, n_test))} test cases)" if n_test else ""
 
+    draws: dict = {}  # seed draws per (row, metric, view), shared by this setting's tables
+
     def measured(keys) -> list[Row]:
         return [_mean_row(f"{m} [{v}]", groups[(m, v)], columns, evidence_of) for m, v in keys]
 
     def table(text: str, rows: list[Row]) -> Table:
         mine = [r for r in rows if r.kind == "measured"]
         ready = [r.evidence for r in mine if r.evidence is not None]
-        found, unmeasured = table_verdicts(ready, [(c.metric, c.view) for c in columns], HIGHER_IS_BETTER)
+        found, unmeasured = table_verdicts(ready, [(c.metric, c.view) for c in columns], HIGHER_IS_BETTER, draws)
         missing = tuple(r.label for r in mine if r.evidence is None)
         return Table(
             text + suffix, columns, tuple(rows), notes + budget_notes(rows, setting) + saturated(rows), setting,

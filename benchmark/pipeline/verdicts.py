@@ -138,11 +138,16 @@ class RowEvidence:
 
 
 def table_verdicts(
-    rows: Sequence[RowEvidence], columns: Sequence[tuple[str, str]], higher_is_better: dict[str, bool]
+    rows: Sequence[RowEvidence],
+    columns: Sequence[tuple[str, str]],
+    higher_is_better: dict[str, bool],
+    cache: dict | None = None,
 ) -> tuple[list[Verdict], list[str]]:
     """(every comparison of two rows with >= 2 seeds on every (metric, view) column that has evidence and a
     direction in ``higher_is_better``, Holm over all of them; the labels of rows whose seed variance is not
-    measured)."""
+    measured). ``cache``: a dict shared by the tables of one setting, so a row in several tables (XRayGAN full is
+    in 1a, 1c and 2) has its seed draws computed once."""
+    cache = {} if cache is None else cache
     unmeasured = [r.label for r in rows if len(r.evidence) < 2]
     ready = [r for r in rows if len(r.evidence) >= 2]
     found = []
@@ -154,7 +159,10 @@ def table_verdicts(
             values = [m.get(view, {}).get(metric) for m in r.metrics]
             if None in values:
                 continue
-            d = seed_draws(r.evidence, metric, view, values)
+            key = (r.label, metric, view)
+            if key not in cache:
+                cache[key] = seed_draws(r.evidence, metric, view, values)
+            d = cache[key]
             if d is not None:
                 draws[r.label] = (d, values)
         labels = list(draws)
