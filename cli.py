@@ -173,10 +173,19 @@ def figure_command(
     cases: Annotated[int, typer.Option(help="How many test reports (rows).")] = 4,
     out: Annotated[Path | None, typer.Option(help="Default: leaderboards/figure_<dataset>_<config>.png.")] = None,
     runs_dir: RunsOpt = Path("runs"),
+    closest: Annotated[
+        Path | None,
+        typer.Option(help="A record (.json with samples): draw its samples nearest a training film instead."),
+    ] = None,
 ):
-    """The paper's Figure 4 for our runs: ground truth and every method of Table 1's one-protocol block."""
-    from benchmark.pipeline.figure import comparison_figure
+    """The paper's Figure 4 for our runs: ground truth and every method of Table 1's one-protocol block; with
+    --closest, memorisation: a record's samples nearest a training film, each beside it."""
+    from benchmark.pipeline.figure import closest_copies_figure, comparison_figure
 
+    if closest is not None:
+        path = closest_copies_figure(closest, cases, out or closest.with_suffix(".closest.png"))
+        console.print(f"wrote {path}")
+        return
     out = out or Path(f"leaderboards/figure_{dataset}_{config}.png")
     path = comparison_figure(dataset, config, cases, out, runs_dir=runs_dir)
     console.print(f"wrote {path}")

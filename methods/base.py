@@ -146,6 +146,9 @@ class Method(ABC):
     Config: ClassVar[type]
     variants: ClassVar[dict[str, dict]] = {"default": {}}  # named config deviations; the first is the default
     paper_schedules: ClassVar[dict[str, dict]] = {}  # variant -> deviations applied at the paper setting only
+    # False for a floor that is fitted, not trained (the dummy's mean image, the copier's lookup): no training
+    # steps to check, and its seeds give one result
+    trains: ClassVar[bool] = True
 
     def __init__(
         self, cfg, vocab: Vocab, *, image_size: int = 256, device: str | torch.device | None = None, seed: int = 0

@@ -22,6 +22,7 @@ class Config:
 
 class Dummy(Method):
     Config = Config
+    trains = False
 
     def __init__(self, cfg: Config, vocab, *, image_size: int = 256, device=None, seed: int = 0):
         super().__init__(cfg, vocab, image_size=image_size, device=device, seed=seed)

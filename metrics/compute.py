@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmark.core.seeds import derive_seed
-from metrics import fidelity, findings, view_consistency, weights
+from metrics import chestfilm, fidelity, findings, view_consistency, weights
 from metrics.base import VIEWS, Unavailable
 from metrics.context import Context
 from metrics.frechet import frechet_distance, frechet_replicates
@@ -55,8 +55,7 @@ def _replicate_interval(ctx: Context, name: str, view: str, value: float, draws:
 
 
 def distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
-    ex, _ = ctx.extractor(family)
-    ctx.provenance[name] = ex.provenance
+    ctx.provenance[name] = ctx.feature_provenance(family)
     if ctx.n < 2:
         raise Unavailable(f"needs at least 2 test cases per view, got {ctx.n}")
     out = {}
@@ -73,10 +72,40 @@ def distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
             out[view] = {name: float(subsets.mean()), f"{name}_std": float(subsets.std()), f"{name}_n": ctx.n}
             out[view] |= _replicate_interval(ctx, name, view, out[view][name], subsets)
             out[view] |= _real_floor(ctx, name, family, view, lambda a, b: fidelity.kid(a, b)[0])
-        else:  # "precision" or "recall"
-            pick = 0 if kind == "precision" else 1
-            out[view] = {name: fidelity.precision_recall(f1, f2)[pick], f"{name}_n": ctx.n}
-            out[view] |= _real_floor(ctx, name, family, view, lambda a, b: fidelity.precision_recall(a, b)[pick])
+        else:  # "precision" or "recall" (torch-fidelity, k = 3), "density" or "coverage" (prdc, k = 5)
+            fn = fidelity.precision_recall if kind in ("precision", "recall") else chestfilm.density_coverage
+            pick = 0 if kind in ("precision", "density") else 1
+            out[view] = {name: fn(f1, f2)[pick], f"{name}_n": ctx.n}
+            out[view] |= _real_floor(ctx, name, family, view, lambda a, b: fn(a, b)[pick])
+    return out
+
+
+def copy_rate(ctx: Context, name: str) -> dict:
+    """Memorisation (``metrics.chestfilm``): per view, the share of generated films nearer a training film than the
+    1st percentile of the real test films' own nearest-training distances, in chest-film features (``name``) and
+    in pixels (``<name>_pixels``); ``<name>_real`` is the real test films' own share (about 1 % by construction)."""
+    ctx.provenance[name] = ctx.feature_provenance("chestfilm") | {"percentile": chestfilm.COPY_PERCENTILE}
+    if ctx.n < 2:
+        raise Unavailable(f"needs at least 2 test cases per view, got {ctx.n}")
+    spaces = {
+        name: lambda which, view: ctx.features("chestfilm", which, view)["pool"],
+        f"{name}_pixels": lambda which, view: chestfilm.pixels_of(ctx.images(which, view)),
+    }
+    out = {}
+    for view in VIEWS:
+        out[view] = {}
+        for key, space in spaces.items():
+            train = space("reference", view)
+            d_fake, neighbour = chestfilm.nearest(space("fake", view), train)
+            d_real, _ = chestfilm.nearest(space("real", view), train)
+            threshold = chestfilm.copy_threshold(d_real)
+            ctx.evidence |= {
+                f"{key}_distance/{view}": d_fake,
+                f"{key}_neighbour/{view}": np.asarray(ctx.reference.case_ids)[neighbour],
+                f"{key}_threshold/{view}": np.asarray(threshold),
+            }
+            out[view] |= ctx.per_case(key, (d_fake < threshold).astype(np.float64), view)
+            out[view] |= ctx.per_case(f"{key}_real", (d_real < threshold).astype(np.float64), view)
     return out
 
 
@@ -84,15 +113,8 @@ def ssim(ctx: Context, name: str) -> dict:
     return {view: ctx.per_case(name, ssim_scores(ctx.fake.view(view), ctx.real.view(view)), view) for view in VIEWS}
 
 
-def _needs_reference(ctx: Context, what: str) -> None:
-    if ctx.reference is None:
-        raise Unavailable(
-            f"needs the real train+val images of {ctx.dataset} (reference=...) to train the {what}; none were passed"
-        )
-
-
 def vc(ctx: Context, name: str) -> dict:
-    _needs_reference(ctx, "view-consistency judge")
+    ctx.needs_reference("view-consistency judge")
     if ctx.n < 2 or len(ctx.reference) < 2:
         raise Unavailable(f"needs at least 2 test and 2 reference cases, got {ctx.n} and {len(ctx.reference)}")
     net, provenance = view_consistency.pair_judge(ctx.reference, ctx.dataset, ctx.real.size[0], ctx.device)
@@ -116,15 +138,7 @@ def vc(ctx: Context, name: str) -> dict:
 
 
 def finding_auc(ctx: Context, name: str) -> dict:
-    _needs_reference(ctx, "findings classifier")
-    if ctx.reference.findings is None or ctx.real.findings is None:
-        raise Unavailable("needs the finding labels of the reference and test cases (ImageSet.findings)")
-    if not findings.candidate_classes(ctx.reference.findings):
-        raise Unavailable(
-            f"no finding label has >= {findings.MIN_REFERENCE_POSITIVES} positives among the {len(ctx.reference)} "
-            "reference cases (a dataset without finding labels, e.g. reports without MeSH tags, has none)"
-        )
-    judged, provenance = findings.findings_judges(ctx.reference, ctx.dataset, ctx.real.size[0], ctx.device)
+    judged, provenance = ctx.findings_judges()
     ctx.provenance[name] = provenance
     size = provenance["size"]
     out = {}

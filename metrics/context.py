@@ -13,7 +13,7 @@ import torch
 from benchmark.core import cache
 from benchmark.core.errors import XbenchError
 from benchmark.core.seeds import derive_seed
-from metrics import fidelity, judges
+from metrics import chestfilm, fidelity, findings, judges
 from metrics.base import ImageSet, Unavailable
 from metrics.stats import bootstrap_indices, half_sample_indices, mean_interval, percentile_interval, resampled
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from metrics.config import EvalConfig
 
 FEATURES_VERSION = "features-1"  # bump when feature extraction changes: real-image features are cached by it
+CHESTFILM = "chestfilm"  # the feature family of metrics.chestfilm (the findings judge's own features)
 
 
 def check_inputs(fake: ImageSet, real: ImageSet, reference: ImageSet | None) -> None:
@@ -106,15 +107,55 @@ class Context:
         rng = np.random.default_rng(derive_seed(self.cfg.seed, "real-floor", self.n))
         return np.sort(rng.choice(len(self.reference), self.n, replace=False))
 
+    def needs_reference(self, what: str) -> None:
+        if self.reference is None:
+            raise Unavailable(
+                f"needs the real train+val images of {self.dataset} (reference=...) to train the {what}; none were "
+                "passed"
+            )
+
+    @functools.cache
+    def findings_judges(self) -> tuple[dict, dict]:
+        """The findings judges ({view: (classifier, candidates, kept classes)}, provenance), loaded once."""
+        self.needs_reference("findings classifier")
+        if self.reference.findings is None or self.real.findings is None:
+            raise Unavailable("needs the finding labels of the reference and test cases (ImageSet.findings)")
+        if not findings.candidate_classes(self.reference.findings):
+            raise Unavailable(
+                f"no finding label has >= {findings.MIN_REFERENCE_POSITIVES} positives among the "
+                f"{len(self.reference)} reference cases (a dataset without finding labels, e.g. reports without MeSH "
+                "tags, has none)"
+            )
+        return findings.findings_judges(self.reference, self.dataset, self.real.size[0], self.device)
+
     @functools.cache
     def extractor(self, family: str):
-        """(Extractor, its torch-fidelity module): one per family and evaluation."""
+        """(Extractor, its torch-fidelity module) of a torch-fidelity family: one per family and evaluation."""
         ex = fidelity.inception_extractor() if family == "inception" else fidelity.chexnet_extractor()
         return ex, ex.create(self.device)
 
+    def feature_provenance(self, family: str) -> dict:
+        """Which extractor, with which weights, made a family's features (recorded with every number)."""
+        if family == CHESTFILM:
+            _, judged = self.findings_judges()
+            return {"extractor": chestfilm.DESCRIPTION, "judge_sha256": judged["sha256"], "size": judged["size"]}
+        return self.extractor(family)[0].provenance
+
+    def images(self, which: str, view: str) -> np.ndarray:
+        """uint8 [N, H, W] of "fake", "real", "floor" (N reference cases) or "reference" (all of them)."""
+        if which in ("fake", "real"):
+            return (self.fake if which == "fake" else self.real).view(view)
+        self.needs_reference("real floor")
+        rows = self.floor_index if which == "floor" else np.arange(len(self.reference))
+        return self.reference.view(view)[rows]
+
     @functools.cache
     def features(self, family: str, which: str, view: str) -> dict[str, np.ndarray]:
-        """role -> float64 [N, d] features of "fake", "real" or "floor" images; real ones cached on disk."""
+        """role -> float64 [N, d] features of ``images(which, view)``; real Inception/CheXNet ones cached on disk,
+        chest-film ones (a small network, a judge cached itself) computed on the spot."""
+        if family == CHESTFILM:
+            judged, provenance = self.findings_judges()
+            return {"pool": chestfilm.features(judged[view][0], self.images(which, view), provenance["size"])}
         ex, module = self.extractor(family)
         if which == "fake":
             return fidelity.extract(ex, module, self.fake.view(view), self.cfg.batch_size)

@@ -183,6 +183,68 @@ METRICS: dict[str, MetricSpec] = {
         needs_reference=True,
         calibration={"real": "finding_auc_real", "other_case": "finding_auc_other_case"},
     ),
+    # In a chest-film feature space (metrics.chestfilm): the frozen findings judge's penultimate features.
+    "fid_chestfilm": MetricSpec(
+        "fid_chestfilm",
+        False,
+        VIEWS,
+        (),
+        "FID in chest-film features: the frozen findings judge's penultimate layer (trained by xbench on the dataset's "
+        "real train+val films only; mean-pooled last separable block, 192-d per view, at the judge's size; its "
+        "sha256 recorded), float64; interval and real floor as fid_inception's",
+        compute=partial(compute.distribution, family="chestfilm", kind="fid"),
+        needs_reference=True,
+        calibration={"real": "fid_chestfilm_real_floor"},
+    ),
+    "kid_chestfilm": MetricSpec(
+        "kid_chestfilm",
+        False,
+        VIEWS,
+        (),
+        "KID in the chest-film features of fid_chestfilm (torch-fidelity's kernel and subsets, as kid_inception)",
+        compute=partial(compute.distribution, family="chestfilm", kind="kid"),
+        needs_reference=True,
+        calibration={"real": "kid_chestfilm_real_floor"},
+    ),
+    "density_chestfilm": MetricSpec(
+        "density_chestfilm",
+        True,
+        VIEWS,
+        (),
+        "Density (Naeem et al. 2020, the prdc package, k = 5) in the chest-film features of fid_chestfilm: the mean "
+        "number of real k-NN balls holding a generated sample, / k (about 1 for a set drawn like the real one); "
+        "with its real floor",
+        compute=partial(compute.distribution, family="chestfilm", kind="density"),
+        needs_reference=True,
+        calibration={"real": "density_chestfilm_real_floor"},
+    ),
+    "coverage_chestfilm": MetricSpec(
+        "coverage_chestfilm",
+        True,
+        VIEWS,
+        (),
+        "Coverage (Naeem et al. 2020, prdc, k = 5) in the chest-film features: the share of real test films whose "
+        "k-NN ball holds some generated film (a collapsed view covers little); with its real floor",
+        compute=partial(compute.distribution, family="chestfilm", kind="coverage"),
+        needs_reference=True,
+        calibration={"real": "coverage_chestfilm_real_floor"},
+    ),
+    "copy_rate": MetricSpec(
+        "copy_rate",
+        False,
+        VIEWS,
+        (),
+        "Memorisation: the share of generated films nearer their nearest training (train+val) film, in the chest-film "
+        "features of fid_chestfilm (Euclidean), than the 1st percentile of the real test films' own nearest-training "
+        "distances; real: the test films' own share (about 0.01 by construction); copy_rate_pixels: the same in "
+        "pixels ([0, 1] grey levels); each sample's distance and nearest training case are in the evidence",
+        compute=compute.copy_rate,
+        needs_reference=True,
+        calibration={"real": "copy_rate_real"},
+        companions={
+            "copy_rate_pixels": "copy_rate_pixels: copy_rate measured in pixels instead of chest-film features",
+        },
+    ),
 }
 
 

@@ -27,15 +27,22 @@ from benchmark.pipeline.config import config_from_dict
 from benchmark.pipeline.leaderboard import LEADERBOARDS
 from benchmark.pipeline.results import environment, evidence_path, load_result, now, save_evidence, save_result
 from benchmark.pipeline.runner import evaluate_samples, load_samples, samples_path
+from metrics import METRICS
 
 REMOVED = {"eval": ("bootstrap_fid",)}  # settings this xbench no longer has: FID and KID always have intervals
 TRAINING_SIDE = ("vc_self",)
 
 
 def migrate(config: dict) -> dict:
-    """A stored configuration without the settings removed since (``REMOVED``)."""
-    return {k: {n: v for n, v in part.items() if n not in REMOVED.get(k, ())} if isinstance(part, dict) else part
-            for k, part in config.items()}  # fmt: skip
+    """A stored configuration without the settings removed since (``REMOVED``), and with every metric registered
+    since when its metric list was the default of its day (a prefix of today's registry order: metrics are only
+    ever appended)."""
+    config = {k: {n: v for n, v in part.items() if n not in REMOVED.get(k, ())} if isinstance(part, dict) else part
+              for k, part in config.items()}  # fmt: skip
+    listed = list(config.get("eval", {}).get("metrics", ()))
+    if listed and listed == list(METRICS)[: len(listed)]:
+        config["eval"] = config["eval"] | {"metrics": list(METRICS)}
+    return config
 
 
 def reevaluate(path: Path, env: dict) -> tuple[str, str]:

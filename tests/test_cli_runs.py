@@ -192,3 +192,18 @@ def test_launch_through_submitit_local_executor(tmp_path):
     cfg = load_config("dummy", "phantom", sets=["data.max_cases=8", 'eval.metrics=["ssim"]', "eval.bootstrap=0"])
     (result,) = launch([cfg], launcher="submitit-local", runs_dir=tmp_path, record=False)
     assert result.method == "dummy" and np.isfinite(result.metrics["frontal"]["ssim"])
+
+
+def test_the_copier_is_flagged_by_copy_rate_and_its_closest_pairs_drawn(xbench, tmp_path):
+    sets = ["--set", "data.max_cases=12", "--set", 'eval.metrics=["copy_rate"]', "--set", "eval.bootstrap=20"]
+    result = xbench("run", "--method", "copier", *sets, "--record", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    record = tmp_path / "leaderboards" / "records" / "phantom" / "copier_default_tiny_s0.json"
+    metrics = load_result(record).metrics
+    for view in ("frontal", "lateral"):  # retrieved training films are copies; the real test films are not
+        assert metrics[view]["copy_rate"] == 1.0 and metrics[view]["copy_rate_real"] <= 1 / 12
+    out = tmp_path / "closest.png"
+    result = xbench("figure", "--closest", record, "--cases", 2, "--out", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as img:  # a header line, then 2 rows per view of sample | training film at 128 px
+        assert img.height >= 4 * 128 and img.width >= 2 * 128

@@ -9,6 +9,7 @@ import numpy as np
 from benchmark.pipeline import leaderboard
 from benchmark.pipeline.check import check_records
 from benchmark.pipeline.results import RunResult
+from metrics import METRICS
 
 RECORDS = Path(__file__).resolve().parents[1] / "leaderboards" / "records" / "phantom"
 
@@ -133,6 +134,11 @@ def test_reevaluation_drops_the_removed_settings_so_an_old_configuration_loads()
     config = json.loads((RECORDS / "dummy_default_tiny_s0.json").read_text())["config"]
     config["eval"]["bootstrap_fid"] = False
     assert config_from_dict(script.migrate(config)).eval.bootstrap == config["eval"]["bootstrap"]
+    # a default metric list of its day gains the metrics registered since; a chosen subset stays as chosen
+    config["eval"]["metrics"] = list(METRICS)[:3]
+    assert config_from_dict(script.migrate(config)).eval.metrics == tuple(METRICS)
+    config["eval"]["metrics"] = ["ssim", "vc"]
+    assert config_from_dict(script.migrate(config)).eval.metrics == ("ssim", "vc")
 
 
 def test_a_record_of_another_metric_protocol_is_stale_not_a_regression(tmp_path):

@@ -61,6 +61,11 @@ def test_registry_and_config():
         "ssim",
         "vc",
         "finding_auc",
+        "fid_chestfilm",
+        "kid_chestfilm",
+        "density_chestfilm",
+        "coverage_chestfilm",
+        "copy_rate",
     }
     for name, spec in METRICS.items():
         assert spec.name == name and spec.protocol_note and set(spec.scope) <= {"frontal", "lateral", "pair"}

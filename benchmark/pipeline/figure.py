@@ -1,4 +1,5 @@
-"""The paper's Figure 4 for our runs: for some test reports, the ground truth and every recorded method."""
+"""Figures from the records: the paper's Figure 4 for our runs (for some test reports, the ground truth and every
+recorded method), and the samples nearest a training film (memorisation)."""
 
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from benchmark.data.datasets import get_dataset
 from benchmark.data.images import read_gray
 from benchmark.pipeline.config import config_from_dict
 from benchmark.pipeline.leaderboard import TABLE1_BLOCKS, load_records
+from benchmark.pipeline.results import evidence_path, load_evidence, load_result
+from benchmark.pipeline.runner import load_samples, samples_path
+from methods import get_method
 
 
 def comparison_figure(dataset: str, setting: str, n_cases: int, out: Path, *, runs_dir: Path) -> Path:
@@ -22,7 +26,8 @@ def comparison_figure(dataset: str, setting: str, n_cases: int, out: Path, *, ru
     records = [
         r for r in load_records(dataset) if r.setting == setting and (r.method, r.variant) in members and r.seed == 0
     ]
-    records = [r for r in records if r.method != "dummy"] or records  # the floor (one mean image) only if alone
+    records = [r for r in records if get_method(r.method).trains] or records  # the floors (a mean image, retrieved
+    # training films) only if alone
     if not records:
         raise XbenchError(
             f"no {setting} records of {dataset}; record runs with `xbench run --config {setting} --record` first"
@@ -53,3 +58,32 @@ def _sample(path: Path, shape) -> np.ndarray:
     if image.shape != shape:
         raise XbenchError(f"{path} is {image.shape[0]}px, the ground truth {shape[0]}px; runs differ in image size")
     return image
+
+
+def closest_copies_figure(record_path: Path, n_pairs: int, out: Path) -> Path:
+    """Memorisation at a glance: per view, the ``n_pairs`` samples of a record nearest a training film (in the
+    chest-film features of ``copy_rate``), each beside that film, with its distance and the copy threshold. Read
+    from the record's samples and evidence (a tiny record keeps both; a small one its evidence only)."""
+    if n_pairs < 1:
+        raise XbenchError(f"--cases must be at least 1, not {n_pairs}")
+    record = load_result(record_path)
+    ids, samples = load_samples(samples_path(record_path))
+    evidence = load_evidence(evidence_path(record_path))
+    if "copy_rate_distance/frontal" not in evidence:
+        raise XbenchError(f"{record_path} has no memorisation evidence; re-evaluate it (scripts/reevaluate_records.py)")
+    ds = get_dataset(record.dataset, config_from_dict(record.config).data)
+    training = {c.case_id: c for c in ds.splits().all}
+    rows = []
+    for v, view in enumerate(("frontal", "lateral")):
+        distance = evidence[f"copy_rate_distance/{view}"]
+        neighbour = evidence[f"copy_rate_neighbour/{view}"]
+        threshold = float(evidence[f"copy_rate_threshold/{view}"])
+        for i in np.argsort(distance, kind="stable")[:n_pairs]:
+            film = ds.images([training[str(neighbour[i])]]).pixels[0, v]
+            verdict = "copy" if distance[i] < threshold else "not a copy"
+            text = f"{view}: sample of case {ids[i]} | training case {neighbour[i]}\n"
+            rows.append(
+                ([samples[i, v], film], text + f"distance {distance[i]:.3g}, threshold {threshold:.3g}: {verdict}")
+            )
+    header = [("generated | nearest training film", 2)]
+    return save_sheet(contact_sheet(rows, text_width_px=360, header=header, min_tile=128), out)

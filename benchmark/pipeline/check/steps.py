@@ -137,7 +137,7 @@ def check_row(row: Row, tolerances: Tolerances, leaderboards: Path) -> list[Comp
     if (why := stale(LAYER, path, recorded)) is not None:
         return [why]
     entry = load_golden(leaderboards).get(row.name)
-    if recorded.method == "dummy":  # nothing trained in steps
+    if not get_method(recorded.method).trains:  # a floor fitted without training steps
         return []
     if entry is None or entry["config_hash"] != recorded.config_hash:
         why = f"no first steps recorded for {row.name} at {recorded.config_hash}; see scripts/measure_tolerances.py"
