@@ -25,6 +25,7 @@ import functools
 import io
 import itertools
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,10 @@ def _inception_state(spec_name: str, path: str, sha256: str) -> dict[str, torch.
         except Exception as err:  # a corrupt or code-carrying file: name it, never execute it
             raise XbenchError(f"cannot load {path} as tensors only ({str(err).splitlines()[0]})") from None
         return state
-    with torch.no_grad():
+    # torch deprecates torch.jit.load (FutureWarning); the file is a wheel's TorchScript whose tensors are all that
+    # is read, so the warning tells a user nothing they can act on: silenced for this one call, not globally.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
         script = torch.jit.load(path, map_location="cpu")  # sha256-checked against the manifest first
         return map_torchscript_inception(script)
 
