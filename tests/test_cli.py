@@ -1,5 +1,7 @@
 """The command line: exit codes, one-line errors, and the data commands on fixture trees."""
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
@@ -39,3 +41,17 @@ def test_data_preview_writes_a_sheet(xbench, openi_tree, tmp_path):
 def test_ls_datasets(xbench):
     result = xbench("ls", "datasets")
     assert result.exit_code == 0 and all(name in result.output for name in ("phantom", "openi", "mimic"))
+
+
+def test_data_info_lists_few_skipped_cases_and_writes_them_all(xbench, openi_tree):
+    """A partial download skips thousands of cases: a count and the first few on the console, all of them in the
+    file it names (case id, tab, why), written atomically."""
+    result = xbench("data", "info", "openi", "--root", openi_tree, "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    skipped = [line for line in result.output.splitlines() if line.startswith("  ") and ": " in line]
+    assert len(skipped) == 5, result.output
+    assert "skipped 2579 cases" in result.output
+    path = Path(result.output.rstrip().splitlines()[-1].split(": ", 1)[1])
+    rows = [line.split("\t") for line in path.read_text().splitlines()]
+    assert len(rows) == 2579 and all(len(r) == 2 and r[1] for r in rows)
+    assert not list(path.parent.glob(".*.tmp"))
