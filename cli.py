@@ -133,7 +133,11 @@ def check_command(
     from benchmark.pipeline.results import cpu_capability, cpu_model
 
     console.print(f"this machine: {cpu_model()}, torch kernels {cpu_capability()}", markup=False)
-    rows, checked = check_records(records, runs_dir, LEADERBOARDS, setting=config, layers=layer or LAYERS)
+    def log(line: str) -> None:  # one line per record as it finishes, flushed: a log or CI is not left silent
+        console.print(line, markup=False, soft_wrap=True)
+        console.file.flush()
+
+    rows, checked = check_records(records, runs_dir, LEADERBOARDS, setting=config, layers=layer or LAYERS, log=log)
     for machine in sorted({row.machine for row in checked}):
         console.print(f"recorded on: {machine}", markup=False)
     console.print(check_summary(rows))

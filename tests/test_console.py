@@ -79,3 +79,29 @@ def test_calibration_line_reads_the_run_against_its_own_calibration():
     no_vc = dataclasses.replace(result, metrics={**result.metrics, "pair": {}})
     assert calibration_line(no_vc, evidence) is None
     assert np.isfinite(evidence["vc/pair"]).all()
+
+
+def test_check_prints_a_line_per_record_as_it_finishes(xbench, monkeypatch):
+    """``xbench check`` runs for minutes: each record's line comes when that record is done, not at the end."""
+    from benchmark.pipeline.check import Comparison, samples
+
+    events = []
+
+    def check_row(row, tolerances, metrics=None):
+        events.append(f"checking {row.first[0].name}")
+        return [Comparison("metrics", row.first[0].name, "pair", "vc", 0.1, 0.1, "±0", True)]
+
+    monkeypatch.setattr(samples, "check_row", check_row)
+    records = [RECORD.with_name("dummy_default_tiny_s0.json"), RECORD]
+    from benchmark.pipeline.check import check_records
+
+    check_records(records, Path("unused"), RECORD.parents[2], layers=("metrics",), log=events.append)
+    assert events == [
+        "checking dummy_default_tiny_s0.json",
+        "metrics dummy_default_tiny_s0.json: 1 compared, 0 failed (0 s)",
+        "checking xraygan_full_tiny_s0.json",
+        "metrics xraygan_full_tiny_s0.json: 1 compared, 0 failed (0 s)",
+    ]
+    result = xbench("check", *records, "--layer", "metrics")
+    assert result.exit_code == 0, result.output
+    assert "metrics xraygan_full_tiny_s0.json: 1 compared, 0 failed" in result.output
