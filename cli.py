@@ -133,6 +133,7 @@ def check_command(
     from benchmark.pipeline.results import cpu_capability, cpu_model
 
     console.print(f"this machine: {cpu_model()}, torch kernels {cpu_capability()}", markup=False)
+
     def log(line: str) -> None:  # one line per record as it finishes, flushed: a log or CI is not left silent
         console.print(line, markup=False, soft_wrap=True)
         console.file.flush()
