@@ -44,7 +44,8 @@ def results_table(results: Iterable[RunResult]) -> list[Table]:
     (real floors, judge calibration, provenance) is in the run's result.json."""
     tables = []
     for r in results:
-        table = Table("metric", "view", "value", "95 % interval", title=f"{r.run_id}: N = {r.n_test_cases} test cases")
+        title = f"{r.run_id}: N = {r.n_test_cases} test cases"
+        table = Table("metric", "view", "value", "95 % interval", title=title, min_width=min(len(title), 80))
         names = [n for n in METRICS if any(n in r.metrics.get(v, {}) for v in VIEWS_AND_PAIR)]
         for name in names + [n for n in ("vc_deranged", "vc_self") if n in r.metrics.get("pair", {})]:
             label = f"{METRICS[name].arrow} {name}" if name in METRICS else name
