@@ -59,8 +59,9 @@ def run_command(
     result = run(cfg, runs_dir=runs_dir, resume=resume, record=record)
     if result is None:  # another torchrun rank: rank 0 reports
         return
-    print_results([result])
-    console.print(f"run directory: {runs_dir / result.run_id if resume is None else resume} (config.json: the config)")
+    run_dir = runs_dir / result.run_id if resume is None else resume
+    print_results([result], run_dir.parent)
+    console.print(f"run directory: {run_dir} (config.json: the config)")
 
 
 @app.command("ablate")
@@ -79,7 +80,7 @@ def ablate_command(
     from benchmark.pipeline.launch import launch
 
     configs = table2_configs(dataset, config, _parse_seeds(seeds), set_ or ())
-    print_results(launch(configs, launcher=launcher, runs_dir=runs_dir, record=record))
+    print_results(launch(configs, launcher=launcher, runs_dir=runs_dir, record=record), runs_dir)
 
 
 @app.command("table")
@@ -132,7 +133,12 @@ def check_command(
     from benchmark.pipeline.results import cpu_capability, cpu_model
 
     console.print(f"this machine: {cpu_model()}, torch kernels {cpu_capability()}", markup=False)
-    rows, checked = check_records(records, runs_dir, LEADERBOARDS, setting=config, layers=layer or LAYERS)
+
+    def log(line: str) -> None:  # one line per record as it finishes, flushed: a log or CI is not left silent
+        console.print(line, markup=False, soft_wrap=True)
+        console.file.flush()
+
+    rows, checked = check_records(records, runs_dir, LEADERBOARDS, setting=config, layers=layer or LAYERS, log=log)
     for machine in sorted({row.machine for row in checked}):
         console.print(f"recorded on: {machine}", markup=False)
     console.print(check_summary(rows))
@@ -239,11 +245,18 @@ def bench_command(
         console.print(f"wrote {path}")
 
 
-def print_results(results) -> None:
-    from benchmark.pipeline.display import results_table
+def print_results(results, runs_dir: Path) -> None:
+    """Each run's table, then one line reading its vc against the calibration (from the run's evidence)."""
+    from benchmark.pipeline.display import calibration_line, results_table
+    from benchmark.pipeline.results import load_evidence
 
-    for table in results_table(r for r in results if r is not None):
+    results = [r for r in results if r is not None]
+    for result, table in zip(results, results_table(results)):
         console.print(table)
+        evidence = runs_dir / result.run_id / "evidence.npz"
+        line = calibration_line(result, load_evidence(evidence) if evidence.is_file() else None)
+        if line:
+            console.print(line, markup=False, soft_wrap=True)
 
 
 def _parse_seeds(text: str) -> list[int]:

@@ -46,8 +46,26 @@ def data_info(
     extra = realism_summary(ds, splits.all, realism_cases) if realism else {}
     for table in data_info_tables(dataset, ds, splits, extra):
         console.print(table)
-    for case_id, why in splits.skipped.items():
-        console.print(f"skipped {case_id}: {why}", markup=False)
+    if splits.skipped:
+        for line in skipped_lines(dataset, root, splits.skipped):
+            console.print(line, markup=False, soft_wrap=True)
+
+
+SKIPPED_SHOWN = 5  # a partial download skips thousands of cases: the first few, the count, and the file
+
+
+def skipped_lines(dataset: str, root: str | None, skipped: dict[str, str]) -> list[str]:
+    """The count of skipped cases and the first few; the full list (case id, tab, why) is written atomically to
+    ``<cache>/skipped/<dataset>_<root key>.tsv``, which the last line names."""
+    from benchmark.core.cache import cache_root, content_key
+    from benchmark.core.io import atomic_write
+
+    key = content_key({"dataset": dataset, "root": str(Path(root).resolve()) if root else None})[:12]
+    path = cache_root() / "skipped" / f"{dataset}_{key}.tsv"
+    atomic_write(path, "".join(f"{case_id}\t{why}\n" for case_id, why in skipped.items()))
+    lines = [f"skipped {len(skipped)} cases; the first {min(len(skipped), SKIPPED_SHOWN)}:"]
+    lines += [f"  {case_id}: {why}" for case_id, why in list(skipped.items())[:SKIPPED_SHOWN]]
+    return lines + [f"all {len(skipped)} skipped cases, with why: {path}"]
 
 
 @data_app.command("preview")

@@ -2,14 +2,20 @@
 
 from collections.abc import Iterable
 
+import numpy as np
 from rich.table import Table
 
+from benchmark.core.seeds import derive_seed
 from benchmark.data.datasets import DATASETS, Dataset, Splits
 from benchmark.pipeline.catalog import MethodEntry
 from benchmark.pipeline.check import Comparison
 from benchmark.pipeline.leaderboard import format_cell
 from benchmark.pipeline.results import RunResult
 from metrics import METRICS
+from metrics.stats import bootstrap_indices, mean_interval
+
+VIEWS_AND_PAIR = ("frontal", "lateral", "pair")
+DERANGED_DRAWS = 1000  # bootstrap draws of the paired vc - vc_deranged difference
 
 
 def data_info_tables(name: str, ds: Dataset, splits: Splits, extra: dict | None = None) -> list[Table]:
@@ -32,19 +38,24 @@ def data_info_tables(name: str, ds: Dataset, splits: Splits, extra: dict | None 
 
 
 def results_table(results: Iterable[RunResult]) -> list[Table]:
-    """Per run: each metric by view, value [95 % interval]; N and the sample spread in the caption. The full
-    result (real floors, judge calibration, provenance) is in the run's result.json."""
+    """Per run: one row per metric and view, value and 95 % interval in columns of their own, so that the
+    table fits the 80 columns of a log or CI console without wrapping an interval onto a second line (rich
+    sizes a console that is not a terminal to 80). N and the sample spread in the caption; the full result
+    (real floors, judge calibration, provenance) is in the run's result.json."""
     tables = []
     for r in results:
-        table = Table("metric", "frontal", "lateral", "pair", title=f"{r.run_id}: N = {r.n_test_cases} test cases")
-        names = [n for n in METRICS if any(n in r.metrics.get(v, {}) for v in ("frontal", "lateral", "pair"))]
+        title = f"{r.run_id}: N = {r.n_test_cases} test cases"
+        table = Table("metric", "view", "value", "95 % interval", title=title, min_width=min(len(title), 80))
+        names = [n for n in METRICS if any(n in r.metrics.get(v, {}) for v in VIEWS_AND_PAIR)]
         for name in names + [n for n in ("vc_deranged", "vc_self") if n in r.metrics.get("pair", {})]:
-            cells = []
-            for view in ("frontal", "lateral", "pair"):
+            label = f"{METRICS[name].arrow} {name}" if name in METRICS else name
+            for view in VIEWS_AND_PAIR:
                 values = r.metrics.get(view, {})
-                value = values.get(name)
-                cells.append("" if value is None else format_cell(value, None, values.get(f"{name}_ci")))
-            table.add_row(f"{METRICS[name].arrow} {name}" if name in METRICS else name, *cells)
+                if values.get(name) is None:
+                    continue
+                value, _, interval = format_cell(values[name], None, values.get(f"{name}_ci")).partition(" ")
+                table.add_row(label, view, value, interval)
+                label = ""  # the metric's name once, on its first view
         spread = r.sample_spread or {}
         if spread:
             table.caption = "samples vary across reports by " + ", ".join(
@@ -52,6 +63,32 @@ def results_table(results: Iterable[RunResult]) -> list[Table]:
             )
         tables.append(table)
     return tables
+
+
+def calibration_line(r: RunResult, evidence: dict | None = None) -> str | None:
+    """The run's vc read against the judge's calibration, in one line: the real matched (ceiling) and mismatched
+    (floor) pairs the evaluation measured beside it, and whether ``vc_deranged`` (its frontals against other
+    cases' generated laterals) falls below vc, meaning the two views carry one patient. That reading is the
+    per-case difference vc - vc_deranged, paired on test cases (``evidence``: the run's evidence.npz), with
+    a bootstrap 95 % interval; without evidence the line stops at the calibration. None when the run has no vc.
+    """
+    pair = r.metrics.get("pair", {})
+    keys = METRICS["vc"].calibration
+    ceiling, floor = pair.get(keys["real"]), pair.get(keys["mismatched"])
+    if pair.get("vc") is None or ceiling is None or floor is None:
+        return None
+    line = f"vc {pair['vc']:.3f} against real matched {ceiling:.2f} and mismatched {floor:.2f}"
+    own, deranged = (evidence or {}).get("vc/pair"), (evidence or {}).get("vc_deranged/pair")
+    if own is None or deranged is None or len(own) != len(deranged) or len(own) < 2:
+        return line
+    diff = np.asarray(own, np.float64) - np.asarray(deranged, np.float64)
+    (lo, hi), _ = mean_interval(diff, bootstrap_indices(len(diff), DERANGED_DRAWS, derive_seed(0, "vc-deranged")))
+    gap = f"difference {diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    if lo > 0:
+        return f"{line}; vc_deranged below vc ({gap}): the two views share the patient"
+    if hi < 0:
+        return f"{line}; vc_deranged above vc ({gap}): the views of one case match less than two cases'"
+    return f"{line}; vc_deranged equal to vc ({gap}): no patient is shared"
 
 
 def check_failures(rows: Iterable[Comparison]) -> list[str]:

@@ -47,6 +47,11 @@ def run(
 ) -> RunResult | None:
     """Train, generate the test split, evaluate; returns (and writes) the result. Under ``torchrun`` every rank
     trains and only rank 0 writes, generates and evaluates; the other ranks return None after training."""
+    # Data first: splits that cannot train or be evaluated stop the run before anything is written.
+    dataset = get_dataset(cfg.dataset, cfg.data)
+    splits = dataset.splits()
+    check_splits(cfg, splits)
+
     main = world().is_main
     run_dir = _prepare_run_dir(cfg, runs_dir, resume) if main else resume or runs_dir / cfg.run_id
     device = default_device()
@@ -54,9 +59,7 @@ def run(
     if main:
         _write_json(run_dir / "env.json", env)
 
-    # Data and the vocabulary of the train split.
-    dataset = get_dataset(cfg.dataset, cfg.data)
-    splits = dataset.splits()
+    # The vocabulary of the train split.
     vocab = Vocab.build((c.report.findings, c.report.impression) for c in splits.train)
     if main:
         vocab.save(run_dir / "vocab.json")
@@ -128,6 +131,29 @@ def run(
     if record:
         record_result(result, run_dir)
     return result
+
+
+# Every method pairs a train case with another (VCN, DAMSM, the matching pretraining), and FID, KID and vc compare
+# sets of test cases: with fewer than two of either, training crashes or only SSIM is left.
+MIN_TRAIN_CASES = 2
+MIN_TEST_CASES = 2
+
+
+def check_splits(cfg: RunConfig, splits) -> None:
+    """An XbenchError naming the split counts and what is missing when ``splits`` (after skipped cases) cannot
+    train or cannot be evaluated."""
+    missing = [
+        f"{need} {split} cases to {what}"
+        for split, need, what in (("train", MIN_TRAIN_CASES, "train"), ("test", MIN_TEST_CASES, "evaluate"))
+        if len(splits[split]) < need
+    ]
+    if missing:
+        counts = ", ".join(f"{len(splits[s])} {s}" for s in ("train", "val", "test"))
+        skipped = f" ({len(splits.skipped)} cases skipped: `xbench data info {cfg.dataset}` lists them)"
+        raise XbenchError(
+            f"{cfg.dataset} has {counts} cases{skipped if splits.skipped else ''}; a run needs at least "
+            + " and ".join(missing)
+        )
 
 
 def sample_spread(fake: np.ndarray, real: np.ndarray) -> dict:

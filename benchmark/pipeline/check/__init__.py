@@ -15,7 +15,8 @@ above are what holds elsewhere.
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmark.core.errors import XbenchError, unknown_name
@@ -112,10 +113,12 @@ def check_records(
     setting: str = "tiny",
     layers: Sequence[str] = LAYERS,
     tolerances: Tolerances | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[list[Comparison], list[Row]]:
     """Check ``paths`` (default: every committed record of ``setting`` under ``leaderboards``) at ``layers``;
     (comparisons, rows checked). A row is checked once, through its lowest seed; its other seeds give the end-to-end
-    layer its interval. CI checks the tiny records; the small ones take hours on a CPU and are checked by hand."""
+    layer its interval. CI checks the tiny records; the small ones take hours on a CPU and are checked by hand.
+    ``log`` gets one line per record and layer as it finishes."""
     from benchmark.pipeline.check import end_to_end, samples, steps
 
     if setting not in SETTINGS:
@@ -128,12 +131,20 @@ def check_records(
         raise XbenchError(f"no {setting} records to check; record one with `xbench run --config {setting} --record`")
     tolerances = tolerances or load_tolerances()
     rows = rows_of(paths)
-    out: list[Comparison] = []
-    if "metrics" in layers:
-        out += [c for row in rows for c in samples.check_row(row, tolerances)]
-    if "steps" in layers:
-        out += [c for row in rows for c in steps.check_row(row, tolerances, leaderboards)]
+    checks = {
+        "metrics": lambda row: samples.check_row(row, tolerances),
+        "steps": lambda row: steps.check_row(row, tolerances, leaderboards),
+    }
     if "end-to-end" in layers:
         n = sum(len(end_to_end.headline(row, tolerances)) for row in rows)
-        out += [c for row in rows for c in end_to_end.check_row(row, tolerances, runs_dir, n)]
+        checks["end-to-end"] = lambda row: end_to_end.check_row(row, tolerances, runs_dir, n)
+    out: list[Comparison] = []
+    for layer in (layer for layer in LAYERS if layer in layers):
+        for row in rows:
+            start = time.perf_counter()
+            done = checks[layer](row)
+            out += done
+            if log is not None:  # the whole check takes minutes: a log or CI sees each record as it finishes
+                failed, took = sum(not c.ok for c in done), time.perf_counter() - start
+                log(f"{layer} {row.first[0].name}: {len(done)} compared, {failed} failed ({took:.0f} s)")
     return out, rows
