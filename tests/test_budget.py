@@ -36,3 +36,8 @@ def test_sample_spread_is_the_mean_per_pixel_std_across_cases():
     fake = np.full_like(real, 128)  # one image for every report
     spread = sample_spread(fake, real)
     assert spread == {"frontal": {"fake_std": 0.0, "real_std": 5.0}, "lateral": {"fake_std": 0.0, "real_std": 5.0}}
+
+
+def test_a_row_that_updates_nothing_is_no_budget_to_compare():
+    floor = Row("dummy [default]", "measured", {}, 1, {"epochs": 1, "pairs_seen": 10, "generator_updates": 0})
+    assert budget_notes([floor, _row("a [x]", 100), _row("b [y]", 105)], "small") == ()

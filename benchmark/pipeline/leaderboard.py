@@ -47,8 +47,16 @@ TABLE1_BLOCKS = (
         {("xraygan", "full"), ("gan_int_cls", "faithful"), ("stackgan", "faithful"), ("attngan", "faithful")},
     ),
 )  # fmt: skip
+# Registered (method, variant)s that no table shows, each with why. tests/test_leaderboard_blocks.py checks that every
+# registered variant is in a Table 1 block, in Table 2 or here, so a new one never drops out silently.
+UNTABULATED: dict[tuple[str, str], str] = {}
 HIGHER_IS_BETTER = {name: spec.higher_is_better for name, spec in METRICS.items()}  # what a verdict calls better
 BUDGET_TOLERANCE = 0.10  # pairs seen within one block and setting may differ by this fraction
+
+
+def tabulated() -> set[tuple[str, str]]:
+    """Every (method, variant) some table shows: the Table 1 blocks' members and XRayGAN's Table 2 variants."""
+    return {key for _, members in TABLE1_BLOCKS for key in members} | {("xraygan", v) for v in TABLE2_VARIANTS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,7 +228,8 @@ def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
     """Where the pairs seen of a table's measured rows (one setting) differ by more than BUDGET_TOLERANCE, say
     so and why; rows recorded before budgets were kept are named."""
     notes = []
-    group = [row for row in rows if row.kind == "measured" and row.budget]
+    # Rows that update nothing (the mean-image floor) have no training budget to compare.
+    group = [row for row in rows if row.kind == "measured" and row.budget and row.budget["generator_updates"]]
     if group:
         low = min(group, key=lambda r: r.budget["pairs_seen"])
         high = max(group, key=lambda r: r.budget["pairs_seen"])
