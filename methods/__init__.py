@@ -25,6 +25,7 @@ _REGISTRY = {  # name -> "module:class"
     "gan_int_cls": "methods.gan_int_cls:GanIntCls",
     "stackgan": "methods.stackgan:StackGAN",
     "attngan": "methods.attngan:AttnGAN",
+    "diffusion": "methods.diffusion:Diffusion",
 }
 
 
