@@ -16,6 +16,8 @@ def test_xraygan_budget_at_the_paper_setting():
     # ceil(1809 / batch) updates per epoch: 19 at 96 (warm-up and stage 0), 38 at 48, 76 at 24, 151 at 12.
     assert budget["generator_updates"] == 20 * 19 + 90 * 19 + 90 * 38 + 120 * 76 + 120 * 151
     assert format_budget(budget) == "440 ep, 796k pairs, 32.8k G updates"
+    flops = budget | {"training_flops": 1.234e15}
+    assert format_budget(flops, 0.4123) == "440 ep, 796k pairs, 32.8k G updates, 1.2e+15 FLOP, 0.41 s/pair sampling"
 
 
 def _row(label: str, pairs: int) -> Row:
