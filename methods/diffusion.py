@@ -175,10 +175,11 @@ class Denoiser(nn.Module):
             mask = torch.where(drop[:, None], null_mask, mask)
         return words, mask
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, tokens: TokenBatch, drop: torch.Tensor) -> torch.Tensor:
+    def forward(self, x, t, findings, impression, flat, drop) -> torch.Tensor:
         """Training: the prediction for noisy pairs ``x`` [B, 2, H, W] at steps ``t`` [B] under their reports
-        (the null token where ``drop``), in one forward (so DDP sees the encoder and the UNets together)."""
-        return self.predict(x, t, *self.condition(tokens, drop))
+        (the null token where ``drop``), in one forward (so DDP sees the encoder and the UNets together; the
+        reports as plain tensors, which DDP moves and scatters)."""
+        return self.predict(x, t, *self.condition(TokenBatch(findings, impression, flat), drop))
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The prediction for noisy pairs ``x`` [B, 2, H, W] at steps ``t`` [B] given encoded words: [B, 2, H, W]."""
@@ -262,7 +263,7 @@ class Diffusion(StagedMethod):
         cfg, device = self.cfg, self.device
         fused = device.type == "cuda"
         opt = torch.optim.Adam(self.denoiser.parameters(), lr=cfg.lr, fused=fused)
-        ema = EMAModel(self.denoiser.parameters(), decay=cfg.ema_decay)
+        ema = EMAModel(self.denoiser.parameters(), decay=cfg.ema_decay, foreach=True)
         ema.to(device)
         tokens = TokenBatch.of(train.tokens, device)
         real = resident_images(train.pixels, self.image_size, device)
@@ -277,7 +278,8 @@ class Diffusion(StagedMethod):
         drop = torch.rand(b, device=x0.device) < self.cfg.drop_report
         target = noise if self.cfg.prediction == "epsilon" else self.noise.get_velocity(x0, noise, t)
         with autocast(self.device, self.cfg.bf16):
-            pred = denoiser(self.noise.add_noise(x0, noise, t), t, tokens, drop)
+            noisy = self.noise.add_noise(x0, noise, t)
+            pred = denoiser(noisy, t, tokens.findings, tokens.impression, tokens.flat, drop)
         return F.mse_loss(pred.float(), target)
 
     def train_step(self, state: DiffusionStage, phase: Phase, index: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -175,3 +175,18 @@ def test_tiny_setting_resolves_for_both_variants():
     for variant in Diffusion.variants:
         cfg = tiny_model("diffusion", **Diffusion.variants[variant])
         assert cfg.views == variant and derive_seed(0, variant)
+
+
+def test_a_resumed_run_samples_what_an_uninterrupted_one_does(tmp_path):
+    """The EMA and the optimiser are in the checkpoint: 1 epoch, then resumed to 2, equals 2 epochs in one go."""
+    vocab, data = toy_data(64)
+    two = dataclasses.replace(TOY, epochs=2, checkpoint_every=1)
+    whole = Diffusion(two, vocab, image_size=SIZE, device="cpu", seed=0)
+    whole.fit(data, None, tmp_path / "whole")
+    Diffusion(dataclasses.replace(two, epochs=1), vocab, image_size=SIZE, device="cpu", seed=0).fit(
+        data, None, tmp_path / "cut"
+    )
+    resumed = Diffusion(two, vocab, image_size=SIZE, device="cpu", seed=0)
+    resumed.fit(data, None, tmp_path / "cut", resume=True)
+    tokens = vocab.encode(list(REPORTS))
+    torch.testing.assert_close(resumed.generate(tokens, [1, 2]).frontal, whole.generate(tokens, [1, 2]).frontal)
