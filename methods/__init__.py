@@ -2,10 +2,13 @@
 
 Adding a method is one file and one line:
   1. ``methods/<name>.py``: docstring (paper, reference code, every departure), a frozen ``Config`` dataclass
-     whose defaults are the paper setting, the networks, and a ``Method`` subclass (``StagedMethod`` for the
-     shared resumable training loop). Optional: ``configs/tiny/<name>.toml`` with the CPU-sized deviations,
+     that inherits ``MethodConfig`` (the run settings every method shares) and whose defaults are the paper
+     setting, the networks, and a ``Method`` subclass (``StagedMethod`` for the shared resumable training loop,
+     which also reports the budget and the steps ``xbench bench`` times). A method without discriminators says
+     ``has_critics = False``. Optional: ``configs/{small,tiny}/<name>.toml`` with the CPU-sized deviations,
      and named ``variants`` (config deviations; the first is the default).
-  2. one line in ``_REGISTRY`` below.
+  2. one line in ``_REGISTRY`` below, and its variants in a leaderboard block (``TABLE1_BLOCKS``) or in
+     ``UNTABULATED`` with why (benchmark/pipeline/leaderboard.py; a test fails otherwise).
 tests/test_contract.py then builds, trains, samples, saves and restores it like every other method.
 Text encoders shared by every method are in ``methods.text_encoders.TEXT_ENCODERS``.
 """
@@ -23,6 +26,7 @@ _REGISTRY = {  # name -> "module:class"
     "stackgan": "methods.stackgan:StackGAN",
     "attngan": "methods.attngan:AttnGAN",
     "copier": "methods.copier:Copier",
+    "diffusion": "methods.diffusion:Diffusion",
 }
 
 

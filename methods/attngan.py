@@ -94,7 +94,7 @@ from methods.attngan_networks import (
     discriminator_bce,
     weights_init,
 )
-from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.base import MethodConfig, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.damsm import (
     DAMSM,
     DAMSMConfig,
@@ -137,7 +137,7 @@ XRAYGAN_SCHEDULE = {"lr_g": 1e-4, "lr_d": 1e-4, "lr_milestones": (40, 80), "epoc
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(MethodConfig):
     # Text.
     encoder: str = "hae"  # key in TEXT_ENCODERS
     text: TextEncoder.Config = TextEncoder.Config()
@@ -168,12 +168,8 @@ class Config:
     lr_milestones: tuple[int, ...] = ()  # epochs at which both learning rates are multiplied by lr_decay
     lr_decay: float = 0.2
     ema_decay: float = 0.999  # moving average of the generator weights used for sampling; 0 = off
-    # Bookkeeping.
-    checkpoint_every: int = 20  # epochs; and always at the end
-    log_every: int = 50  # steps between host syncs / log lines
+    # Speed (checkpoints, logging and bf16: MethodConfig).
     channels_last: bool = True
-    bf16: bool = True  # autocast on CUDA only
-    progress: bool = True
 
     def __post_init__(self):
         check_ranges(self)
@@ -255,7 +251,10 @@ class AttnGAN(StagedMethod):
             nn.SyncBatchNorm.convert_sync_batchnorm(discriminators)
         generators_ddp = wrap_ddp(self.nets.generators, device)
         discriminators_ddp = wrap_ddp(discriminators, device)
-        return AttnGANStage(stage, generators_ddp, discriminators, discriminators_ddp, opt_g, opt_d, text, reals)
+        return AttnGANStage(
+            stage, generators_ddp, opt_g, text, reals,
+            discriminators=discriminators, discriminators_ddp=discriminators_ddp, opt_d=opt_d,
+        )  # fmt: skip
 
     def set_epoch(self, state: "AttnGANStage", phase: Phase, epoch: int) -> None:
         decay = self.cfg.lr_decay ** sum(epoch >= m for m in self.cfg.lr_milestones)

@@ -23,6 +23,21 @@ from benchmark.data.text import Tokens, Vocab
 
 
 @dataclasses.dataclass(frozen=True)
+class MethodConfig:
+    """The fields every method's ``Config`` inherits: how a run logs, saves and computes, read by the shared
+    training loop (``methods.training.fit_staged``) and by ``generate_in_batches``. The first three are run
+    settings (``RUN_SETTINGS``): they never change a result, so the configuration hash leaves them out."""
+
+    checkpoint_every: int = 20  # epochs; and always at the end of a phase
+    log_every: int = 50  # steps between host syncs / log lines
+    progress: bool = True  # a progress bar per epoch
+    bf16: bool = True  # autocast on CUDA only
+
+
+RUN_SETTINGS = ("checkpoint_every", "log_every", "progress")
+
+
+@dataclasses.dataclass(frozen=True)
 class TokenBatch:
     """``Tokens`` as tensors on a device: [B, S, W] per section and [B, T] flat; 0 is padding."""
 
@@ -143,12 +158,15 @@ class Views:
 class Method(ABC):
     """A text-to-paired-X-ray method: ``fit`` on train (+ val), then ``generate`` both views per report."""
 
-    Config: ClassVar[type]
+    Config: ClassVar[type[MethodConfig]]
     variants: ClassVar[dict[str, dict]] = {"default": {}}  # named config deviations; the first is the default
     paper_schedules: ClassVar[dict[str, dict]] = {}  # variant -> deviations applied at the paper setting only
     # False for a floor that is fitted, not trained (the dummy's mean image, the copier's lookup): no training
     # steps to check, and its seeds give one result
     trains: ClassVar[bool] = True
+    # False for a method that trains no discriminator (a diffusion model, the dummy floor): it lists no
+    # ``conditional_critics`` and tests/test_conditioning.py leaves it out. True obliges a method to list them.
+    has_critics: ClassVar[bool] = True
 
     def __init__(
         self, cfg, vocab: Vocab, *, image_size: int = 256, device: str | torch.device | None = None, seed: int = 0
@@ -159,6 +177,7 @@ class Method(ABC):
         self.image_size = image_size
         self.device = torch.device(device) if device else default_device()
         self.fit_summary: dict = {}  # what fit measured about its own training (JSON values), for result.json
+        self.pairs_seen = 0  # frontal + lateral pairs ``fit`` trained on in this process: the run's throughput
 
     @abstractmethod
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
@@ -186,27 +205,18 @@ class Method(ABC):
         """Trainable parameters per named network (for ``xbench ls methods --params``)."""
         return {}
 
+    @abstractmethod
     def budget(self, n_train: int) -> dict:
-        """The generator's training budget on ``n_train`` cases, from ``phases()`` (methods trained by
-        ``fit_staged``): epochs, pairs seen (epochs x cases, every pass over the train split counted) and
-        generator updates (one per batch), in total and per phase. Pretrained helpers (XRayGAN's VCN,
-        AttnGAN's DAMSM) are not counted. Empty for a method without phases (the dummy floor)."""
-        phases = self.phases() if hasattr(self, "phases") else []
-        if not phases:
-            return {}
-        rows = [
-            {
-                "stage": str(p.stage),
-                "phase": p.name,
-                "epochs": p.epochs,
-                "batch_size": p.batch_size,
-                "pairs_seen": p.epochs * n_train,
-                "generator_updates": p.epochs * -(-n_train // p.batch_size),
-            }
-            for p in phases
-        ]
-        total = {k: sum(r[k] for r in rows) for k in ("epochs", "pairs_seen", "generator_updates")}
-        return {**total, "n_train": n_train, "phases": rows}
+        """The training budget on ``n_train`` cases, as the method counts it (result.json "budget"): at least
+        ``epochs``, ``pairs_seen`` (every pass over the train split counted) and ``generator_updates``; a method
+        may add what its comparison needs (training FLOPs, sampling cost per pair). Pretrained helpers that a
+        method does not count say so in its docstring."""
+
+    def training_steps(self, batch_data, run_dir: Path):
+        """For ``xbench bench``: ``(phase, step)`` per phase of the schedule, where ``step()`` runs one training
+        update on the first batch of ``batch_data(batch_size)`` (a ``PairedData``). Empty for a method that
+        trains in no steps (the dummy floor)."""
+        return iter(())
 
     @classmethod
     def conditional_critics(cls, cfg, image_size: int) -> dict[str, tuple]:

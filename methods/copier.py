@@ -19,14 +19,14 @@ import torch
 
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens
-from methods.base import Method, PairedData, Views
+from methods.base import Method, MethodConfig, PairedData, Views
 
 _SPECIAL = 3  # ids 0-2: PAD, UNK, SEP (benchmark.data.text.Vocab); UNK stays a word, the others are not counted
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Nothing to set: the lookup has no hyperparameters."""
+class Config(MethodConfig):
+    """Nothing to set: the lookup has no hyperparameters (the shared run settings are unused)."""
 
 
 def word_counts(flat: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -42,6 +42,7 @@ def word_counts(flat: np.ndarray, vocab_size: int) -> np.ndarray:
 class Copier(Method):
     Config = Config
     trains = False
+    has_critics = False
 
     def __init__(self, cfg: Config, vocab, *, image_size: int = 256, device=None, seed: int = 0):
         super().__init__(cfg, vocab, image_size=image_size, device=device, seed=seed)
@@ -62,6 +63,11 @@ class Copier(Method):
         self.idf = torch.as_tensor(np.log((1 + len(train)) / (1 + df)) + 1.0)
         self.train_vectors = self._vectors(train.tokens.flat)
         self.train_pixels = torch.as_tensor(train.pixels)
+        self.pairs_seen = len(train)
+
+    def budget(self, n_train: int) -> dict:
+        """One pass over the train split to index it; nothing is updated."""
+        return {"epochs": 1, "pairs_seen": n_train, "generator_updates": 0, "n_train": n_train}
 
     def nearest(self, tokens: Tokens) -> np.ndarray:
         """The train index of each report's nearest train report (lowest index on ties)."""

@@ -66,7 +66,7 @@ from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
-from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.base import MethodConfig, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import (
     BaseGenerator,
     case_noise,
@@ -105,7 +105,7 @@ XRAYGAN_SCHEDULE = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(MethodConfig):
     # Text.
     encoder: str = "hae"
     text: TextEncoder.Config = TextEncoder.Config()
@@ -132,12 +132,8 @@ class Config:
     betas: tuple[float, float] = (0.5, 0.999)
     lr_decay: float = 0.5
     lr_milestones: tuple[int, ...] = (100, 200, 300, 400, 500)  # GAN epochs at which lr *= lr_decay
-    # Bookkeeping.
-    checkpoint_every: int = 20  # epochs; and always at the end of a phase
-    log_every: int = 50  # steps between host syncs / log lines
+    # Speed (checkpoints, logging and bf16: MethodConfig).
     channels_last: bool = True
-    bf16: bool = True  # autocast on CUDA only
-    progress: bool = True
 
     def __post_init__(self):
         check_ranges(self)
@@ -335,7 +331,10 @@ class GanIntCls(StagedMethod):
         opt_g, opt_d = self._adam(self.generators), self._adam(discriminators)
         tokens = TokenBatch.of(train.tokens, device)
         real = resident_images(train.pixels, self.image_size, device)
-        return PairedStage(stage, generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens, real)
+        return PairedStage(
+            stage, generators, opt_g, tokens, real,
+            discriminators=discriminators, discriminators_ddp=discriminators_ddp, opt_d=opt_d,
+        )  # fmt: skip
 
     def set_epoch(self, state: PairedStage, phase: Phase, epoch: int) -> None:  # lr x lr_decay at each milestone
         passed = sum(epoch >= m for m in self.cfg.lr_milestones) if phase.name == "gan" else 0

@@ -72,7 +72,7 @@ from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
-from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.base import MethodConfig, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import (
     case_noise,
     check_discriminator_loss,
@@ -110,7 +110,7 @@ XRAYGAN_SCHEDULE = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(MethodConfig):
     # Text.
     encoder: str = "hae"
     text: TextEncoder.Config = TextEncoder.Config()
@@ -137,12 +137,8 @@ class Config:
     betas: tuple[float, float] = (0.5, 0.999)
     lr_decay: float = 0.5
     lr_milestones: tuple[int, ...] = (100, 200, 300, 400, 500)  # epochs of a stage at which lr *= lr_decay
-    # Bookkeeping.
-    checkpoint_every: int = 20  # epochs; and always at the end of a stage
-    log_every: int = 50  # steps between host syncs / log lines
+    # Speed (checkpoints, logging and bf16: MethodConfig).
     channels_last: bool = True
-    bf16: bool = True  # autocast on CUDA only
-    progress: bool = True
 
     def __post_init__(self):
         check_ranges(self)
@@ -428,7 +424,10 @@ class StackGAN(StagedMethod):
         opt_d = self._adam(discriminators.parameters())
         tokens = TokenBatch.of(train.tokens, device)
         real = resident_images(train.pixels, size, device)
-        return PairedStage(stage, generators, discriminators, discriminators_ddp, opt_g, opt_d, tokens, real)
+        return PairedStage(
+            stage, generators, opt_g, tokens, real,
+            discriminators=discriminators, discriminators_ddp=discriminators_ddp, opt_d=opt_d,
+        )  # fmt: skip
 
     def set_epoch(self, state: PairedStage, phase: Phase, epoch: int) -> None:  # lr x lr_decay at each milestone
         state.set_lr(self.cfg.lr * self.cfg.lr_decay ** sum(epoch >= m for m in self.cfg.lr_milestones))

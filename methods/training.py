@@ -9,6 +9,7 @@ caught on the device and reported at the next log point. Nothing in a step waits
 
 import contextlib
 import dataclasses
+import functools
 import json
 import time
 from abc import abstractmethod
@@ -128,23 +129,34 @@ class Phase:
 @dataclasses.dataclass
 class StageState:
     """What one stage trains with, set up once by ``StagedMethod.begin_stage``: the generators (as the step
-    calls them: DDP-wrapped with several processes), the stage's own discriminators (the plain module, which
-    the checkpoint saves and the generator step freezes, and its DDP view) and the two optimisers. A method
-    extends it with what its step reads besides (its training data on the device, XRayGAN's frozen VCN)."""
+    calls them: DDP-wrapped with several processes) and their optimiser, and, for a GAN, the stage's own
+    discriminators (the plain module, which the checkpoint saves and the generator step freezes, and its DDP
+    view) with theirs. A method extends it with what its step reads besides (its training data on the device,
+    XRayGAN's frozen VCN, a diffusion model's EMA)."""
 
     stage: int | str
     generators: nn.Module
-    discriminators: nn.Module
-    discriminators_ddp: nn.Module
     opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
+    _: dataclasses.KW_ONLY
+    discriminators: nn.Module | None = None  # None: a method without critics (a diffusion model)
+    discriminators_ddp: nn.Module | None = None
+    opt_d: torch.optim.Optimizer | None = None
+
+    def __post_init__(self):
+        if (self.discriminators is None) != (self.opt_d is None):
+            raise ValueError("StageState: discriminators and their optimiser come together or not at all")
+        if self.discriminators_ddp is None:
+            self.discriminators_ddp = self.discriminators
 
     def checkpointed(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
         """The stage-local modules and the optimisers a checkpoint holds (the generators are the method's)."""
+        if self.discriminators is None:
+            return {}, {"generators": self.opt_g}
         return {"discriminators": self.discriminators}, {"generators": self.opt_g, "discriminators": self.opt_d}
 
     def set_lr(self, lr_g: float, lr_d: float | None = None) -> None:
-        for opt, lr in ((self.opt_g, lr_g), (self.opt_d, lr_g if lr_d is None else lr_d)):
+        pairs = [(self.opt_g, lr_g)] + ([(self.opt_d, lr_g if lr_d is None else lr_d)] if self.opt_d else [])
+        for opt, lr in pairs:
             for group in opt.param_groups:
                 group["lr"] = lr
 
@@ -191,6 +203,33 @@ class StagedMethod(Method):
     def set_epoch(self, state: StageState, phase: Phase, epoch: int) -> None:
         """Called before each epoch: the learning-rate schedule (none by default)."""
 
+    def budget(self, n_train: int) -> dict:
+        """The generator's training budget on ``n_train`` cases, from ``phases()``: epochs, pairs seen (epochs x
+        cases, every pass over the train split counted) and generator updates (one per batch), in total and per
+        phase. Pretrained helpers (XRayGAN's VCN, AttnGAN's DAMSM) are not counted."""
+        rows = [
+            {
+                "stage": str(p.stage),
+                "phase": p.name,
+                "epochs": p.epochs,
+                "batch_size": p.batch_size,
+                "pairs_seen": p.epochs * n_train,
+                "generator_updates": p.epochs * -(-n_train // p.batch_size),
+            }
+            for p in self.phases()
+        ]
+        total = {k: sum(r[k] for r in rows) for k in ("epochs", "pairs_seen", "generator_updates")}
+        return {**total, "n_train": n_train, "phases": rows}
+
+    def training_steps(self, batch_data, run_dir: Path):
+        """Each phase with a callable that runs one ``train_step`` on the first batch of its stage's data."""
+        for phase in self.phases():
+            if phase.epochs == 0:
+                continue
+            state = self.begin_stage(phase.stage, batch_data(phase.batch_size), run_dir)
+            index = torch.arange(phase.batch_size, device=self.device)
+            yield phase, functools.partial(self.train_step, state, phase, index)
+
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
         self.val = val
         fit_staged(self, train, run_dir, resume=resume)
@@ -199,8 +238,8 @@ class StagedMethod(Method):
 def fit_staged(method: StagedMethod, train: PairedData, run_dir: Path, *, resume: bool) -> None:
     """The training loop of every ``StagedMethod``: phases in order, epochs reseeded, resumable at epoch ends.
 
-    Reads ``cfg.log_every``, ``cfg.checkpoint_every`` and ``cfg.progress`` of the method's config. Checkpoints
-    hold tensors and plain values only.
+    Reads ``log_every``, ``checkpoint_every`` and ``progress`` of the method's config (``MethodConfig``).
+    Checkpoints hold tensors and plain values only.
     """
     device, cfg = method.device, method.cfg
     prepare_device(device)
@@ -212,7 +251,7 @@ def fit_staged(method: StagedMethod, train: PairedData, run_dir: Path, *, resume
         method.networks.load_state_dict(state["networks"])
         resume_at, step = (state["phase_index"], state["epoch"] + 1), state["step"]
     log, guard = JsonlLog(run_dir / "log.jsonl"), DivergenceGuard(device)
-    method.pairs_seen = 0  # frontal + lateral pairs trained on by this process, for throughput
+    method.pairs_seen = 0
     stage, current = None, None
     for index, phase in enumerate(method.phases()):
         if index < resume_at[0]:

@@ -62,7 +62,7 @@ from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
-from methods.base import PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.base import MethodConfig, PairedData, TextEncoder, TokenBatch, Views, count_parameters
 from methods.layers import BaseGenerator, InstanceNorm, ResBlock, he_init, interpolates, wgan_gp_loss
 from methods.text_encoders import get_text_encoder
 from methods.training import (
@@ -85,7 +85,7 @@ VARIANTS = {  # the paper's Table 2, as config deviations
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(MethodConfig):
     # Text.
     encoder: str = "hae"  # "hae" | "flat" (w/o HAE)
     text: TextEncoder.Config = TextEncoder.Config()
@@ -122,13 +122,9 @@ class Config:
     #                               report (0: the paper's WGAN-GP, under which the critic ignores the report)
     vc_weight: float = 1.0  # the paper: 1; the official configs: 0.1
     vcn: VCNConfig = VCNConfig()
-    # Bookkeeping.
-    checkpoint_every: int = 20  # epochs; and always at the end of a stage
-    log_every: int = 50  # steps between host syncs / log lines
+    # Speed (checkpoints, logging and bf16: MethodConfig).
     channels_last: bool = True  # critics, VCN and images; the generators too unless compiled (see __init__)
-    bf16: bool = True  # autocast on CUDA only
     compile: bool = False  # torch.compile the generators (the critics need double backward, which it lacks)
-    progress: bool = True
 
     def __post_init__(self):
         check_ranges(self)
@@ -386,8 +382,9 @@ class XRayGAN(StagedMethod):
             critics.to(memory_format=torch.channels_last)
         opt_g, opt_d = self._adam(self.generators, cfg.lrs[stage]), self._adam(critics, cfg.lrs[stage])
         return XRayGANStage(
-            stage, generators, critics, wrap_ddp(critics, device), opt_g, opt_d, self._vcn, tokens, real
-        )
+            stage, generators, opt_g, self._vcn, tokens, real,
+            discriminators=critics, discriminators_ddp=wrap_ddp(critics, device), opt_d=opt_d,
+        )  # fmt: skip
 
     def set_epoch(self, state: "XRayGANStage", phase: Phase, epoch: int) -> None:
         state.set_lr(self.cfg.lrs[state.stage] * lr_factor(self.cfg, phase, epoch))

@@ -16,6 +16,8 @@ def test_xraygan_budget_at_the_paper_setting():
     # ceil(1809 / batch) updates per epoch: 19 at 96 (warm-up and stage 0), 38 at 48, 76 at 24, 151 at 12.
     assert budget["generator_updates"] == 20 * 19 + 90 * 19 + 90 * 38 + 120 * 76 + 120 * 151
     assert format_budget(budget) == "440 ep, 796k pairs, 32.8k G updates"
+    flops = budget | {"training_flops": 1.234e15}
+    assert format_budget(flops, 0.4123) == "440 ep, 796k pairs, 32.8k G updates, 1.2e+15 FLOP, 0.41 s/pair sampling"
 
 
 def _row(label: str, pairs: int) -> Row:
@@ -36,3 +38,8 @@ def test_sample_spread_is_the_mean_per_pixel_std_across_cases():
     fake = np.full_like(real, 128)  # one image for every report
     spread = sample_spread(fake, real)
     assert spread == {"frontal": {"fake_std": 0.0, "real_std": 5.0}, "lateral": {"fake_std": 0.0, "real_std": 5.0}}
+
+
+def test_a_row_that_updates_nothing_is_no_budget_to_compare():
+    floor = Row("dummy [default]", "measured", {}, 1, {"epochs": 1, "pairs_seen": 10, "generator_updates": 0})
+    assert budget_notes([floor, _row("a [x]", 100), _row("b [y]", 105)], "small") == ()

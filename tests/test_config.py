@@ -31,7 +31,7 @@ def test_the_official_vc_weight_is_one_set_away():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"sets": ["model.vc_wieght=1"]}, "unknown key 'vc_wieght' for Config; valid: encoder, text,"),
+        ({"sets": ["model.vc_wieght=1"]}, "unknown key 'vc_wieght' for Config; valid: checkpoint_every, log_every,"),
         ({"sets": ["model.vc_weight=high"]}, "expected float like 1.0, got 'high'"),
         ({"sets": ["data.image_size=2.5"]}, "expected int like 64, got 2.5"),
         ({"sets": ["model.text=3"]}, "text is a group of settings"),

@@ -85,8 +85,9 @@ def test_each_setting_is_its_own_section_and_separated_differences_are_listed():
     for r in records:
         r.metrics["pair"]["vc"] = float(evidence(r)["vc/pair"].mean())  # the record's value is its cases' mean
     tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported(), evidence_of=evidence)
-    # small: 1a, 1c (XRayGAN against the faithful baselines: it has XRayGAN) and 2; tiny: 1a and 2; small first
-    assert [t.setting for t in tables] == ["small"] * 3 + ["tiny"] * 2
+    # small: 1a, 1c and 1d (XRayGAN against the faithful baselines, diffusion vs GANs: each has XRayGAN) and 2;
+    # tiny: 1a and 2; small first
+    assert [t.setting for t in tables] == ["small"] * 4 + ["tiny"] * 2
     markdown = leaderboard.render_markdown(tables)
     small_part, tiny_part = markdown.split("## Tiny setting")
     assert (

@@ -22,6 +22,7 @@ from pathlib import Path
 from benchmark.core.errors import XbenchError, unknown_name
 from benchmark.data.datasets import DATASETS, DataConfig
 from methods import get_method
+from methods.base import RUN_SETTINGS
 from metrics import EvalConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -29,9 +30,6 @@ SETTINGS = ("paper", "small", "tiny")
 # A setting may build on another: its TOML files are read after the base's (tiny = small's networks on few
 # cases with short schedules).
 SETTING_BASES = {"tiny": "small"}
-# Model settings that say how a run reports and saves, never what it computes (a resumed run replays the
-# same epochs from any checkpoint): kept in config.json, left out of the config hash.
-RUN_SETTINGS = ("log_every", "progress", "checkpoint_every")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +57,10 @@ class RunConfig:
 
     @property
     def config_hash(self) -> str:
-        """sha256 of everything that can change a result: the run settings below are left out, so turning on
-        a progress bar or logging more often keeps the run id (and a record stays checkable)."""
+        """sha256 of everything that can change a result: the run settings every method config declares
+        (``methods.base.RUN_SETTINGS``: how a run reports and saves; a resumed run replays the same epochs from
+        any checkpoint) are left out, so turning on a progress bar or logging more often keeps the run id (and
+        a record stays checkable)."""
         settings = self.to_dict()
         for name in RUN_SETTINGS:
             settings["model"].pop(name, None)

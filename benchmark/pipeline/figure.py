@@ -18,11 +18,11 @@ from methods import get_method
 
 def comparison_figure(dataset: str, setting: str, n_cases: int, out: Path, *, runs_dir: Path) -> Path:
     """Rows: test reports (their impression beside); columns, named once above: the ground truth F | L, then
-    each method of Table 1's one-protocol block recorded at ``setting``, F | L (its run's samples/), at 128 px
-    or larger."""
+    each (method, variant) of every Table 1 block recorded at ``setting`` (seed 0), F | L (its run's samples/),
+    at 128 px or larger."""
     if n_cases < 1:
         raise XbenchError(f"--cases must be at least 1, not {n_cases}")
-    members = TABLE1_BLOCKS[0][1]
+    members = {key for _, block in TABLE1_BLOCKS for key in block}
     records = [
         r for r in load_records(dataset) if r.setting == setting and (r.method, r.variant) in members and r.seed == 0
     ]
@@ -33,7 +33,7 @@ def comparison_figure(dataset: str, setting: str, n_cases: int, out: Path, *, ru
             f"no {setting} records of {dataset}; record runs with `xbench run --config {setting} --record` first"
         )
     runs = []
-    for record in sorted(records, key=lambda r: (r.method != "xraygan", r.method)):
+    for record in sorted(records, key=lambda r: (r.method != "xraygan", r.method, r.variant)):
         samples = runs_dir / record.run_id / "samples"
         if not samples.is_dir():
             raise XbenchError(f"samples of {record.run_id} not found under {runs_dir}; re-run it or pass --runs-dir")
@@ -49,7 +49,7 @@ def comparison_figure(dataset: str, setting: str, n_cases: int, out: Path, *, ru
                 _sample(samples / view / f"{case.case_id}.png", frontal.shape) for view in ("frontal", "lateral")
             ]
         rows.append((images, f"case {case.case_id}\nIMPRESSION: {case.report.impression}"))
-    header = [("ground truth (F, L)", 2)] + [(f"{r.method} (F, L)", 2) for r, _ in runs]
+    header = [("ground truth (F, L)", 2)] + [(f"{r.method} [{r.variant}] (F, L)", 2) for r, _ in runs]
     return save_sheet(contact_sheet(rows, text_width_px=360, header=header, min_tile=128), out)
 
 

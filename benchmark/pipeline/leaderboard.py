@@ -47,9 +47,24 @@ TABLE1_BLOCKS = (
         "XRayGAN against the faithful baselines (across blocks: each method with its own objective)",
         {("xraygan", "full"), ("gan_int_cls", "faithful"), ("stackgan", "faithful"), ("attngan", "faithful")},
     ),
+    # The strongest faithful baseline is AttnGAN's (best FID of both views and lateral finding AUROC of Table 1b at
+    # the small setting, docs/results.md).
+    (
+        "beyond the paper: diffusion vs GANs (joint and independent denoising, XRayGAN, the strongest faithful "
+        "baseline)",
+        {("diffusion", "joint"), ("diffusion", "independent"), ("xraygan", "full"), ("attngan", "faithful")},
+    ),
 )  # fmt: skip
+# Registered (method, variant)s that no table shows, each with why. tests/test_leaderboard_blocks.py checks that every
+# registered variant is in a Table 1 block, in Table 2 or here, so a new one never drops out silently.
+UNTABULATED: dict[tuple[str, str], str] = {}
 HIGHER_IS_BETTER = {name: spec.higher_is_better for name, spec in METRICS.items()}  # what a verdict calls better
 BUDGET_TOLERANCE = 0.10  # pairs seen within one block and setting may differ by this fraction
+
+
+def tabulated() -> set[tuple[str, str]]:
+    """Every (method, variant) some table shows: the Table 1 blocks' members and XRayGAN's Table 2 variants."""
+    return {key for _, members in TABLE1_BLOCKS for key in members} | {("xraygan", v) for v in TABLE2_VARIANTS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +83,8 @@ class Row:
     kind: str  # "measured" | "calibration" | "reported"
     cells: dict[Column, tuple]  # column -> (mean, std over seeds or None, 95 % interval [lo, hi] or None)
     seeds: int = 0
-    budget: dict | None = None  # the runs' result.json "budget" (epochs, pairs_seen, generator_updates)
+    budget: dict | None = None  # the runs' result.json "budget" (epochs, pairs_seen, generator_updates, ...)
+    sampling_s: float | None = None  # generation wall time per test pair (mean over seeds, the records' device)
     evidence: RowEvidence | None = None  # measured rows: what the verdicts are computed from
     dirty_seeds: int = 0  # how many of its records were made from a tree with uncommitted changes
 
@@ -191,7 +207,7 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
             + _calibration_rows(setting, records, columns)
             + (_reported_rows(reported, "table1", dataset, columns) if k == 0 else [])
         )
-        tables.append(table(f"Table 1{'abc'[k]}: methods on {dataset}, {label}", rows))
+        tables.append(table(f"Table 1{'abcdefgh'[k]}: methods on {dataset}, {label}", rows))
     table2_keys = sorted(
         (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS), key=lambda k: TABLE2_VARIANTS.index(k[1])
     )
@@ -221,7 +237,8 @@ def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
     """Where the pairs seen of a table's measured rows (one setting) differ by more than BUDGET_TOLERANCE, say
     so and why; rows recorded before budgets were kept are named."""
     notes = []
-    group = [row for row in rows if row.kind == "measured" and row.budget]
+    # Rows that update nothing (the mean-image floor) have no training budget to compare.
+    group = [row for row in rows if row.kind == "measured" and row.budget and row.budget["generator_updates"]]
     if group:
         low = min(group, key=lambda r: r.budget["pairs_seen"])
         high = max(group, key=lambda r: r.budget["pairs_seen"])
@@ -248,13 +265,20 @@ def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def format_budget(budget: dict | None) -> str:
-    """``440 ep, 796k pairs, 20.7k G updates``; empty when unknown (the floor, old records)."""
-    if not budget:
-        return ""
-    return (
-        f"{budget['epochs']} ep, {_count(budget['pairs_seen'])} pairs, {_count(budget['generator_updates'])} G updates"
-    )
+def format_budget(budget: dict | None, sampling_s: float | None = None) -> str:
+    """``440 ep, 796k pairs, 20.7k G updates``, then the training FLOPs where the method counts them
+    (``1.2e+15 FLOP``) and the sampling time per pair where the record has it (``0.41 s/pair sampling``)."""
+    parts = []
+    if budget:
+        parts.append(
+            f"{budget['epochs']} ep, {_count(budget['pairs_seen'])} pairs, "
+            f"{_count(budget['generator_updates'])} G updates"
+        )
+        if budget.get("training_flops"):
+            parts.append(f"{budget['training_flops']:.2g} FLOP")
+    if sampling_s is not None:
+        parts.append(f"{sampling_s:.2g} s/pair sampling")
+    return ", ".join(parts)
 
 
 def _count(n: float) -> str:
@@ -285,7 +309,12 @@ def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...], ev
     evidence = None if any(e is None for e in kept) else RowEvidence(label, tuple(r.metrics for r in runs), tuple(kept))
     budget = budgets[0] if all(budgets) else None
     dirty = sum(bool(r.git_dirty) for r in runs)
-    return Row(label, "measured", cells, seeds=len(runs), budget=budget, evidence=evidence, dirty_seeds=dirty)
+    per_pair = [r.timing_s["generate"] / r.n_test_cases for r in runs if r.timing_s.get("generate") and r.n_test_cases]
+    sampling = sum(per_pair) / len(per_pair) if per_pair else None
+    return Row(
+        label, "measured", cells, seeds=len(runs), budget=budget, sampling_s=sampling, evidence=evidence,
+        dirty_seeds=dirty,
+    )  # fmt: skip
 
 
 def _calibration_rows(setting: str, runs: list[RunResult], columns: tuple[Column, ...]) -> list[Row]:
@@ -399,7 +428,8 @@ def render_markdown(tables: list[Table]) -> str:
                 text = format_cell(*row.cells[col])
                 cells.append(f"**{text}**" if (row.label, col) in bold else text)
             seeds = str(row.seeds) if row.kind == "measured" else "–"
-            out.append(f"| {row.label} | {seeds} | {format_budget(row.budget)} | " + " | ".join(cells) + " |")
+            budget = format_budget(row.budget, row.sampling_s)
+            out.append(f"| {row.label} | {seeds} | {budget} | " + " | ".join(cells) + " |")
         out.append("")
         out.extend(verdict_lines(table))
         out.append("")
@@ -410,7 +440,9 @@ def render_markdown(tables: list[Table]) -> str:
         "seeds: mean ± std over seeds. Rows "
         "marked (xbench) are measured on real images under the same protocol and N; rows marked (reported) are "
         "the paper's, measured by its authors' own networks; budget = the generator's training epochs (warm-up "
-        "included), pairs seen (epochs x train cases) and generator updates.\n"
+        "included), pairs seen (epochs x train cases), generator (denoiser) updates, the training FLOPs where the "
+        "method counts them (diffusion: 3 x forward FLOPs x pairs seen) and the generation wall time per test "
+        "pair on the record's device (a diffusion model spends most of its compute there).\n"
     )
     out.extend(f"- {note}" for note in notes)
     return "\n".join(out) + "\n"
@@ -431,6 +463,8 @@ def to_frame(tables: list[Table]):
                         "kind": row.kind,
                         "seeds": row.seeds,
                         "pairs_seen": (row.budget or {}).get("pairs_seen"),
+                        "training_flops": (row.budget or {}).get("training_flops"),
+                        "sampling_s_per_pair": row.sampling_s,
                         "metric": col.metric,
                         "view": col.view,
                         "mean": mean,
@@ -448,6 +482,8 @@ def to_frame(tables: list[Table]):
             "kind",
             "seeds",
             "pairs_seen",
+            "training_flops",
+            "sampling_s_per_pair",
             "metric",
             "view",
             "mean",
@@ -474,7 +510,7 @@ def render_rich(tables: list[Table]):
             rich.add_row(
                 escape(row.label),  # "xraygan [full]" is no markup tag
                 str(row.seeds) if row.kind == "measured" else "–",
-                format_budget(row.budget),
+                format_budget(row.budget, row.sampling_s),
                 *cells,
                 style={"reported": "dim", "calibration": "italic"}.get(row.kind),
             )

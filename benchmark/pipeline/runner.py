@@ -118,7 +118,7 @@ def run(
         n_test_cases=len(ids),
         metrics=metrics,
         timing_s={"fit": fit_s, "generate": generate_s, "evaluate": evaluate_s},
-        throughput={"train_pairs_per_s": getattr(method, "pairs_seen", len(train)) / max(fit_s, 1e-9)},
+        throughput={"train_pairs_per_s": method.pairs_seen / max(fit_s, 1e-9)},
         config=cfg.to_dict(),
         created=now(),
         budget=method.budget(len(train)),

@@ -16,15 +16,14 @@ from benchmark.core.deadline import TimeLimit, hit_limit, time_limit
 from benchmark.core.errors import XbenchError, unknown_name
 from benchmark.core.io import atomic_write
 from benchmark.pipeline.bench import report
-from benchmark.pipeline.bench.training import MODES, OPENI_TRAIN_CASES, phase_rows, schedule_totals
+from benchmark.pipeline.bench.training import MODES, OPENI_TRAIN_CASES, missing_options, phase_rows, schedule_totals
 from benchmark.pipeline.config import SETTINGS
 from benchmark.pipeline.results import environment, now
 from methods import METHODS
-from methods.training import StagedMethod
 
 SCHEMA = 1
-# Every method with a training step to time (the dummy floor has none).
-TRAINABLE = tuple(name for name, cls in METHODS.items() if issubclass(cls, StagedMethod))
+# Every registered method: each times the steps it reports (``Method.training_steps``; the dummy floor has none).
+TRAINABLE = tuple(METHODS)
 
 
 def run_suite(
@@ -99,8 +98,10 @@ def run_suite(
             if dev.type != "cuda" and mode == "bf16":
                 doc["skipped"].append({"method": method, "mode": mode, "why": "bf16 autocast runs on CUDA only"})
                 continue
-            if mode == "compile" and method != "xraygan":
-                doc["skipped"].append({"method": method, "mode": mode, "why": "only XRayGAN has a compile option"})
+            missing = missing_options(method, mode)
+            if missing:
+                why = f"{method} has no {', '.join(missing)} option"
+                doc["skipped"].append({"method": method, "mode": mode, "why": why})
                 continue
             log(f"timing {method} ({mode}, {setting})")
             timed = 0
@@ -114,6 +115,8 @@ def run_suite(
                         timed += 1
                         keep()
                 finished.add((method, mode))
+                if not timed:
+                    doc["skipped"].append({"method": method, "mode": mode, "why": "trains in no steps"})
             except Exception as err:  # one failing row must not cost the others (a compile crash, a GPU OOM)
                 why = _why_stopped(err, row_limit_s, timed)
                 doc["skipped"].append({"method": method, "mode": mode, "why": why})
@@ -125,7 +128,9 @@ def run_suite(
             from benchmark.pipeline.bench.evaluation import time_evaluation  # needs torch-fidelity and the reports
 
             with time_limit(row_limit_s):
-                doc["evaluation"] = time_evaluation(setting, method=methods[0], device=str(dev))
+                # Generation timed with the first method that trains (the floor's mean image costs nothing).
+                timed_methods = [m for m in methods if any(r["method"] == m for r in doc["rows"])]
+                doc["evaluation"] = time_evaluation(setting, method=(timed_methods or methods)[0], device=str(dev))
         except (ImportError, XbenchError, TimeLimit) as err:
             why = f"evaluation not timed: {err}"
             doc["skipped"].append({"method": "evaluation", "mode": "-", "why": why})

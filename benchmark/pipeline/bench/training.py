@@ -66,12 +66,10 @@ def openi_vocab() -> Vocab:
 
 def method_config(method: str, setting: str, mode: str):
     """The method's config at ``setting`` (resolved as ``xbench run`` does) with the mode's switches applied."""
-    if mode not in MODES:
-        raise XbenchError(f"unknown bench mode {mode!r}; choose from: {', '.join(MODES)}")
     cls = get_method(method)
     cfg = load_config(method, "phantom", setting=setting).model
     fields = {f.name for f in dataclasses.fields(cfg)}
-    missing = sorted(set(MODES[mode]) - fields)
+    missing = missing_options(method, mode)
     if missing:
         raise XbenchError(f"bench mode {mode!r} needs the config option(s) {missing}, which {method} lacks")
     changes = dict(MODES[mode], progress=False)
@@ -79,6 +77,14 @@ def method_config(method: str, setting: str, mode: str):
         if pretrained in fields:
             changes[pretrained] = dataclasses.replace(getattr(cfg, pretrained), epochs=1)
     return cls, cfg, dataclasses.replace(cfg, **changes)
+
+
+def missing_options(method: str, mode: str) -> list[str]:
+    """The config options the bench ``mode`` sets that ``method``'s Config lacks (its speed switches)."""
+    if mode not in MODES:
+        raise XbenchError(f"unknown bench mode {mode!r}; choose from: {', '.join(MODES)}")
+    fields = {f.name for f in dataclasses.fields(get_method(method).Config)}
+    return sorted(set(MODES[mode]) - fields)
 
 
 class FlopCount(TorchDispatchMode):
@@ -174,15 +180,10 @@ def phase_rows(
         count = mode != "compile"  # FLOPs do not depend on the mode; the dispatch mode would break tracing
         if method == "attngan" and cfg.text_training == "damsm":
             yield _damsm_row(m, full_cfg, mode, train_cases, count)
-        for phase in m.phases():
-            if phase.epochs == 0:
-                continue
-            data = synthetic_data(2 * phase.batch_size, m.image_size, vocab)
-            stage = m.begin_stage(phase.stage, data, Path(tmp))
-            index = torch.arange(phase.batch_size, device=m.device)
+        for phase, step in m.training_steps(lambda batch: synthetic_data(2 * batch, m.image_size, vocab), Path(tmp)):
             if method == "xraygan" and phase.name != "warmup" and cfg.vc_weight > 0:
                 yield _vcn_row(m, full_cfg, mode, phase.stage, train_cases, warmup, steps, count)
-            result = measure(lambda: m.train_step(stage, phase, index), m.device, warmup, steps, count)
+            result = measure(step, m.device, warmup, steps, count)
             yield _row(method, mode, phase, train_cases, result, m.device)
 
 
