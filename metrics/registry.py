@@ -31,6 +31,7 @@ class MetricSpec:
     protocol_note: str
     compute: Callable  # (metrics.context.Context, name) -> {scope: {key: value}} (metrics.compute)
     needs_reference: bool  # it needs the real train+val images (a judge trains on them, or a real floor draws them)
+    group: str  # the leaderboard's detail table it sits in (its companions with it)
     # Its calibration rows: leaderboard row id ("real", "mismatched", "judge_auroc") -> the record key that holds
     # that row's value for this metric's column.
     calibration: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -53,6 +54,7 @@ METRICS: dict[str, MetricSpec] = {
         "replicated to 3 channels, TF1 bilinear resize to 299",
         compute=partial(compute.inception_score, family="inception"),
         needs_reference=False,
+        group="Inception features",
     ),
     "fid_inception": MetricSpec(
         "fid_inception",
@@ -67,6 +69,7 @@ METRICS: dict[str, MetricSpec] = {
         "N; real floor: the real test images against N real train+val cases drawn with the eval seed",
         compute=partial(compute.distribution, family="inception", kind="fid"),
         needs_reference=True,
+        group="Inception features",
         calibration={"real": "fid_inception_real_floor"},
     ),
     "kid_inception": MetricSpec(
@@ -80,6 +83,7 @@ METRICS: dict[str, MetricSpec] = {
         "placed like fid_inception's; real floor likewise",
         compute=partial(compute.distribution, family="inception", kind="kid"),
         needs_reference=True,
+        group="Inception features",
         calibration={"real": "kid_inception_real_floor"},
     ),
     "precision_inception": MetricSpec(
@@ -92,6 +96,7 @@ METRICS: dict[str, MetricSpec] = {
         "(N real reference cases against the real test cases)",
         compute=partial(compute.distribution, family="inception", kind="precision"),
         needs_reference=True,
+        group="Inception features",
         calibration={"real": "precision_inception_real_floor"},
     ),
     "recall_inception": MetricSpec(
@@ -104,6 +109,7 @@ METRICS: dict[str, MetricSpec] = {
         "real floor",
         compute=partial(compute.distribution, family="inception", kind="recall"),
         needs_reference=True,
+        group="Inception features",
         calibration={"real": "recall_inception_real_floor"},
     ),
     "fid_chexnet": MetricSpec(
@@ -116,6 +122,7 @@ METRICS: dict[str, MetricSpec] = {
         "eigenvalue trace",
         compute=partial(compute.distribution, family="chexnet", kind="fid"),
         needs_reference=True,
+        group="CheXNet (the paper's protocol)",
         calibration={"real": "fid_chexnet_real_floor"},
     ),
     "is_chexnet": MetricSpec(
@@ -129,6 +136,7 @@ METRICS: dict[str, MetricSpec] = {
         "reported frontal only",
         compute=partial(compute.inception_score, family="chexnet"),
         needs_reference=False,
+        group="CheXNet (the paper's protocol)",
     ),
     "ssim": MetricSpec(
         "ssim",
@@ -140,6 +148,7 @@ METRICS: dict[str, MetricSpec] = {
         "covariance; mean over cases; at the run's resolution",
         compute=compute.ssim,
         needs_reference=False,
+        group="fidelity to the case",
     ),
     "vc": MetricSpec(
         "vc",
@@ -155,6 +164,7 @@ METRICS: dict[str, MetricSpec] = {
         "patient; vc_self: the method's own VCN on its samples",
         compute=compute.vc,
         needs_reference=True,
+        group="view consistency",
         calibration={
             "real": "vc_real_matched",
             "mismatched": "vc_real_mismatched",
@@ -181,6 +191,7 @@ METRICS: dict[str, MetricSpec] = {
         "finding_auc_other_case on another case's real images (vc's floor derangement: a report ignored)",
         compute=compute.finding_auc,
         needs_reference=True,
+        group="fidelity to the case",
         calibration={"real": "finding_auc_real", "other_case": "finding_auc_other_case"},
     ),
     # In a chest-film feature space (metrics.chestfilm): the frozen findings judge's penultimate features.
@@ -194,6 +205,7 @@ METRICS: dict[str, MetricSpec] = {
         "sha256 recorded), float64; interval and real floor as fid_inception's",
         compute=partial(compute.distribution, family="chestfilm", kind="fid"),
         needs_reference=True,
+        group="chest-film features",
         calibration={"real": "fid_chestfilm_real_floor"},
     ),
     "kid_chestfilm": MetricSpec(
@@ -204,6 +216,7 @@ METRICS: dict[str, MetricSpec] = {
         "KID in the chest-film features of fid_chestfilm (torch-fidelity's kernel and subsets, as kid_inception)",
         compute=partial(compute.distribution, family="chestfilm", kind="kid"),
         needs_reference=True,
+        group="chest-film features",
         calibration={"real": "kid_chestfilm_real_floor"},
     ),
     "density_chestfilm": MetricSpec(
@@ -216,6 +229,7 @@ METRICS: dict[str, MetricSpec] = {
         "with its real floor",
         compute=partial(compute.distribution, family="chestfilm", kind="density"),
         needs_reference=True,
+        group="chest-film features",
         calibration={"real": "density_chestfilm_real_floor"},
     ),
     "coverage_chestfilm": MetricSpec(
@@ -227,6 +241,7 @@ METRICS: dict[str, MetricSpec] = {
         "k-NN ball holds some generated film (a collapsed view covers little); with its real floor",
         compute=partial(compute.distribution, family="chestfilm", kind="coverage"),
         needs_reference=True,
+        group="chest-film features",
         calibration={"real": "coverage_chestfilm_real_floor"},
     ),
     "copy_rate": MetricSpec(
@@ -240,6 +255,7 @@ METRICS: dict[str, MetricSpec] = {
         "pixels ([0, 1] grey levels); each sample's distance and nearest training case are in the evidence",
         compute=compute.copy_rate,
         needs_reference=True,
+        group="memorisation",
         calibration={"real": "copy_rate_real"},
         companions={
             "copy_rate_pixels": "copy_rate_pixels: copy_rate measured in pixels instead of chest-film features",

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from benchmark.pipeline import leaderboard
 from benchmark.pipeline.check import check_records
@@ -45,19 +46,18 @@ def test_calibration_rows_intervals_and_n_in_the_header():
         result("xraygan", "full", 0, 0.541, {"vc_self": 0.97, "vc_self_n": 64}),
         result("xraygan", "full", 1, 0.561, {"vc_self": 0.95, "vc_self_n": 64}),
     ]
-    tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported())
+    # no evidence (the names would find the committed records' own): intervals over seeds only
+    tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported(), evidence_of=lambda r: None)
     markdown = leaderboard.render_markdown(tables)
     assert (
         "### Table 1a: methods on phantom, one protocol" in markdown and "(tiny setting, N = 64 test cases)" in markdown
     )
     assert markdown.index("## Tiny setting") < markdown.index("### Table 1a")
-    lines = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
-    header = next(line for line in markdown.splitlines() if line.startswith("| method"))
-    columns = [c.strip() for c in header.strip("|").split("|")]
-    cell = lambda row, col: [c.strip(" *") for c in lines[row].strip("|").split("|")][columns.index(col)]  # noqa: E731
-    # one seed: value [95 % interval]; two seeds: mean ± std
+    cell = markdown_cells(markdown)
+    # one seed: value [95 % interval over cases]; two seeds without evidence: mean [Student t over the seeds]
     assert cell("dummy [default]", "finding_auc (F)") == "0.550 [0.40, 0.67]"
-    assert cell("xraygan [full]", "vc") == "0.551 ± 0.014"
+    lo, hi = stats.t.interval(0.95, 1, loc=0.551, scale=np.std([0.541, 0.561], ddof=1) / np.sqrt(2))
+    assert cell("xraygan [full]", "vc") == f"0.551 [{lo:.2f}, {hi:.2f}]"
     # measured calibration rows, apart from the paper's reported rows
     real = "Real (xbench): real vs real at the same N; VC of real matched pairs"
     assert cell(real, "fid_inception (F)") == "43.210"
@@ -65,10 +65,29 @@ def test_calibration_rows_intervals_and_n_in_the_header():
     assert cell("Real mismatched pairs (xbench VC floor)", "vc") == "0.040"
     assert cell("VC judge AUROC, real matched vs mismatched (xbench)", "vc") == "0.987"
     assert cell("Real (reported on openi)", "vc") == "0.669"  # the authors' evaluator, in a reported row
-    assert "vc_real_matched" not in columns and cell("xraygan [full]", "vc_self") == "0.960 ± 0.014"
+    assert "vc_real_matched" not in markdown and cell("xraygan [full]", "vc_self").startswith("0.960 [")
     assert cell(real, "seeds") == "–"
+    # the main table holds the headline columns only; vc_self is in the view-consistency detail table
+    main = markdown.split("### Table 1a")[1].split("<details>")[0]
+    assert "| vc | vc_deranged |" not in main and "vc_self" not in main and "finding_auc (F)" in main
     frame = leaderboard.to_frame(tables)
     assert {"ci_lo", "ci_hi"} <= set(frame.columns) and "calibration" in set(frame["kind"])
+
+
+def markdown_cells(markdown: str):
+    """cell(row, column) -> the text of its first occurrence in any of the markdown's tables."""
+    found: dict[tuple[str, str], str] = {}
+    header: list[str] = []
+    for line in markdown.splitlines():
+        if not line.startswith("| ") or line.startswith("|---"):
+            continue
+        parts = [c.strip(" *") for c in line.strip("|").split("|")]
+        if parts[0] == "method":
+            header = parts
+            continue
+        for column, text in zip(header, parts):
+            found.setdefault((parts[0], column), text)
+    return lambda row, column: found[(row, column)]
 
 
 def evidence(record: RunResult) -> dict:

@@ -17,11 +17,13 @@ import tomllib
 from collections import defaultdict
 from pathlib import Path
 
+from scipy import stats
+
 from benchmark.core.errors import XbenchError
 from benchmark.core.io import atomic_write
 from benchmark.data.datasets import dataset_class
 from benchmark.pipeline.results import RunResult, evidence_path, load_evidence, load_result, record_name
-from benchmark.pipeline.verdicts import RowEvidence, Verdict, table_verdicts
+from benchmark.pipeline.verdicts import RowEvidence, Verdict, has_evidence, row_interval, seed_draws, table_verdicts
 from methods import get_method
 from metrics import METRICS
 
@@ -101,6 +103,23 @@ CALIBRATION_ROWS = {
 # Companions of a metric (not registered metrics): e.g. vc's deranged pairs and the method's own VCN.
 EXTRA_COLUMNS = tuple(Column(key, view) for spec in METRICS.values() for key in spec.companions for view in spec.scope)
 COMPANION_NOTES = {key: note for spec in METRICS.values() for key, note in spec.companions.items()}
+GROUP_OF = {key: spec.group for spec in METRICS.values() for key in (spec.name, *spec.companions)}
+# Each block's main table: the numbers a reader compares first (distribution in two feature spaces, fidelity to
+# the case, agreement of the views and its deranged floor, memorisation). Every column, these included, is in
+# its group's detail table below.
+HEADLINE = tuple(
+    Column(metric, view)
+    for metric, views in (
+        ("fid_inception", ("frontal", "lateral")),
+        ("fid_chestfilm", ("frontal", "lateral")),
+        ("ssim", ("frontal", "lateral")),
+        ("vc", ("pair",)),
+        ("vc_deranged", ("pair",)),
+        ("finding_auc", ("frontal", "lateral")),
+        ("copy_rate", ("frontal", "lateral")),
+    )
+    for view in views
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +204,7 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
     draws: dict = {}  # seed draws per (row, metric, view), shared by this setting's tables
 
     def measured(keys) -> list[Row]:
-        return [_mean_row(f"{m} [{v}]", groups[(m, v)], columns, evidence_of) for m, v in keys]
+        return [_mean_row(f"{m} [{v}]", groups[(m, v)], columns, evidence_of, draws) for m, v in keys]
 
     def table(text: str, rows: list[Row]) -> Table:
         mine = [r for r in rows if r.kind == "measured"]
@@ -290,7 +309,8 @@ def _variants(method: str) -> dict:
 
 
 def _cell(runs: list[RunResult], view: str, key: str) -> tuple | None:
-    """(value, None, its interval) for one run; (mean, std over seeds, None) for several; None if absent."""
+    """(value, None, its interval over test cases) for one run; (mean, std over seeds, None) for several (the
+    interval comes from ``_seed_intervals``); None if absent."""
     found = [r.metrics[view] for r in runs if r.metrics.get(view, {}).get(key) is not None]
     if not found:
         return None
@@ -302,11 +322,34 @@ def _cell(runs: list[RunResult], view: str, key: str) -> tuple | None:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)), None
 
 
-def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...], evidence_of) -> Row:
+def _seed_intervals(label: str, runs: list[RunResult], cells: dict, evidence, draws: dict) -> dict:
+    """``cells`` of a row with several seeds, each with its 95 % interval: from the per-case evidence, seeds then
+    cases (``verdicts.row_interval``, the verdicts' rule); for a metric without evidence, Student t over the
+    seeds. ``draws``: the setting's seed-draw cache, shared with the verdicts."""
+    out = {}
+    for col, (mean, std, _) in cells.items():
+        values = [r.metrics.get(col.view, {}).get(col.metric) for r in runs]
+        if None in values:  # a seed lacks it: the mean of the others, no interval claimed
+            out[col] = (mean, std, None)
+            continue
+        key = (label, col.metric, col.view)
+        if evidence is not None and has_evidence(col.metric) and key not in draws:
+            draws[key] = seed_draws(evidence, col.metric, col.view, values)
+        if draws.get(key) is not None:
+            out[col] = (mean, std, row_interval(draws[key], values))
+        else:
+            half = std / math.sqrt(len(values)) * float(stats.t.ppf(0.975, len(values) - 1))
+            out[col] = (mean, std, (mean - half, mean + half))
+    return out
+
+
+def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...], evidence_of, draws: dict) -> Row:
     cells = {col: cell for col in columns if (cell := _cell(runs, col.view, col.metric)) is not None}
     budgets = [r.budget for r in runs]  # runs of one config: equal budgets (the train split is fixed)
     kept = [evidence_of(r) for r in runs]
     evidence = None if any(e is None for e in kept) else RowEvidence(label, tuple(r.metrics for r in runs), tuple(kept))
+    if len(runs) > 1:
+        cells = _seed_intervals(label, runs, cells, evidence and evidence.evidence, draws)
     budget = budgets[0] if all(budgets) else None
     dirty = sum(bool(r.git_dirty) for r in runs)
     per_pair = [r.timing_s["generate"] / r.n_test_cases for r in runs if r.timing_s.get("generate") and r.n_test_cases]
@@ -388,15 +431,16 @@ def verdict_lines(table: Table) -> list[str]:
 
 
 def format_cell(mean: float, std: float | None, ci=None, digits: int = 3) -> str:
-    """The only place numbers get rounded: ``0.541``, ``0.541 ± 0.012`` (seeds) or ``0.541 [0.40, 0.67]``."""
+    """The only place numbers get rounded: ``0.541``, ``0.541 [0.40, 0.67]`` (its 95 % interval) or
+    ``0.541 ± 0.012`` (seeds without an interval)."""
 
     def number(x: float, d: int = digits) -> str:
         return f"{x:.{d}g}" if abs(x) >= 1000 else f"{x:.{d}f}"
 
     text = number(mean)
-    if std is not None:
-        return f"{text} ± {std:.{digits}f}"
-    return text if ci is None else f"{text} [{number(ci[0], 2)}, {number(ci[1], 2)}]"
+    if ci is not None:
+        return f"{text} [{number(ci[0], 2)}, {number(ci[1], 2)}]"
+    return text if std is None else f"{text} ± {std:.{digits}f}"
 
 
 SETTING_TITLES = {
@@ -406,38 +450,63 @@ SETTING_TITLES = {
 }
 
 
+def table_columns(table: Table) -> list[Column]:
+    """Every column some row of ``table`` fills, in the table's order (reported rows may add the paper's)."""
+    found = {c for r in table.rows for c in r.cells}
+    return [c for c in dict.fromkeys([*table.columns, *(c for r in table.rows for c in r.cells)]) if c in found]
+
+
+def column_groups(columns: list[Column]) -> dict[str, list[Column]]:
+    """The detail tables of a block: its columns by their metric's group (``MetricSpec.group``), registry order."""
+    groups: dict[str, list[Column]] = defaultdict(list)
+    for col in columns:
+        groups[GROUP_OF.get(col.metric, "other")].append(col)
+    return dict(groups)
+
+
+def _markdown_rows(table: Table, columns: list[Column], bold: set) -> list[str]:
+    out = ["| method | seeds | budget | " + " | ".join(c.label for c in columns) + " |"]
+    out.append("|---|---:|---|" + "---:|" * len(columns))
+    for row in table.rows:
+        if not any(col in row.cells for col in columns):
+            continue
+        cells = []
+        for col in columns:
+            text = format_cell(*row.cells[col]) if col in row.cells else ""
+            cells.append(f"**{text}**" if text and (row.label, col) in bold else text)
+        seeds = str(row.seeds) if row.kind == "measured" else "–"
+        budget = format_budget(row.budget, row.sampling_s)
+        out.append(f"| {row.label} | {seeds} | {budget} | " + " | ".join(cells) + " |")
+    return out
+
+
 def render_markdown(tables: list[Table]) -> str:
+    """Per block: the main table (``HEADLINE``), its verdicts, then one detail table per metric group."""
     out = []
     section = None
     for table in tables:
         if table.setting != section:
             section = table.setting
             out.append(f"## {SETTING_TITLES.get(section, f'{section} setting')}\n")
-        all_columns = list(table.columns) + [c for r in table.rows for c in r.cells if c not in table.columns]
-        columns = list(dict.fromkeys(all_columns))
+        columns = table_columns(table)
         bold = bold_cells(table)
         out.append(f"### {table.title}\n")
-        out.append("| method | seeds | budget | " + " | ".join(c.label for c in columns) + " |")
-        out.append("|---|---:|---|" + "---:|" * len(columns))
-        for row in table.rows:
-            cells = []
-            for col in columns:
-                if col not in row.cells:
-                    cells.append("")
-                    continue
-                text = format_cell(*row.cells[col])
-                cells.append(f"**{text}**" if (row.label, col) in bold else text)
-            seeds = str(row.seeds) if row.kind == "measured" else "–"
-            budget = format_budget(row.budget, row.sampling_s)
-            out.append(f"| {row.label} | {seeds} | {budget} | " + " | ".join(cells) + " |")
+        out.extend(_markdown_rows(table, [c for c in HEADLINE if c in columns], bold))
         out.append("")
         out.extend(verdict_lines(table))
         out.append("")
+        for group, members in column_groups(columns).items():
+            out.append(f"<details><summary>{table.title.split(':')[0]}, {group}</summary>\n")
+            out.extend(_markdown_rows(table, members, bold))
+            out.append("\n</details>\n")
     notes = dict.fromkeys(n for t in tables for n in t.notes)
     out.append(
-        "Notes: a value in **bold**: its row is separated from every other measured row in that column (the "
-        "paired rule, benchmark/pipeline/verdicts.py); one seed: value [95 % interval over test cases]; several "
-        "seeds: mean ± std over seeds. Rows "
+        "Notes: each block shows its main table (the headline metrics), the verdicts, then a detail table per "
+        "metric group (folded). A value in **bold**: its row is separated from every other measured row in that "
+        "column (the paired rule, benchmark/pipeline/verdicts.py). Each value: mean [95 % interval]. One seed: "
+        "the interval is over test cases (the record's; the seed variance is not in it). Several seeds: over "
+        "seeds then test cases, the rule the verdicts use (verdicts.row_interval); for a metric without per-case "
+        "evidence (IS, precision, recall, density, coverage, the CheXNet metrics), Student t over the seeds. Rows "
         "marked (xbench) are measured on real images under the same protocol and N; rows marked (reported) are "
         "the paper's, measured by its authors' own networks; budget = the generator's training epochs (warm-up "
         "included), pairs seen (epochs x train cases), generator (denoiser) updates, the training FLOPs where the "
@@ -495,18 +564,22 @@ def to_frame(tables: list[Table]):
 
 
 def render_rich(tables: list[Table]):
+    """Each block's main table (``HEADLINE``) for the terminal; the detail tables are in the markdown."""
     from rich.markup import escape
     from rich.table import Table as RichTable
 
     out = []
     for table in tables:
         bold = bold_cells(table)
-        rich = RichTable("method", "seeds", "budget", *[c.label for c in table.columns], title=table.title)
+        columns = [c for c in HEADLINE if c in table_columns(table)]
+        rich = RichTable("method", "seeds", "budget", *[c.label for c in columns], title=table.title)
         for row in table.rows:
+            if not any(col in row.cells for col in columns):
+                continue
             cells = []
-            for col in table.columns:
+            for col in columns:
                 text = format_cell(*row.cells[col]) if col in row.cells else ""
-                cells.append(f"[bold]{text}[/bold]" if (row.label, col) in bold else text)
+                cells.append(f"[bold]{text}[/bold]" if text and (row.label, col) in bold else text)
             rich.add_row(
                 escape(row.label),  # "xraygan [full]" is no markup tag
                 str(row.seeds) if row.kind == "measured" else "–",

@@ -29,8 +29,9 @@ from metrics.stats import bootstrap_indices, macro_auroc
 
 DRAWS = 400  # case resamples per comparison: enough for a standard error within ~4 %
 LEVEL = 0.05  # family-wise, per table (Holm)
-MEANS = ("ssim", "vc", "vc_deranged")  # per-case values; their mean is the metric
-REPLICATES = ("fid_inception", "kid_inception")  # set metrics: the record's own paired replicates
+MEANS = ("ssim", "vc", "vc_deranged", "copy_rate")  # per-case values; their mean is the metric
+# set metrics: the record's own paired replicates (one resampling plan per dataset, split and eval seed)
+REPLICATES = ("fid_inception", "kid_inception", "fid_chestfilm", "kid_chestfilm")
 AUROCS = ("finding_auc",)  # per-case scores and labels
 
 
@@ -90,14 +91,28 @@ def compare(a: np.ndarray, b: np.ndarray, a_value, b_value, seed: int = 0) -> tu
     a_value, b_value = np.asarray(a_value, np.float64), np.asarray(b_value, np.float64)
     diff = float(a_value.mean() - b_value.mean())
     rng = np.random.default_rng(seed)
-    replicates = _hierarchical(a, rng) - _hierarchical(b, rng)
-    se = float(np.nanstd(replicates, ddof=1))
-    seed_parts = [v.var(ddof=1) / len(v) for v in (a_value, b_value)]
-    spare = sum(p**2 / (len(v) - 1) for p, v in zip(seed_parts, (a_value, b_value)))
-    df = max(1.0, se**4 / spare) if spare > 0 else np.inf
+    se = float(np.nanstd(_hierarchical(a, rng) - _hierarchical(b, rng), ddof=1))
+    df = _degrees_of_freedom(se, (a_value, b_value))
     if se == 0:
         return diff, 0.0, df, 0.0 if diff else 1.0
     return diff, se, df, _two_sided_p(abs(diff) / se, df)
+
+
+def row_interval(draws: np.ndarray, value, seed: int = 0) -> tuple[float, float]:
+    """The 95 % interval of one row's mean over its seeds (>= 2), by the rule ``compare`` applies to a
+    difference: the hierarchical draws' standard error, Student t with the seed part's degrees of freedom."""
+    value = np.asarray(value, np.float64)
+    se = float(np.nanstd(_hierarchical(draws, np.random.default_rng(seed)), ddof=1))
+    half = se * _critical(_degrees_of_freedom(se, (value,)))
+    return float(value.mean() - half), float(value.mean() + half)
+
+
+def _degrees_of_freedom(se: float, values: Sequence[np.ndarray]) -> float:
+    """Welch-Satterthwaite: the seed parts var/S of each row carry the uncertainty (the case part counts as
+    known); inf when no row varies over its seeds."""
+    parts = [v.var(ddof=1) / len(v) for v in values]
+    spare = sum(p**2 / (len(v) - 1) for p, v in zip(parts, values))
+    return max(1.0, se**4 / spare) if spare > 0 else np.inf
 
 
 def _two_sided_p(z: float, df: float) -> float:
