@@ -85,6 +85,18 @@ TABLES = {
         "columns": [(f"{m}_small_s{s}", None) for m in ("xraygan_full", "attngan_faithful") for s in range(3)],
         "rows": {k: v[:1] if "ci" in " ".join(v) else v for k, v in ROWS_1A.items()},
     },
+    "diffusion": {
+        "file": "docs/results.md",
+        "columns": [
+            (f"{m}_tiny_s0", None)
+            for m in ("diffusion_joint", "diffusion_independent", "xraygan_full", "attngan_faithful", "dummy_default")
+        ],
+        "rows": {
+            "FID F / L": ROWS_1A["FID F / L"],
+            "chest-film FID F / L": [f"{F}:fid_chestfilm", f"{L}:fid_chestfilm"],
+            **{k: ROWS_1A[k] for k in ("SSIM F", "finding AUROC F", "finding AUROC L", "vc", "vc_deranged")},
+        },
+    },
     "table2": {
         "file": "docs/results.md",
         "columns": [("xraygan_full_small_s0", None)]
