@@ -200,9 +200,11 @@ METRICS: dict[str, MetricSpec] = {
         False,
         VIEWS,
         (),
-        "FID in chest-film features: the frozen findings judge's penultimate layer (trained by xbench on the dataset's "
-        "real train+val films only; mean-pooled last separable block, 192-d per view, at the judge's size; its "
-        "sha256 recorded), float64; interval and real floor as fid_inception's",
+        "FID in chest-film features: by default (eval.chestfilm=judge) the frozen findings judge's penultimate layer "
+        "(trained by xbench on the dataset's real train+val films only; mean-pooled last separable block, 192-d per "
+        "view, at the judge's size; its sha256 recorded); on real data optionally torchxrayvision's DenseNet-121 "
+        "densenet121-res224-all (1024-d, 224 px, [-1024, 1024]) or RAD-DINO (768-d CLS, its processor), user-supplied "
+        "files whose name and sha256 are recorded; float64; interval and real floor as fid_inception's",
         compute=partial(compute.distribution, family="chestfilm", kind="fid"),
         needs_reference=True,
         group="chest-film features",
