@@ -80,8 +80,8 @@ MANIFEST: dict[str, WeightsSpec] = {
         "xrv-densenet121",
         XRV_DENSENET_URL.rsplit("/", 1)[1],
         None,
-        f"torchxrayvision's densenet121-res224-all ({XRV_DENSENET_URL}); found in torchxrayvision's cache dir "
-        "(~/.torchxrayvision/models_data) too; `xbench weights import PATH --as xrv-densenet121` records its sha256",
+        f"torchxrayvision's densenet121-res224-all, {XRV_DENSENET_URL}; a copy in torchxrayvision's cache dir "
+        "~/.torchxrayvision/models_data is used where it is",
         "the chest-film features of eval.chestfilm=xrv-densenet121 (fid/kid/density/coverage_chestfilm, copy_rate)",
         library_dir=xrv_cache_dir,
     ),
