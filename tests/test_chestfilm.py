@@ -199,7 +199,9 @@ def test_rad_dino_without_transformers_or_its_directory_is_one_line(offline, mon
     )
     with pytest.raises(XbenchError) as err:
         chestfilm_extractors.load(RAD_DINO, torch.device("cpu"))
-    assert "\n" not in str(err.value) and str(weights.weights_dir() / "rad-dino") in str(err.value)
+    message = str(err.value)
+    assert "\n" not in message and str(weights.weights_dir() / "rad-dino") in message
+    assert "copy or link a local snapshot of https://huggingface.co/microsoft/rad-dino" in message
 
 
 def test_rad_dino_loads_a_local_dinov2_with_its_processor(offline, tmp_path):
