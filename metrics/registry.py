@@ -92,8 +92,8 @@ METRICS: dict[str, MetricSpec] = {
         VIEWS,
         ("inception-tf-full", "inception-tf-pool3"),
         "Improved precision (Kynkaanniemi et al. 2019; torch-fidelity prc, k = 3) on the same pool3 features as "
-        "fid_inception: the share of generated images inside some real image's 3-NN ball; beside it the real floor "
-        "(N real reference cases against the real test cases)",
+        "fid_inception: the share of generated images inside some real image's 3-NN ball; interval: fid_inception's "
+        "half-samples; beside it the real floor (N real reference cases against the real test cases)",
         compute=partial(compute.distribution, family="inception", kind="precision"),
         needs_reference=True,
         group="Inception features",
@@ -105,8 +105,8 @@ METRICS: dict[str, MetricSpec] = {
         VIEWS,
         ("inception-tf-full", "inception-tf-pool3"),
         "Improved recall (Kynkaanniemi et al. 2019; torch-fidelity prc, k = 3) on the same pool3 features: the share "
-        "of real test images inside some generated image's 3-NN ball (a collapsed view scores near 0); with its "
-        "real floor",
+        "of real test images inside some generated image's 3-NN ball (a collapsed view scores near 0); interval: "
+        "fid_inception's half-samples; with its real floor",
         compute=partial(compute.distribution, family="inception", kind="recall"),
         needs_reference=True,
         group="Inception features",
