@@ -79,7 +79,7 @@ def distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
             # an interval as FID's, from the half-sample plan (a half-sample needs more cases than the k of its balls)
             halves = ctx.half_index
             if kind in ("precision", "recall") and halves is not None and halves.shape[1] > fidelity.PRC_NEIGHBOURHOOD:
-                draws = fidelity.precision_recall_replicates(f1, f2, halves)[:, pick]
+                draws = ctx.precision_recall_replicates(family, view)[:, pick]
                 out[view] |= _replicate_interval(ctx, name, view, out[view][name], draws)
             out[view] |= _real_floor(ctx, name, family, view, lambda a, b: fn(a, b)[pick])
     return out

@@ -205,6 +205,13 @@ class Context:
             cache.save("features", key, hit)
         return hit
 
+    @functools.cache
+    def precision_recall_replicates(self, family: str, view: str) -> np.ndarray:
+        """float64 [B, 2]: precision and recall of the generated against the real features on each of FID's
+        half-samples (``fidelity.precision_recall_replicates``), computed once for both metrics."""
+        fake, real = (self.features(family, which, view)["pool"] for which in ("fake", "real"))
+        return fidelity.precision_recall_replicates(fake, real, self.half_index)
+
     def per_case(self, name: str, values: np.ndarray, view: str = "pair") -> dict:
         """name, name_n and name_ci of a mean over per-case values (kept as evidence ``name/view``)."""
         self.evidence[f"{name}/{view}"] = np.asarray(values, dtype=np.float64)

@@ -182,10 +182,16 @@ def test_precision_recall_replicates_are_the_metric_on_each_half_sample():
     real, fake = rng.standard_normal((40, 6)), rng.standard_normal((40, 6)) * 0.8
     collapsed = np.repeat(real[:1], 40, axis=0) + rng.standard_normal((40, 6)) * 1e-3
     index = half_sample_plan("phantom", [f"case{i}" for i in range(40)], 0, 30)
-    for f, r in ((fake, real), (collapsed, real), (real, real)):  # (real, real): ties at the balls' edges
+    for f, r in (
+        (fake, real),
+        (collapsed, real),
+        (real, real),
+    ):  # (real, real): ties at the balls' edges; 7 draws a chunk
         want = np.array([fidelity.precision_recall(f[i], r[i]) for i in index])
         # torch-fidelity averages in float32: the shares agree to its round-off
-        np.testing.assert_allclose(fidelity.precision_recall_replicates(f, r, index, chunk=7), want, atol=1e-6)
+        np.testing.assert_allclose(
+            fidelity.precision_recall_replicates(f, r, index, max_elements=7 * 20**2), want, atol=1e-6
+        )
 
 
 def test_ssim_matches_scikit_image_called_directly():
