@@ -182,11 +182,11 @@ def test_precision_recall_replicates_are_the_metric_on_each_half_sample():
     real, fake = rng.standard_normal((40, 6)), rng.standard_normal((40, 6)) * 0.8
     collapsed = np.repeat(real[:1], 40, axis=0) + rng.standard_normal((40, 6)) * 1e-3
     index = half_sample_plan("phantom", [f"case{i}" for i in range(40)], 0, 30)
-    for f, r in (
-        (fake, real),
-        (collapsed, real),
-        (real, real),
-    ):  # (real, real): ties at the balls' edges; 7 draws a chunk
+    # Points on a line 10 apart, each generated one 20 above its real one: exactly on that real point's 3-NN sphere
+    # (radius 20 inside a run of neighbours), so the balls' edges decide (torch-fidelity counts them in).
+    line = np.c_[np.arange(40) * 10.0, np.zeros(40)]
+    edge = line + [0.0, 20.0]
+    for f, r in ((fake, real), (collapsed, real), (edge, line)):  # 7 draws a chunk
         want = np.array([fidelity.precision_recall(f[i], r[i]) for i in index])
         # torch-fidelity averages in float32: the shares agree to its round-off
         np.testing.assert_allclose(
