@@ -7,7 +7,9 @@ trained by metrics/ on the dataset's real train + val films only, so they owe no
 mean-pooled last convolutional block of each view's judge, 8 x 24 = 192-d, the layer before its finding logits. A
 number in this space therefore says how far generated films are from real ones in what separates findings.
 The judge is a protocol per (dataset, resolution): every run of one setting is measured in one space, recorded by
-the judge's sha256.
+the judge's sha256. On real datasets ``eval.chestfilm`` may name a published chest-film network instead
+(``metrics.chestfilm_extractors``: torchxrayvision's DenseNet-121 or RAD-DINO, from user-supplied files); each
+number's provenance names the network and its weights' sha256.
 
 Density and coverage (Naeem et al. 2020, k = 5) come from the ``prdc`` package, the authors' reference code:
 density, how many real k-NN balls hold each generated sample on average (1 for a set drawn like the real one, above

@@ -76,6 +76,11 @@ def distribution(ctx: Context, name: str, family: str, kind: str) -> dict:
             fn = fidelity.precision_recall if kind in ("precision", "recall") else chestfilm.density_coverage
             pick = 0 if kind in ("precision", "density") else 1
             out[view] = {name: fn(f1, f2)[pick], f"{name}_n": ctx.n}
+            # an interval as FID's, from the half-sample plan (a half-sample needs more cases than the k of its balls)
+            halves = ctx.half_index
+            if kind in ("precision", "recall") and halves is not None and halves.shape[1] > fidelity.PRC_NEIGHBOURHOOD:
+                draws = ctx.precision_recall_replicates(family, view)[:, pick]
+                out[view] |= _replicate_interval(ctx, name, view, out[view][name], draws)
             out[view] |= _real_floor(ctx, name, family, view, lambda a, b: fn(a, b)[pick])
     return out
 

@@ -13,7 +13,7 @@ import torch
 from benchmark.core import cache
 from benchmark.core.errors import XbenchError
 from benchmark.core.seeds import derive_seed
-from metrics import chestfilm, fidelity, findings, judges
+from metrics import chestfilm, chestfilm_extractors, fidelity, findings, judges
 from metrics.base import ImageSet, Unavailable
 from metrics.stats import bootstrap_indices, half_sample_indices, mean_interval, percentile_interval, resampled
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from metrics.config import EvalConfig
 
 FEATURES_VERSION = "features-1"  # bump when feature extraction changes: real-image features are cached by it
-CHESTFILM = "chestfilm"  # the feature family of metrics.chestfilm (the findings judge's own features)
+CHESTFILM = "chestfilm"  # the feature family of metrics.chestfilm (its network: eval.chestfilm)
 
 
 def check_inputs(fake: ImageSet, real: ImageSet, reference: ImageSet | None) -> None:
@@ -134,11 +134,23 @@ class Context:
         ex = fidelity.inception_extractor() if family == "inception" else fidelity.chexnet_extractor()
         return ex, ex.create(self.device)
 
+    @functools.cache
+    def chestfilm_extractor(self) -> chestfilm_extractors.Extractor:
+        """The chest-film network of ``eval.chestfilm`` when it is not the judge, loaded once."""
+        return chestfilm_extractors.load(self.cfg.chestfilm, self.device)
+
     def feature_provenance(self, family: str) -> dict:
         """Which extractor, with which weights, made a family's features (recorded with every number)."""
-        if family == CHESTFILM:
+        if family == CHESTFILM and self.cfg.chestfilm == chestfilm_extractors.JUDGE:
             _, judged = self.findings_judges()
-            return {"extractor": chestfilm.DESCRIPTION, "judge_sha256": judged["sha256"], "size": judged["size"]}
+            return {
+                "name": chestfilm_extractors.JUDGE,
+                "extractor": chestfilm.DESCRIPTION,
+                "judge_sha256": judged["sha256"],
+                "size": judged["size"],
+            }
+        if family == CHESTFILM:
+            return self.chestfilm_extractor().provenance
         return self.extractor(family)[0].provenance
 
     def images(self, which: str, view: str) -> np.ndarray:
@@ -151,16 +163,30 @@ class Context:
 
     @functools.cache
     def features(self, family: str, which: str, view: str) -> dict[str, np.ndarray]:
-        """role -> float64 [N, d] features of ``images(which, view)``; real Inception/CheXNet ones cached on disk,
-        chest-film ones (a small network, a judge cached itself) computed on the spot."""
-        if family == CHESTFILM:
+        """role -> float64 [N, d] features of ``images(which, view)``; real ones of a network with a weights file
+        cached on disk, the judge's chest-film ones (a small network, a judge cached itself) computed on the spot."""
+        if family == CHESTFILM and self.cfg.chestfilm == chestfilm_extractors.JUDGE:
             judged, provenance = self.findings_judges()
             return {"pool": chestfilm.features(judged[view][0], self.images(which, view), provenance["size"])}
+        if family == CHESTFILM:
+            ex = self.chestfilm_extractor()
+            identity = {"extractor": ex.name, "weights_sha256": ex.provenance["sha256"]}
+            return self._cached(which, view, identity, lambda x: {"pool": ex.features(x, self.cfg.batch_size)})
         ex, module = self.extractor(family)
+        identity = {"extractor": ex.name, "layers": ex.layers, "weights_sha256": ex.weights.sha256}
+        return self._cached(which, view, identity, lambda x: fidelity.extract(ex, module, x, self.cfg.batch_size))
+
+    def _cached(self, which: str, view: str, identity: dict, extract: Callable) -> dict[str, np.ndarray]:
+        """``extract(images(which, view))``, from the disk cache for real images (keyed by the network's
+        ``identity``, the cases and their pixels), computed for generated ones."""
         if which == "fake":
-            return fidelity.extract(ex, module, self.fake.view(view), self.cfg.batch_size)
-        source = self.real if which == "real" else self.reference
-        rows = np.arange(len(source)) if which == "real" else self.floor_index
+            return extract(self.fake.view(view))
+        if which == "real":
+            source, rows = self.real, np.arange(self.n)
+        else:
+            self.needs_reference("real floor")
+            source = self.reference
+            rows = self.floor_index if which == "floor" else np.arange(len(self.reference))
         images = source.view(view)[rows]
         key = cache.content_key(
             {
@@ -168,18 +194,23 @@ class Context:
                 "dataset": self.dataset,
                 "view": view,
                 "size": source.size,
-                "extractor": ex.name,
-                "layers": ex.layers,
-                "weights_sha256": ex.weights.sha256,
+                **identity,
                 "ids": [source.case_ids[i] for i in rows],
                 "pixels": judges.digest(images),
             }
         )
         hit = cache.load("features", key)
         if hit is None:
-            hit = fidelity.extract(ex, module, images, self.cfg.batch_size)
+            hit = extract(images)
             cache.save("features", key, hit)
         return hit
+
+    @functools.cache
+    def precision_recall_replicates(self, family: str, view: str) -> np.ndarray:
+        """float64 [B, 2]: precision and recall of the generated against the real features on each of FID's
+        half-samples (``fidelity.precision_recall_replicates``), computed once for both metrics."""
+        fake, real = (self.features(family, which, view)["pool"] for which in ("fake", "real"))
+        return fidelity.precision_recall_replicates(fake, real, self.half_index)
 
     def per_case(self, name: str, values: np.ndarray, view: str = "pair") -> dict:
         """name, name_n and name_ci of a mean over per-case values (kept as evidence ``name/view``)."""

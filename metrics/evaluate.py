@@ -3,19 +3,20 @@
 Returns the result.json "metrics" block: ``{"frontal": {...}, "lateral": {...}, "pair": {...}, "unavailable": {name:
 why}, "provenance": {name: {...}}}``. Each value is a plain float with ``<name>_n`` (the number of test cases) and
 ``<name>_ci`` (95 % interval over test cases, ``metrics.stats``: a percentile bootstrap for means of per-case
-values, the same resampled cases for every metric; for FID, half-samples without replacement from a plan derived
-from the dataset, the test cases and the eval seed, so two runs' replicates are paired case for case; for KID, the
-spread of its 100 subsets, drawn alike for every run). Counts are never silent: ``<name>_ci_dropped_draws``
-(resamples on which the metric was undefined), ``<name>_classes_dropped`` and ``<name>_ci_classes_dropped`` (finding
-classes without both labels among the test cases, at the point and summed over the draws), each written when not
-zero.
+values, the same resampled cases for every metric; for FID and precision/recall, half-samples without replacement
+from a plan derived from the dataset, the test cases and the eval seed, so two runs' replicates are paired case for
+case; for KID, the spread of its 100 subsets, drawn alike for every run). Counts are never silent:
+``<name>_ci_dropped_draws`` (resamples on which the metric was undefined), ``<name>_classes_dropped`` and
+``<name>_ci_classes_dropped`` (finding classes without both labels among the test cases, at the point and summed
+over the draws), each written when not zero.
 
 Calibration, measured on real images beside every model score: ``<fid|kid|precision|recall>_..._real_floor`` (the
 same metric between the real test images and as many real reference cases, drawn with the eval seed: what two real
 sets of this N score), the VC judge's ceiling, floor and AUROC, and ``finding_auc_real``. The evidence behind every
 number (``evaluate(..., evidence={})`` fills it): per-case values by case id (SSIM per view, the VC judge's matched,
 deranged and real pairs, the findings judge's scores with the labels) and the replicates of the set metrics (FID
-half-samples, KID subsets), so a later test can be run on what was recorded (``benchmark.pipeline.verdicts``).
+and precision/recall half-samples, KID subsets), so a later test can be run on what was recorded
+(``benchmark.pipeline.verdicts``).
 Nothing is rounded. A metric that cannot be computed (missing weights, too few cases, no labels, no reference
 images) is listed under "unavailable" with the reason and the fix, never reported as a number.
 """

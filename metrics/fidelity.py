@@ -361,6 +361,37 @@ def precision_recall(fake: np.ndarray, real: np.ndarray) -> tuple[float, float]:
     return float(out[KEY_METRIC_PRECISION]), float(out[KEY_METRIC_RECALL])
 
 
+def precision_recall_replicates(
+    fake: np.ndarray, real: np.ndarray, index: np.ndarray, max_elements: int = 1 << 24
+) -> np.ndarray:
+    """float64 [B, 2]: ``precision_recall(fake[i], real[i])`` for each row i of ``index`` (the half-sample plan).
+
+    torch-fidelity's own computation (``calculate_precision_recall_full``: k-NN radii by ``kthvalue(k + 1)``, ``<=``
+    against them), vectorised over the draws: every half-sample's distances are entries of the three full distance
+    matrices, computed once (one call per draw costs ~1.6 ms, 3 s for 1,000 draws of two views; this ~40 ms).
+    """
+    f, r = (
+        torch.from_numpy(np.ascontiguousarray(fake, np.float64)),
+        torch.from_numpy(np.ascontiguousarray(real, np.float64)),
+    )
+    ff, rr, fr = torch.cdist(f, f), torch.cdist(r, r), torch.cdist(f, r)
+    # [chunk, n, n] distances at a time, at most 128 MB: 1,000 draws of 259 cases at once would be 0.5 GB per matrix.
+    # Few large operations, not many small ones: on a loaded CPU each one waits for its threads (64 draws a chunk
+    # took 1.6 s at N = 64 where all 1,000 at once took 0.18 s).
+    chunk = max(1, max_elements // index.shape[1] ** 2)
+    out = []
+    for start in range(0, len(index), chunk):
+        i = torch.from_numpy(index[start : start + chunk])
+        rows, cols = i[:, :, None], i[:, None, :]
+        fake_radius = ff[rows, cols].kthvalue(PRC_NEIGHBOURHOOD + 1, dim=2).values  # [chunk, n]
+        real_radius = rr[rows, cols].kthvalue(PRC_NEIGHBOURHOOD + 1, dim=2).values
+        between = fr[rows, cols]  # [chunk, n fake, n real]
+        precision = (between <= real_radius[:, None, :]).any(dim=2).double().mean(dim=1)
+        recall = (between.transpose(1, 2) <= fake_radius[:, None, :]).any(dim=2).double().mean(dim=1)
+        out.append(torch.stack([precision, recall], dim=1))
+    return torch.cat(out).numpy()
+
+
 def inception_score(logits: np.ndarray) -> tuple[float, float]:
     """torch-fidelity ISC (mean, std over 10 splits) from logits [N, C]."""
     if len(logits) < IS_SPLITS:

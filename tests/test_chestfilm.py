@@ -1,15 +1,22 @@
 """The chest-film feature space (metrics.chestfilm): density and coverage against an independent computation, the
-memorisation metric firing on copies and silent on real films, and the copier floor that calibrates it."""
+memorisation metric firing on copies and silent on real films, the copier floor that calibrates it, and the
+user-supplied networks of eval.chestfilm (torchxrayvision's DenseNet-121, RAD-DINO) found offline, never
+downloaded, and named with their sha256 beside every number."""
+
+import importlib.util
+import socket
 
 import numpy as np
 import pytest
 import torch
 
+from benchmark.core.errors import XbenchError
 from benchmark.data.text import Tokens
 from methods import get_method
 from methods.base import PairedData
-from metrics import ImageSet, evaluate
+from metrics import EvalConfig, ImageSet, chestfilm_extractors, evaluate, weights
 from metrics.chestfilm import PRDC_NEIGHBOURS, density_coverage, nearest
+from metrics.chestfilm_extractors import RAD_DINO, XRV
 from tests.test_metrics_evaluate import check_block, noise_like, phantom  # noqa: F401 (a fixture)
 from tests.tiny import tiny_eval
 
@@ -67,6 +74,7 @@ def test_chestfilm_metrics_and_the_copy_rate(phantom, quick_judges):  # noqa: F8
         assert len(neighbours) == len(test) and set(neighbours) <= set(reference.case_ids)
         assert evidence[f"copy_rate/{view}"].mean() == noise[view]["copy_rate"]
     assert "judge_sha256" in noise["provenance"]["copy_rate"]
+    assert noise["provenance"]["fid_chestfilm"]["name"] == noise["provenance"]["copy_rate"]["name"] == "judge"
 
 
 def test_the_copier_returns_the_training_pair_of_the_nearest_report():
@@ -89,3 +97,133 @@ def test_the_copier_returns_the_training_pair_of_the_nearest_report():
     views = copier.generate(queries, [0, 1, 2])
     expected = torch.as_tensor(pixels[[2, 0, 1], 0:1]).float() / 127.5 - 1
     torch.testing.assert_close(views.frontal, expected)
+
+
+# ------------------------------------------------------------------------ user-supplied chest-film networks
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network, empty xbench weights and torch.hub folders, and torchxrayvision's cache dir in tmp_path / "xrv"
+    (the folder its ``get_weights`` looks in); a download attempt fails the test."""
+    import torchxrayvision as xrv
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(xrv.utils, "download", refuse)
+    monkeypatch.setenv("XBENCH_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(xrv.utils, "get_cache_dir", lambda: str(tmp_path / "xrv"))
+    return tmp_path / "xrv"
+
+
+@pytest.fixture
+def xrv_file(offline):
+    """A torchxrayvision DenseNet-121 with random weights, saved in the authors' format (a whole pickled model) under
+    the file name ``densenet121-res224-all`` has in torchxrayvision's cache dir; (its path, the model)."""
+    import torchxrayvision as xrv
+
+    torch.manual_seed(0)
+    net = xrv.models.DenseNet(weights=None, num_classes=len(xrv.models.model_urls["densenet121-res224-all"]["labels"]))
+    net.eval()
+    path = offline / weights.get_weights_spec(XRV).filename
+    path.parent.mkdir(parents=True)
+    torch.save(net, path)
+    return path, net
+
+
+def test_the_manifest_names_torchxrayvision_s_own_file():
+    import torchxrayvision as xrv
+
+    url = xrv.models.model_urls["densenet121-res224-all"]["weights_url"]
+    assert weights.get_weights_spec(XRV).filename == url.rsplit("/", 1)[1]
+
+
+def test_xrv_densenet_is_found_in_its_cache_dir_and_preprocessed_as_its_authors_do(xrv_file):
+    import torchxrayvision as xrv
+
+    path, net = xrv_file
+    ex = chestfilm_extractors.load(XRV, torch.device("cpu"))
+    films = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    got = ex.features(films, batch_size=2)
+    assert got.shape == (3, 1024) and got.dtype == np.float64
+    # The authors' own pipeline: xrv.utils.normalize to [-1024, 1024], then the model resizes to its 224 px itself.
+    net.input_resolution = 224
+    with torch.no_grad():
+        expected = net.features2(torch.from_numpy(xrv.utils.normalize(films, 255))[:, None]).double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)  # float32 convolutions, batches of 2 against 3
+    assert ex.provenance["name"] == XRV and ex.provenance["sha256"] == weights.sha256_of(path)
+
+
+def test_a_missing_xrv_file_is_one_line_saying_how_to_supply_it(offline):
+    with pytest.raises(XbenchError) as err:
+        chestfilm_extractors.load(XRV, torch.device("cpu"))
+    message = str(err.value)
+    assert "\n" not in message and weights.get_weights_spec(XRV).filename in message
+    assert "xbench weights import PATH --as xrv-densenet121" in message
+
+
+def test_each_chestfilm_number_names_its_extractor_and_sha256(phantom, xrv_file):  # noqa: F811
+    path, _ = xrv_file
+    reference, test = phantom
+    reference = ImageSet(reference.case_ids[:24], reference.pixels[:24], reference.findings[:24])
+    test = ImageSet(test.case_ids[:12], test.pixels[:12], test.findings[:12])
+    cfg = tiny_eval(metrics=("fid_chestfilm", "copy_rate"), chestfilm=XRV, bootstrap=20)
+    out = evaluate(noise_like(test), test, cfg, dataset="phantom", reference=reference)
+    check_block(out)
+    assert not out["unavailable"]
+    for name in ("fid_chestfilm", "copy_rate"):
+        assert out["provenance"][name]["name"] == XRV
+        assert out["provenance"][name]["sha256"] == weights.sha256_of(path)
+    same = evaluate(test, test, cfg, dataset="phantom", reference=reference)
+    assert same["frontal"]["fid_chestfilm"] == pytest.approx(0.0, abs=1e-6)  # one set against itself
+
+
+def test_eval_chestfilm_names_a_known_extractor():
+    assert EvalConfig().chestfilm == "judge"
+    with pytest.raises(XbenchError, match="rad-dino"):
+        EvalConfig(chestfilm="radiodino")
+
+
+def test_rad_dino_without_transformers_or_its_directory_is_one_line(offline, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else find_spec(name, *a)
+    )
+    with pytest.raises(XbenchError, match="needs the transformers package: pip install transformers"):
+        chestfilm_extractors.load(RAD_DINO, torch.device("cpu"))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "transformers" else find_spec(name, *a)
+    )
+    with pytest.raises(XbenchError) as err:
+        chestfilm_extractors.load(RAD_DINO, torch.device("cpu"))
+    message = str(err.value)
+    assert "\n" not in message and str(weights.weights_dir() / "rad-dino") in message
+    assert "copy or link a local snapshot of https://huggingface.co/microsoft/rad-dino" in message
+
+
+def test_rad_dino_loads_a_local_dinov2_with_its_processor(offline, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Dinov2Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=28, patch_size=14
+    )
+    torch.manual_seed(0)
+    net = transformers.Dinov2Model(config).eval()
+    processor = transformers.BitImageProcessor(
+        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, image_mean=[0.5] * 3, image_std=[0.25] * 3
+    )
+    directory = weights.weights_dir() / "rad-dino"
+    net.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    ex = chestfilm_extractors.load(RAD_DINO, torch.device("cpu"))
+    films = np.random.default_rng(0).integers(0, 256, (3, 40, 40), dtype=np.uint8)
+    got = ex.features(films, batch_size=2)
+    assert got.shape == (3, 32)
+    with torch.no_grad():
+        rgb = [np.repeat(f[:, :, None], 3, axis=2) for f in films]
+        expected = net(pixel_values=processor(images=rgb, return_tensors="pt")["pixel_values"]).pooler_output
+    np.testing.assert_allclose(got, expected.double().numpy(), rtol=1e-4, atol=1e-5)
+    files = sorted(p for p in directory.iterdir() if p.is_file())
+    assert ex.provenance["sha256"] == chestfilm_extractors.directory_sha256(files) and ex.provenance["size"] == 28

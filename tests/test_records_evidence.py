@@ -32,7 +32,7 @@ def test_a_records_intervals_are_rebuilt_from_its_evidence(path):
             assert record.metrics[view][f"{name}_ci"] == pytest.approx(mean_interval(values, index)[0], rel=1e-12)
     for view in ("frontal", "lateral"):
         block = record.metrics[view]
-        for name in ("fid_inception", "kid_inception"):
+        for name in ("fid_inception", "kid_inception", "precision_inception", "recall_inception"):
             rebuilt, _ = centred_interval(block[name], evidence[f"{name}/{view}"])
             assert block[f"{name}_ci"] == pytest.approx(rebuilt, rel=1e-12)
         assert block["kid_inception"] == pytest.approx(evidence[f"kid_inception/{view}"].mean(), rel=1e-12)
