@@ -31,7 +31,9 @@ DRAWS = 400  # case resamples per comparison: enough for a standard error within
 LEVEL = 0.05  # family-wise, per table (Holm)
 MEANS = ("ssim", "vc", "vc_deranged", "copy_rate")  # per-case values; their mean is the metric
 # set metrics: the record's own paired replicates (one resampling plan per dataset, split and eval seed)
-REPLICATES = ("fid_inception", "kid_inception", "fid_chestfilm", "kid_chestfilm")
+REPLICATES = (
+    "fid_inception", "kid_inception", "precision_inception", "recall_inception", "fid_chestfilm", "kid_chestfilm",
+)  # fmt: skip
 AUROCS = ("finding_auc",)  # per-case scores and labels
 
 
