@@ -84,6 +84,10 @@ VARIANTS = {  # the paper's Table 2, as config deviations
     # beyond the paper: a projection critic (Miyato and Koyama 2018), the field's standard for a critic that uses
     # its condition, beside the paper's; does a critic that reads the report change anything?
     "projection": {"critic": "projection"},
+    # Table 1a's XRayGAN: the paper's objective (section 2.4: WGAN-GP + L2 + VC; no matching-aware term, no
+    # warm-up, which only the official code has), the terms the baselines' xraygan_protocol stand-ins train with;
+    # the warm-up epochs become stage-0 GAN epochs, so the budget is the full model's
+    "protocol": {"mismatch_weight": 0.0, "warmup": "gan"},
 }
 
 
@@ -119,6 +123,7 @@ class Config(MethodConfig):
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: tuple[int, ...] = (90, 90, 120, 120)  # GAN epochs per stage (official)
     warmup_epochs: int = 20  # stage 0 L2-only epochs (official)
+    warmup: str = "l2"  # "l2": the warm-up epochs train on L2 alone | "gan": they are stage-0 GAN epochs instead
     # Loss weights.
     adv_weight: float = 1.0
     l2_weight: float = 100.0
@@ -149,6 +154,8 @@ class Config(MethodConfig):
             raise ValueError(f"xraygan: lr_milestones must be fractions in (0, 1), not {self.lr_milestones}")
         if self.one_shot_epochs not in ("total", "last"):
             raise ValueError(f"xraygan: one_shot_epochs must be 'total' or 'last', not {self.one_shot_epochs!r}")
+        if self.warmup not in ("l2", "gan"):
+            raise ValueError(f"xraygan: warmup must be 'l2' or 'gan', not {self.warmup!r}")
         if self.critic not in ("paper", "projection"):
             raise ValueError(f"xraygan: critic must be 'paper' or 'projection', not {self.critic!r}")
         if self.schedule not in ("progressive", "one_shot"):
@@ -388,10 +395,13 @@ class XRayGAN(StagedMethod):
         cfg = self.cfg
         last = len(cfg.stage_sizes) - 1
         stages = range(last + 1) if cfg.schedule == "progressive" else [last]
-        warmup = [Phase(stages[0], "warmup", cfg.warmup_epochs, cfg.batch_sizes[stages[0]])]
+        extra = cfg.warmup_epochs if cfg.warmup == "gan" else 0  # warm-up epochs spent as stage-0 GAN epochs
+        warmup = [Phase(stages[0], "warmup", cfg.warmup_epochs - extra, cfg.batch_sizes[stages[0]])]
         if cfg.schedule == "one_shot" and cfg.one_shot_epochs == "total":  # the full model's budget, in one go
-            return warmup + [Phase(last, "gan", sum(cfg.epochs), cfg.batch_sizes[last])]
-        return warmup + [Phase(k, "gan", cfg.epochs[k], cfg.batch_sizes[k]) for k in stages]
+            return warmup + [Phase(last, "gan", sum(cfg.epochs) + extra, cfg.batch_sizes[last])]
+        return warmup + [
+            Phase(k, "gan", cfg.epochs[k] + (extra if k == stages[0] else 0), cfg.batch_sizes[k]) for k in stages
+        ]
 
     def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> "XRayGANStage":
         cfg, device = self.cfg, self.device
@@ -557,6 +567,10 @@ class XRayGAN(StagedMethod):
             return f, l
 
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
+
+    @classmethod
+    def warmup(cls, cfg: Config) -> int:
+        return 0 if cfg.warmup == "gan" else cfg.warmup_epochs
 
     @classmethod
     def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
