@@ -212,7 +212,8 @@ class StagedMethod(Method):
     def budget(self, n_train: int) -> dict:
         """The generator's training budget on ``n_train`` cases, from ``phases()``: epochs, pairs seen (epochs x
         cases, every pass over the train split counted) and generator updates (one per batch), in total and per
-        phase. Pretrained helpers (XRayGAN's VCN, AttnGAN's DAMSM) are not counted."""
+        phase. A method with pretrained helpers adds ``budget["pretraining"] = {name: {"pairs_seen", "epochs"}}``
+        (XRayGAN's VCN; AttnGAN's DAMSM and the shared report embedding belong there too)."""
         rows = [
             {
                 "stage": str(p.stage),

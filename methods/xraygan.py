@@ -403,6 +403,16 @@ class XRayGAN(StagedMethod):
             Phase(k, "gan", cfg.epochs[k] + (extra if k == stages[0] else 0), cfg.batch_sizes[k]) for k in stages
         ]
 
+    def budget(self, n_train: int) -> dict:
+        """The generator's budget (``StagedMethod.budget``) plus the frozen VCN's pretraining: ``vcn.epochs`` over
+        the train split at each GAN stage's size (none with ``vc_weight = 0``)."""
+        budget = super().budget(n_train)
+        stages = {p.stage for p in self.phases() if p.name == "gan"}
+        if self.cfg.vc_weight > 0:
+            epochs = self.cfg.vcn.epochs * len(stages)
+            budget["pretraining"] = {"vcn": {"pairs_seen": epochs * n_train, "epochs": epochs}}
+        return budget
+
     def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> "XRayGANStage":
         cfg, device = self.cfg, self.device
         size = cfg.stage_sizes[stage]

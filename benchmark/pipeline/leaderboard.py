@@ -115,6 +115,8 @@ class Row:
     sampling_s: float | None = None  # generation wall time per test pair (mean over seeds, the records' device)
     evidence: RowEvidence | None = None  # measured rows: what the verdicts are computed from
     dirty_seeds: int = 0  # how many of its records were made from a tree with uncommitted changes
+    critic_auroc: dict | None = None  # mean over seeds of the records' training "critic_report_auroc", per view
+    fit: tuple[float, int] | None = None  # fit wall time (s, mean over seeds) and the thread count it ran with
 
 
 # The measured calibration rows, by the row id each metric's spec names in ``MetricSpec.calibration``.
@@ -221,7 +223,8 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
         found, unmeasured = table_verdicts(ready, [(c.metric, c.view) for c in columns], HIGHER_IS_BETTER, draws)
         missing = tuple(r.label for r in mine if r.evidence is None)
         return Table(
-            text + suffix, columns, tuple(rows), notes + budget_notes(rows, setting) + saturated(rows), setting,
+            text + suffix, columns, tuple(rows),
+            notes + budget_notes(rows, setting) + critic_notes(rows) + saturated(rows), setting,
             tuple(found), tuple(unmeasured), missing,
         )  # fmt: skip
 
@@ -248,6 +251,20 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
     )
     tables.append(table(f"Table 2: XRayGAN ablations on {dataset}", rows))
     return tables
+
+
+def critic_notes(rows: list[Row]) -> tuple[str, ...]:
+    """The recorded ``critic_report_auroc`` of the table's rows with conditional critics: does the trained critic
+    read the report at all (paired, own report vs another case's, on held-out real pairs; 0.5 = it does not)."""
+    found = [
+        f"{r.label} {r.critic_auroc['frontal']:.2f} / {r.critic_auroc['lateral']:.2f}" for r in rows if r.critic_auroc
+    ]
+    if not found:
+        return ()
+    return (
+        "critic_report_auroc (F / L; the last stage's trained critics score each real val image under its own report "
+        "above another case's: 0.5 = the critic ignores the report): " + ", ".join(found),
+    )
 
 
 def saturated(rows: list[Row]) -> tuple[str, ...]:
@@ -295,17 +312,25 @@ def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def format_budget(budget: dict | None, sampling_s: float | None = None) -> str:
-    """``440 ep, 796k pairs, 20.7k G updates``, then the training FLOPs where the method counts them
-    (``1.2e+15 FLOP``) and the sampling time per pair where the record has it (``0.41 s/pair sampling``)."""
+def format_budget(budget: dict | None, sampling_s: float | None = None, fit: tuple | None = None) -> str:
+    """``440 ep, 796k pairs, 20.7k G updates``, then the pretraining the method counts (``pretraining: vcn 36k
+    pairs``), the training FLOPs where the method counts them (``1.2e+15 FLOP``), the fit wall time with its
+    thread count (``fit 80 s, 2 threads``) and the sampling time per pair (``0.41 s/pair sampling``)."""
     parts = []
     if budget:
         parts.append(
             f"{budget['epochs']} ep, {_count(budget['pairs_seen'])} pairs, "
             f"{_count(budget['generator_updates'])} G updates"
         )
+        pretraining = budget.get("pretraining") or {}
+        if pretraining:
+            parts.append(
+                "pretraining: " + ", ".join(f"{k} {_count(v['pairs_seen'])} pairs" for k, v in pretraining.items())
+            )
         if budget.get("training_flops"):
             parts.append(f"{budget['training_flops']:.2g} FLOP")
+    if fit is not None:
+        parts.append(f"fit {fit[0]:.3g} s" + (f", {fit[1]} threads" if fit[1] else ""))
     if sampling_s is not None:
         parts.append(f"{sampling_s:.2g} s/pair sampling")
     return ", ".join(parts)
@@ -341,9 +366,13 @@ def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...], ev
     dirty = sum(bool(r.git_dirty) for r in runs)
     per_pair = [r.timing_s["generate"] / r.n_test_cases for r in runs if r.timing_s.get("generate") and r.n_test_cases]
     sampling = sum(per_pair) / len(per_pair) if per_pair else None
+    aurocs = [r.training["critic_report_auroc"] for r in runs if "critic_report_auroc" in (r.training or {})]
+    critic = {v: sum(a[v] for a in aurocs) / len(aurocs) for v in ("frontal", "lateral")} if aurocs else None
+    fits = [r.timing_s["fit"] for r in runs if r.timing_s.get("fit")]
+    fit = (sum(fits) / len(fits), runs[0].versions.get("threads")) if fits else None
     return Row(
         label, "measured", cells, seeds=len(runs), budget=budget, sampling_s=sampling, evidence=evidence,
-        dirty_seeds=dirty,
+        dirty_seeds=dirty, critic_auroc=critic, fit=fit,
     )  # fmt: skip
 
 
@@ -458,7 +487,7 @@ def render_markdown(tables: list[Table]) -> str:
                 text = format_cell(*row.cells[col])
                 cells.append(f"**{text}**" if (row.label, col) in bold else text)
             seeds = str(row.seeds) if row.kind == "measured" else "–"
-            budget = format_budget(row.budget, row.sampling_s)
+            budget = format_budget(row.budget, row.sampling_s, row.fit)
             out.append(f"| {row.label} | {seeds} | {budget} | " + " | ".join(cells) + " |")
         out.append("")
         out.extend(verdict_lines(table))
@@ -470,8 +499,10 @@ def render_markdown(tables: list[Table]) -> str:
         "seeds: mean ± std over seeds. Rows "
         "marked (xbench) are measured on real images under the same protocol and N; rows marked (reported) are "
         "the paper's, measured by its authors' own networks; budget = the generator's training epochs (warm-up "
-        "included), pairs seen (epochs x train cases), generator (denoiser) updates, the training FLOPs where the "
-        "method counts them (diffusion: 3 x forward FLOPs x pairs seen) and the generation wall time per test "
+        "included), pairs seen (epochs x train cases), generator (denoiser) updates, the pretraining pairs seen "
+        "of the method's frozen helpers where it counts them (XRayGAN's VCN), the training FLOPs where the "
+        "method counts them (diffusion: 3 x forward FLOPs x pairs seen), the fit wall time with its thread count "
+        "and the generation wall time per test "
         "pair on the record's device (a diffusion model spends most of its compute there).\n"
     )
     out.extend(f"- {note}" for note in notes)
@@ -540,7 +571,7 @@ def render_rich(tables: list[Table]):
             rich.add_row(
                 escape(row.label),  # "xraygan [full]" is no markup tag
                 str(row.seeds) if row.kind == "measured" else "–",
-                format_budget(row.budget, row.sampling_s),
+                format_budget(row.budget, row.sampling_s, row.fit),
                 *cells,
                 style={"reported": "dim", "calibration": "italic"}.get(row.kind),
             )
