@@ -37,6 +37,11 @@ Departures from the official code, each deliberate (and listed in docs/reproduct
   (``lr_schedule = "scaled"``; at 90 epochs: 45, 68, near the official 45 / 70). The paper's "x 0.2 every 20
   epochs" over the official 90 / 90 / 120 / 120 epochs left about half of each stage below 2 % of its base
   rate (stage 3 ending at 3e-8); it is ``lr_schedule = "every"``, one ``--set`` away.
+Beyond the paper's Table 2 (variants, config values): ``protocol`` is Table 1a's XRayGAN, the paper's objective
+without xbench's matching-aware term and with the warm-up epochs run as stage-0 GAN epochs (``warmup = "gan"``),
+the terms of the baselines' stand-ins; ``projection`` swaps in a projection critic (Miyato and Koyama 2018,
+``critic = "projection"``). Every run records ``critic_report_auroc`` (``methods.training``): whether the
+trained critic reads the report at all (docs/reproduction.md rows 27-28).
 Ablations are config values: ``vc_weight = 0`` (w/o VCN), ``schedule = "one_shot"`` (w/o MSCGAN: the same
 generator, so the same depth and parameter count, trained at the final size only, without the progressive
 curriculum), ``encoder = "flat"`` (w/o HAE). w/o MSCGAN trains as many epochs as the full model (20 warm-up
