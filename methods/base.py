@@ -155,6 +155,39 @@ class Views:
                 raise ValueError(f"Views.{name} must be float32 [B, 1, H, W], not {x.dtype} {tuple(x.shape)}")
 
 
+# The config fields that hold a method's own generator terms beyond the shared adversarial, pixel and matching
+# ones (the mechanism a method brings): read by ``Method.objective_terms`` when the config has them.
+OWN_TERMS = {"vc_weight": "VC", "kl_weight": "KL", "damsm_weight": "DAMSM", "interp_weight": "INT"}
+# The config field that weighs the matching-aware critic term (real image + another case's report as a negative),
+# by method: XRayGAN's WGAN form, Reed's CLS, StackGAN's mismatching pairs (on or off), AttnGAN's conditional
+# logits (which always score the wrong pairs: on or off).
+MATCHING_FIELDS = ("mismatch_weight", "cls_weight", "mismatch_pairs", "d_condition")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveTerms:
+    """A GAN's training objective as its config sets it: what a one-protocol block must share (``shared``) and
+    the method's own terms beside them."""
+
+    adversarial: str  # "WGAN-GP (lambda 10)" | "BCE"
+    l2_weight: float  # pixel MSE per view (and stage)
+    matching_weight: float  # the matching-aware critic term; 0: none
+    warmup_epochs: int  # L2-only epochs before the GAN phase
+    own: tuple[str, ...] = ()  # e.g. ("VC x 1",)
+
+    @property
+    def shared(self) -> tuple:
+        return self.adversarial, self.l2_weight, self.matching_weight, self.warmup_epochs
+
+    def text(self, own: bool = True) -> str:
+        parts = [self.adversarial, f"{self.l2_weight:g} x L2" if self.l2_weight else "no L2"]
+        parts.append(f"matching term x {self.matching_weight:g}" if self.matching_weight else "no matching term")
+        parts.append(f"{self.warmup_epochs} L2 warm-up epochs" if self.warmup_epochs else "no warm-up")
+        if own and self.own:
+            parts.append(" + ".join(self.own))
+        return ", ".join(parts)
+
+
 class Method(ABC):
     """A text-to-paired-X-ray method: ``fit`` on train (+ val), then ``generate`` both views per report."""
 
@@ -217,6 +250,24 @@ class Method(ABC):
         update on the first batch of ``batch_data(batch_size)`` (a ``PairedData``). Empty for a method that
         trains in no steps (the dummy floor)."""
         return iter(())
+
+    @classmethod
+    def objective_terms(cls, cfg) -> ObjectiveTerms | None:
+        """The generator objective ``cfg`` trains with, read from its fields (``loss``, ``gp_weight``,
+        ``l2_weight``, ``MATCHING_FIELDS``, ``warmup_epochs``, ``OWN_TERMS``); None for a method without critics
+        (a floor, a diffusion model). The leaderboard's Table 1 headers are generated from it."""
+        if not cls.has_critics:
+            return None
+        loss = getattr(cfg, "loss", "wgan_gp")
+        adversarial = f"WGAN-GP (lambda {cfg.gp_weight:g})" if loss == "wgan_gp" else loss.upper()
+        matching = next((float(getattr(cfg, f)) for f in MATCHING_FIELDS if hasattr(cfg, f)), 0.0)
+        own = tuple(f"{name} x {getattr(cfg, f):g}" for f, name in OWN_TERMS.items() if getattr(cfg, f, 0) > 0)
+        return ObjectiveTerms(adversarial, float(getattr(cfg, "l2_weight", 0.0)), matching, cls.warmup(cfg), own)
+
+    @classmethod
+    def warmup(cls, cfg) -> int:
+        """L2-only epochs before the GAN phase (the config's ``warmup_epochs``, 0 without one)."""
+        return int(getattr(cfg, "warmup_epochs", 0))
 
     @classmethod
     def conditional_critics(cls, cfg, image_size: int) -> dict[str, tuple]:

@@ -203,10 +203,17 @@ class StagedMethod(Method):
     def set_epoch(self, state: StageState, phase: Phase, epoch: int) -> None:
         """Called before each epoch: the learning-rate schedule (none by default)."""
 
+    def critic_report_scores(self, state: StageState, pairs: PairedData) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The last stage's trained conditional critics on the real images of ``pairs``, per critic label:
+        (scores under each case's own report [N], scores under the next case's report, ``roll(1)`` [N]). Empty
+        for a method (or a variant) whose critics do not read the report; ``critic_report_auroc`` reads it."""
+        return {}
+
     def budget(self, n_train: int) -> dict:
         """The generator's training budget on ``n_train`` cases, from ``phases()``: epochs, pairs seen (epochs x
         cases, every pass over the train split counted) and generator updates (one per batch), in total and per
-        phase. Pretrained helpers (XRayGAN's VCN, AttnGAN's DAMSM) are not counted."""
+        phase. A method with pretrained helpers adds ``budget["pretraining"] = {name: {"pairs_seen", "epochs"}}``
+        (XRayGAN's VCN; AttnGAN's DAMSM and the shared report embedding belong there too)."""
         rows = [
             {
                 "stage": str(p.stage),
@@ -232,11 +239,35 @@ class StagedMethod(Method):
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
         self.val = val
-        fit_staged(self, train, run_dir, resume=resume)
+        last = fit_staged(self, train, run_dir, resume=resume)
+        if last is not None:
+            held_out = val if val is not None and len(val) > 1 else train
+            found = critic_report_auroc(self, last, held_out)
+            if found:
+                self.fit_summary["critic_report_auroc"] = found | {"split": "val" if held_out is val else "train"}
 
 
-def fit_staged(method: StagedMethod, train: PairedData, run_dir: Path, *, resume: bool) -> None:
+@torch.no_grad()
+def critic_report_auroc(method: StagedMethod, state: StageState, pairs: PairedData) -> dict:
+    """Does a trained conditional critic use the report? Per critic: the paired AUROC P(score(x, own report) >
+    score(x, another case's report)) over real images (ties count 1/2), each image against itself so that the
+    image-to-image spread cancels; 0.5 = the critic ignores the report. Cases whose neighbour's report is the
+    same, token for token (normal studies often are), are left out; ``pairs``: how many were compared."""
+    scores = method.critic_report_scores(state, pairs)
+    if not scores:
+        return {}
+    flat = torch.as_tensor(pairs.tokens.flat)
+    differs = (flat != flat.roll(1, dims=0)).any(dim=1)
+    out = {}
+    for label, (own, other) in scores.items():
+        own, other = own.double().cpu()[differs], other.double().cpu()[differs]
+        out[label] = float(((own > other).double() + 0.5 * (own == other).double()).mean())
+    return out | {"pairs": int(differs.sum())}
+
+
+def fit_staged(method: StagedMethod, train: PairedData, run_dir: Path, *, resume: bool) -> StageState | None:
     """The training loop of every ``StagedMethod``: phases in order, epochs reseeded, resumable at epoch ends.
+    Returns the last stage's state (its trained discriminators), or None when a resumed run had nothing left.
 
     Reads ``log_every``, ``checkpoint_every`` and ``progress`` of the method's config (``MethodConfig``).
     Checkpoints hold tensors and plain values only.
@@ -298,6 +329,7 @@ def fit_staged(method: StagedMethod, train: PairedData, run_dir: Path, *, resume
                     },
                     ckpt_path,
                 )
+    return stage
 
 
 @torch.no_grad()

@@ -37,6 +37,11 @@ Departures from the official code, each deliberate (and listed in docs/reproduct
   (``lr_schedule = "scaled"``; at 90 epochs: 45, 68, near the official 45 / 70). The paper's "x 0.2 every 20
   epochs" over the official 90 / 90 / 120 / 120 epochs left about half of each stage below 2 % of its base
   rate (stage 3 ending at 3e-8); it is ``lr_schedule = "every"``, one ``--set`` away.
+Beyond the paper's Table 2 (variants, config values): ``protocol`` is Table 1a's XRayGAN, the paper's objective
+without xbench's matching-aware term and with the warm-up epochs run as stage-0 GAN epochs (``warmup = "gan"``),
+the terms of the baselines' stand-ins; ``projection`` swaps in a projection critic (Miyato and Koyama 2018,
+``critic = "projection"``). Every run records ``critic_report_auroc`` (``methods.training``): whether the
+trained critic reads the report at all (docs/reproduction.md rows 27-28).
 Ablations are config values: ``vc_weight = 0`` (w/o VCN), ``schedule = "one_shot"`` (w/o MSCGAN: the same
 generator, so the same depth and parameter count, trained at the final size only, without the progressive
 curriculum), ``encoder = "flat"`` (w/o HAE). w/o MSCGAN trains as many epochs as the full model (20 warm-up
@@ -81,6 +86,13 @@ VARIANTS = {  # the paper's Table 2, as config deviations
     "no_vcn": {"vc_weight": 0.0},
     "no_mscgan": {"schedule": "one_shot"},
     "no_hae": {"encoder": "flat"},
+    # beyond the paper: a projection critic (Miyato and Koyama 2018), the field's standard for a critic that uses
+    # its condition, beside the paper's; does a critic that reads the report change anything?
+    "projection": {"critic": "projection"},
+    # Table 1a's XRayGAN: the paper's objective (section 2.4: WGAN-GP + L2 + VC; no matching-aware term, no
+    # warm-up, which only the official code has), the terms the baselines' xraygan_protocol stand-ins train with;
+    # the warm-up epochs become stage-0 GAN epochs, so the budget is the full model's
+    "protocol": {"mismatch_weight": 0.0, "warmup": "gan"},
 }
 
 
@@ -100,6 +112,8 @@ class Config(MethodConfig):
     prog_text: int = 64  # report projection tiled into each stage
     g_init: str = "he"  # "he" (variance-preserving, residual branches start at zero) | "default" (PyTorch's)
     # Critics.
+    critic: str = "paper"  # "paper": report beside the image features, a joint conv1x1 (see Critic) |
+    #                        "projection": psi(phi(x)) + <embed(c), phi(x)> (Miyato and Koyama 2018)
     critic_channels: int = 64
     critic_max_channels: int = 512
     critic_text: int = 128
@@ -114,6 +128,7 @@ class Config(MethodConfig):
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: tuple[int, ...] = (90, 90, 120, 120)  # GAN epochs per stage (official)
     warmup_epochs: int = 20  # stage 0 L2-only epochs (official)
+    warmup: str = "l2"  # "l2": the warm-up epochs train on L2 alone | "gan": they are stage-0 GAN epochs instead
     # Loss weights.
     adv_weight: float = 1.0
     l2_weight: float = 100.0
@@ -144,6 +159,10 @@ class Config(MethodConfig):
             raise ValueError(f"xraygan: lr_milestones must be fractions in (0, 1), not {self.lr_milestones}")
         if self.one_shot_epochs not in ("total", "last"):
             raise ValueError(f"xraygan: one_shot_epochs must be 'total' or 'last', not {self.one_shot_epochs!r}")
+        if self.warmup not in ("l2", "gan"):
+            raise ValueError(f"xraygan: warmup must be 'l2' or 'gan', not {self.warmup!r}")
+        if self.critic not in ("paper", "projection"):
+            raise ValueError(f"xraygan: critic must be 'paper' or 'projection', not {self.critic!r}")
         if self.schedule not in ("progressive", "one_shot"):
             raise ValueError(f"xraygan: schedule must be 'progressive' or 'one_shot', not {self.schedule!r}")
 
@@ -219,13 +238,7 @@ class Critic(nn.Module):
 
     def __init__(self, size: int, text_dim: int, cfg: Config):
         super().__init__()
-        c = cfg.critic_channels
-        layers = [nn.Conv2d(1, c, 3, padding=1, bias=False), nn.LeakyReLU(0.2)]
-        for _ in range(int(math.log2(size // 4))):
-            nxt = min(2 * c, cfg.critic_max_channels)
-            layers += [nn.Conv2d(c, nxt, 3, stride=2, padding=1, bias=False), InstanceNorm(), nn.LeakyReLU(0.2)]
-            c = nxt
-        self.image = nn.Sequential(*layers)
+        self.image, c = critic_trunk(size, cfg)
         self.text = nn.Sequential(nn.Linear(text_dim, cfg.critic_text), nn.LeakyReLU(0.2))  # no norm: see top
         self.joint = nn.Sequential(nn.Conv2d(c + cfg.critic_text, c, 1), nn.LeakyReLU(0.2))  # no norm either
         self.head = nn.Conv2d(c, 1, 4, padding=1)
@@ -236,14 +249,45 @@ class Critic(nn.Module):
         return self.head(self.joint(torch.cat([features, text], dim=1))).mean(dim=(1, 2, 3))  # [B]
 
 
+def critic_trunk(size: int, cfg: Config) -> tuple[nn.Sequential, int]:
+    """image [B, 1, size, size] -> features [B, C, 4, 4] (the reference's PDiscriminator trunk), and C."""
+    c = cfg.critic_channels
+    layers = [nn.Conv2d(1, c, 3, padding=1, bias=False), nn.LeakyReLU(0.2)]
+    for _ in range(int(math.log2(size // 4))):
+        nxt = min(2 * c, cfg.critic_max_channels)
+        layers += [nn.Conv2d(c, nxt, 3, stride=2, padding=1, bias=False), InstanceNorm(), nn.LeakyReLU(0.2)]
+        c = nxt
+    return nn.Sequential(*layers), c
+
+
+class ProjectionCritic(nn.Module):
+    """A projection critic (Miyato and Koyama, "cGANs with Projection Discriminator", 2018): the same trunk,
+    phi(x) its features averaged over the 4x4 map, score = psi(phi(x)) + <embed(c), phi(x)>. The report enters
+    as an inner product with the image features, so the score's report-dependent part is an image x report
+    interaction by construction (it cannot cancel between real and fake as an additive g(c) does)."""
+
+    def __init__(self, size: int, text_dim: int, cfg: Config):
+        super().__init__()
+        self.image, c = critic_trunk(size, cfg)
+        self.psi = nn.Linear(c, 1)
+        self.embed = nn.Linear(text_dim, c, bias=False)
+
+    def forward(self, image: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        phi = self.image(image).mean(dim=(2, 3))  # [B, C]
+        return self.psi(phi)[:, 0] + (self.embed(c) * phi).sum(dim=1)  # [B]
+
+
+CRITICS = {"paper": Critic, "projection": ProjectionCritic}
+
+
 class Critics(nn.Module):
     """The frontal and the lateral critic of one stage (fresh at every stage, as the reference). Each
     (frontal, lateral, report) group is its own pass, all in one call (so DDP sees one forward)."""
 
     def __init__(self, size: int, text_dim: int, cfg: Config):
         super().__init__()
-        self.frontal = Critic(size, text_dim, cfg)
-        self.lateral = Critic(size, text_dim, cfg)
+        self.frontal = CRITICS[cfg.critic](size, text_dim, cfg)
+        self.lateral = CRITICS[cfg.critic](size, text_dim, cfg)
 
     def forward(self, groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> list[tuple]:
         return [(self.frontal(f, c), self.lateral(l, c)) for f, l, c in groups]
@@ -356,10 +400,23 @@ class XRayGAN(StagedMethod):
         cfg = self.cfg
         last = len(cfg.stage_sizes) - 1
         stages = range(last + 1) if cfg.schedule == "progressive" else [last]
-        warmup = [Phase(stages[0], "warmup", cfg.warmup_epochs, cfg.batch_sizes[stages[0]])]
+        extra = cfg.warmup_epochs if cfg.warmup == "gan" else 0  # warm-up epochs spent as stage-0 GAN epochs
+        warmup = [Phase(stages[0], "warmup", cfg.warmup_epochs - extra, cfg.batch_sizes[stages[0]])]
         if cfg.schedule == "one_shot" and cfg.one_shot_epochs == "total":  # the full model's budget, in one go
-            return warmup + [Phase(last, "gan", sum(cfg.epochs), cfg.batch_sizes[last])]
-        return warmup + [Phase(k, "gan", cfg.epochs[k], cfg.batch_sizes[k]) for k in stages]
+            return warmup + [Phase(last, "gan", sum(cfg.epochs) + extra, cfg.batch_sizes[last])]
+        return warmup + [
+            Phase(k, "gan", cfg.epochs[k] + (extra if k == stages[0] else 0), cfg.batch_sizes[k]) for k in stages
+        ]
+
+    def budget(self, n_train: int) -> dict:
+        """The generator's budget (``StagedMethod.budget``) plus the frozen VCN's pretraining: ``vcn.epochs`` over
+        the train split at each GAN stage's size (none with ``vc_weight = 0``)."""
+        budget = super().budget(n_train)
+        stages = {p.stage for p in self.phases() if p.name == "gan"}
+        if self.cfg.vc_weight > 0:
+            epochs = self.cfg.vcn.epochs * len(stages)
+            budget["pretraining"] = {"vcn": {"pairs_seen": epochs * n_train, "epochs": epochs}}
+        return budget
 
     def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> "XRayGANStage":
         cfg, device = self.cfg, self.device
@@ -437,6 +494,27 @@ class XRayGAN(StagedMethod):
         return losses
 
     @torch.no_grad()
+    def critic_report_scores(self, state: "XRayGANStage", pairs: PairedData) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The last stage's frontal and lateral critics on the real pairs, under each case's own report and under
+        the next case's (the text encoder as trained)."""
+        size = self.cfg.stage_sizes[state.stage]
+        real = resident_images(pairs.pixels, size, self.device)
+        tokens = TokenBatch.of(pairs.tokens, self.device)
+        chunks = [torch.arange(i, min(i + 128, len(pairs)), device=self.device) for i in range(0, len(pairs), 128)]
+        with autocast(self.device, self.cfg.bf16):
+            c = torch.cat([self.generators.encoder(tokens[index]).report.float() for index in chunks])
+            other = c.roll(1, dims=0)
+            scores = {"frontal": ([], []), "lateral": ([], [])}
+            for index in chunks:
+                images = to_unit_range(real[index])
+                own, wrong = state.discriminators([(images[:, :1], images[:, 1:], c[index]),
+                                                   (images[:, :1], images[:, 1:], other[index])])  # fmt: skip
+                for view, a, b in zip(("frontal", "lateral"), own, wrong):
+                    scores[view][0].append(a.float())
+                    scores[view][1].append(b.float())
+        return {view: (torch.cat(a), torch.cat(b)) for view, (a, b) in scores.items()}
+
+    @torch.no_grad()
     def self_consistency(self, frontal: np.ndarray, lateral: np.ndarray) -> np.ndarray | None:
         """The last stage's frozen VCN on generated pairs (None with vc_weight 0: no VCN was trained)."""
         if self._vcn is None:
@@ -506,9 +584,13 @@ class XRayGAN(StagedMethod):
         return generate_in_batches(self, tokens, seeds, batch_size, views_of)
 
     @classmethod
+    def warmup(cls, cfg: Config) -> int:
+        return 0 if cfg.warmup == "gan" else cfg.warmup_epochs
+
+    @classmethod
     def conditional_critics(cls, cfg: Config, image_size: int) -> dict[str, tuple]:
         d = cfg.text.out_dim
-        return {f"critic {s}px": (Critic(s, d, cfg).eval(), s, d) for s in cfg.stage_sizes}
+        return {f"critic {s}px": (CRITICS[cfg.critic](s, d, cfg).eval(), s, d) for s in cfg.stage_sizes}
 
     # Checkpoints: Method.state_dict / load_state_dict save and load ``self.generators``.
     def parameter_counts(self) -> dict[str, int]:
@@ -519,6 +601,6 @@ class XRayGAN(StagedMethod):
         counts["G_l (same as G_f)"] = count_parameters(g.lateral)
         for k, size in enumerate(self.cfg.stage_sizes):
             counts[f"critic stage {k} ({size}px), per view"] = count_parameters(
-                Critic(size, self.cfg.text.out_dim, self.cfg)
+                CRITICS[self.cfg.critic](size, self.cfg.text.out_dim, self.cfg)
             )
         return counts

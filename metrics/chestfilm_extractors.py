@@ -28,13 +28,13 @@ import torch.nn.functional as F
 
 from benchmark.core.errors import XbenchError
 from metrics import weights
+from metrics.xrv_densenet import XRV_WEIGHTS, load_xrv_densenet
 
 JUDGE = "judge"
 XRV = "xrv-densenet121"
 RAD_DINO = "rad-dino"
 EXTRACTORS = (JUDGE, XRV, RAD_DINO)
 
-XRV_WEIGHTS = "densenet121-res224-all"  # torchxrayvision's name of the weights (its model_urls key)
 XRV_SIZE = 224
 RAD_DINO_DIR = "rad-dino"  # under the xbench weights folder: a copy of (or a link to) the model's directory
 
@@ -76,18 +76,7 @@ def load_xrv(path: Path, device: torch.device) -> Extractor:
     """torchxrayvision's DenseNet-121 from the weights file at ``path`` (a whole pickled model, torchxrayvision's
     format), built as ``xrv.models.DenseNet`` without its ``weights=`` argument, which would download a missing
     file."""
-    import torchxrayvision as xrv
-
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)  # the authors' format: a pickled module
-        net = xrv.models.DenseNet(weights=None, num_classes=len(xrv.models.model_urls[XRV_WEIGHTS]["labels"]))
-        net.load_state_dict(saved.state_dict())
-    except Exception as err:  # a file that is not the model: say which and why, on one line
-        first = (str(err).splitlines() or [""])[0]
-        raise XbenchError(
-            f"{path} is not torchxrayvision's {XRV_WEIGHTS} DenseNet-121 ({type(err).__name__}: {first})"
-        ) from None
-    net = net.to(device).eval()
+    net = load_xrv_densenet(path).to(device).eval()
 
     def embed(films: np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(films, device=device).float()[:, None]  # [B, 1, H, W] grey levels 0..255

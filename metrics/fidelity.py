@@ -24,7 +24,6 @@ import dataclasses
 import functools
 import io
 import itertools
-import re
 import warnings
 from pathlib import Path
 
@@ -32,7 +31,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torch_fidelity
-from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d, FeatureExtractorInceptionV3
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
@@ -45,6 +43,7 @@ from benchmark.core import progress
 from benchmark.core.errors import XbenchError
 from metrics import weights
 from metrics.base import Unavailable
+from metrics.chexnet import load_chexnet
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's registered name of FeatureExtractorInceptionV3
 CHEXNET = "xbench-chexnet-densenet121"
@@ -219,34 +218,6 @@ def inception_extractor() -> Extractor:
 
 
 # -------------------------------------------------------------------------------------------------- CheXNet
-
-
-def load_chexnet(path: Path) -> nn.Module:
-    """A CheXNet DenseNet-121 (torchvision layout, 14 outputs) from a checkpoint; loaded as tensors only.
-
-    Accepts a plain state dict or ``{"state_dict": ...}`` (arnoweng/CheXNet, XRayGAN), with or without the
-    ``module.`` / ``densenet121.`` prefixes, old torchvision key names (``norm.1``) and ``classifier.0``.
-    """
-    from torchvision.models import densenet121
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise XbenchError(f"cannot load {path} as a tensors-only checkpoint ({str(err).splitlines()[0]})") from None
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise XbenchError(f"{path} is not a CheXNet checkpoint: no state dict of tensors")
-    renamed = {}
-    for key, value in state.items():
-        key = re.sub(r"^(module\.)?(densenet121\.)?", "", key)
-        key = re.sub(r"\.(norm|relu|conv)\.(\d+)", r".\1\2", key)
-        renamed[key.replace("classifier.0.", "classifier.")] = value
-    model = densenet121(weights=None, num_classes=14)
-    try:
-        model.load_state_dict(renamed)
-    except RuntimeError as err:
-        raise XbenchError(f"{path} does not fit CheXNet (DenseNet-121, 14 outputs): {str(err)[:300]}") from None
-    return model.eval().requires_grad_(False)
 
 
 class ChexnetExtractor(FeatureExtractorBase):

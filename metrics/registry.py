@@ -266,6 +266,11 @@ METRICS: dict[str, MetricSpec] = {
 }
 
 
+def weights_users(weights_name: str) -> list[str]:
+    """The metrics that read the weights file ``weights_name`` (a ``metrics.weights.MANIFEST`` key)."""
+    return [spec.name for spec in METRICS.values() if weights_name in spec.weights]
+
+
 def get_metric(name: str) -> MetricSpec:
     """The registry entry of ``name``; an unknown name lists the valid ones."""
     if name not in METRICS:

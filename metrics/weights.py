@@ -174,9 +174,8 @@ def how_to_get(name: str) -> str:
 
 
 def weights_table() -> list[dict]:
-    """One row per manifest entry: what it is, where it comes from, which metrics use it, where it was found."""
-    from metrics.registry import METRICS
-
+    """One row per manifest entry: what it is, where it comes from, where it was found (which metrics use it:
+    ``metrics.registry.weights_users``, so that this module imports no metric)."""
     rows = []
     for spec in MANIFEST.values():
         found = next((p for p in candidates(spec) if p.is_file()), None)
@@ -187,7 +186,6 @@ def weights_table() -> list[dict]:
                 "sha256": spec.sha256 or "user-supplied (recorded on import)",
                 "source": spec.source,
                 "provides": spec.provides,
-                "used_by": [m.name for m in METRICS.values() if spec.name in m.weights],
                 "path": str(found) if found else None,
             }
         )
@@ -246,15 +244,13 @@ def import_weights(path: Path, name: str | None = None) -> Path:
             )
         spec = by_hash[0]
     if spec.name == "chexnet":
-        from metrics.fidelity import load_chexnet
+        from metrics.chexnet import load_chexnet  # torch and torchvision: only when a CheXNet file is imported
 
         load_chexnet(path)  # refuse a file that is not a CheXNet checkpoint before copying it
     elif spec.name == "xrv-densenet121":
-        import torch
+        from metrics.xrv_densenet import load_xrv_densenet
 
-        from metrics.chestfilm_extractors import load_xrv
-
-        load_xrv(path, torch.device("cpu"))  # likewise: refuse a file that is not torchxrayvision's DenseNet
+        load_xrv_densenet(path)  # likewise: refuse a file that is not torchxrayvision's DenseNet
     target = weights_dir() / spec.filename
     atomic_write(target, path.read_bytes())
     if spec.sha256 is None:

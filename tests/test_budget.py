@@ -15,9 +15,16 @@ def test_xraygan_budget_at_the_paper_setting():
     assert budget["pairs_seen"] == 440 * 1809
     # ceil(1809 / batch) updates per epoch: 19 at 96 (warm-up and stage 0), 38 at 48, 76 at 24, 151 at 12.
     assert budget["generator_updates"] == 20 * 19 + 90 * 19 + 90 * 38 + 120 * 76 + 120 * 151
-    assert format_budget(budget) == "440 ep, 796k pairs, 32.8k G updates"
-    flops = budget | {"training_flops": 1.234e15}
-    assert format_budget(flops, 0.4123) == "440 ep, 796k pairs, 32.8k G updates, 1.2e+15 FLOP, 0.41 s/pair sampling"
+    # the frozen VCN's pretraining beside it: 20 epochs at each of the 4 stages (the official VCN schedule)
+    assert budget["pretraining"] == {"vcn": {"pairs_seen": 80 * 1809, "epochs": 80}}
+    assert format_budget(budget) == "440 ep, 796k pairs, 32.8k G updates, pretraining: vcn 145k pairs"
+    flops = budget | {"training_flops": 1.234e15, "pretraining": {}}
+    assert (
+        format_budget(flops, 0.4123, (80.4, 2))
+        == "440 ep, 796k pairs, 32.8k G updates, 1.2e+15 FLOP, fit 80.4 s, 2 threads, 0.41 s/pair sampling"
+    )
+    no_vcn = XRayGAN(Config(vc_weight=0.0), vocab, image_size=256, device="cpu").budget(1809)
+    assert "pretraining" not in no_vcn
 
 
 def _row(label: str, pairs: int) -> Row:

@@ -21,10 +21,14 @@ def test_every_method_with_critics_lists_them_and_no_other_does():
         assert bool(critics) == cls.has_critics, name
 
 
-@pytest.mark.parametrize("name", CONDITIONAL)
-def test_the_critic_is_not_additive_in_image_and_report(name):
+# each method's default critic, and the critics a variant swaps in (XRayGAN's projection critic)
+CRITIC_CONFIGS = [(name, {}) for name in CONDITIONAL] + [("xraygan", {"critic": "projection"})]
+
+
+@pytest.mark.parametrize(("name", "changes"), CRITIC_CONFIGS)
+def test_the_critic_is_not_additive_in_image_and_report(name, changes):
     cls = METHODS[name]
-    critics = cls.conditional_critics(tiny_model(name), 64)
+    critics = cls.conditional_critics(tiny_model(name, **changes), 64)
     for label, (critic, size, text_dim) in critics.items():
         gen = torch.Generator().manual_seed(0)
         x1, x2 = (torch.rand(16, 1, size, size, generator=gen) * 2 - 1 for _ in range(2))

@@ -3,6 +3,7 @@ w x VC term for term, and the VC term alone moves both view generators. StackGAN
 conditioning-augmentation sample. The report encoders' attention follows its scores. A disconnected term fails
 here (the first training steps' golden values in ``xbench check --layer steps`` catch some from the other side)."""
 
+import copy
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -11,14 +12,17 @@ import pytest
 import torch
 
 from benchmark.core.seeds import seed_everything
+from benchmark.data.images import to_unit_range
 from benchmark.pipeline.check.steps import untrained_helpers
+from methods.vcn import consistency_loss
 from methods.xraygan import XRayGAN
 from tests.tiny import tiny_model
 
 
 def gan_step(tiny_phantom, **changes) -> tuple[XRayGAN, dict, dict[str, torch.Tensor]]:
     """One stage-0 GAN-phase step of a fresh tiny XRayGAN (its VCN at its seeded initialisation, frozen):
-    (the method, its losses, the generators' parameters before the step)."""
+    (the method, its losses, the generators' parameters before the step, plus "_state": the stage (critics
+    after their step, the VCN), "_before": a copy of the generators before the step, "_index": the batch)."""
     vocab, train, _ = tiny_phantom
     cfg = untrained_helpers(dataclasses.replace(tiny_model("xraygan"), **changes))
     seed_everything(0)
@@ -28,21 +32,48 @@ def gan_step(tiny_phantom, **changes) -> tuple[XRayGAN, dict, dict[str, torch.Te
     with tempfile.TemporaryDirectory() as run_dir:
         state = method.begin_stage(0, train, Path(run_dir))
         before = {k: v.detach().clone() for k, v in state.generators.named_parameters()}
-        losses = method.train_step(state, phase, torch.arange(phase.batch_size))
-    return (
-        method,
-        {k: float(v) for k, v in losses.items()},
-        before | {"_after": dict(state.generators.named_parameters())},
-    )
+        generators_before = copy.deepcopy(state.generators)
+        index = torch.arange(phase.batch_size)
+        losses = method.train_step(state, phase, index)
+    extra = {"_after": dict(state.generators.named_parameters()), "_state": state, "_before": generators_before}
+    return method, {k: float(v) for k, v in losses.items()}, before | extra | {"_index": index}
+
+
+def independent_terms(method, params) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """adv, L2 and VC recomputed here from their pieces (the generators before the step, the critics after
+    theirs, the frozen VCN, the real batch), not from what ``train_step`` logged."""
+    state, generators, index = params["_state"], params["_before"], params["_index"]
+    batch = state.tokens[index]
+    real = to_unit_range(state.real[index])
+    fake_f, fake_l, c = generators(batch.findings, batch.impression, batch.flat, 0)
+    critics = state.discriminators
+    adv = -(critics.frontal(fake_f, c).mean() + critics.lateral(fake_l, c).mean())
+    l2 = ((fake_f - real[:, :1]) ** 2).mean() + ((fake_l - real[:, 1:]) ** 2).mean()
+    vc = consistency_loss(state.vcn, fake_f, fake_l)
+    return adv, l2, vc
 
 
 def test_the_generator_loss_is_adv_plus_l2_plus_vc_term_for_term(tiny_phantom):
-    method, losses, _ = gan_step(tiny_phantom, vc_weight=1.0)
+    method, losses, params = gan_step(tiny_phantom, vc_weight=1.0)
     cfg = method.cfg
-    assert {"adv", "l2", "vc", "generator"} <= set(losses)
-    expected = cfg.adv_weight * losses["adv"] + cfg.l2_weight * losses["l2"] + cfg.vc_weight * losses["vc"]
-    assert losses["generator"] == pytest.approx(expected, rel=1e-5)
-    assert cfg.l2_weight == 100.0 and losses["vc"] > 0  # the paper's weight, and a term that is not zero
+    adv, l2, vc = (float(t) for t in independent_terms(method, params))
+    assert cfg.adv_weight == 1.0 and cfg.l2_weight == 100.0 and vc > 0  # the paper's weights, a term not zero
+    assert losses["generator"] == pytest.approx(adv + 100 * l2 + cfg.vc_weight * vc, rel=1e-5)
+    # and each logged term is the one recomputed here (a term logged but left out of the loss fails above)
+    assert (losses["adv"], losses["l2"], losses["vc"]) == pytest.approx((adv, l2, vc), rel=1e-5)
+
+
+def test_the_vc_terms_gradient_reaches_both_view_generators(tiny_phantom):
+    """The VC term alone, differentiated through the generators as they were before the step: non-zero
+    gradients in both views' cascades (a term that saw one view detached would leave that one at zero)."""
+    method, _, params = gan_step(tiny_phantom, vc_weight=1.0)
+    _, _, vc = independent_terms(method, params)
+    generators = params["_before"]
+    generators.zero_grad(set_to_none=True)
+    vc.backward()
+    for view in (generators.frontal, generators.lateral):
+        norm = sum(float(p.grad.abs().sum()) for p in view.parameters() if p.grad is not None)
+        assert norm > 0, "the VC term's gradient does not reach this view's generator"
 
 
 @pytest.mark.parametrize("view", ["frontal", "lateral"])

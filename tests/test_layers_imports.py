@@ -105,3 +105,62 @@ def test_the_check_fails_on_an_arrow_against_the_direction(where, line, expected
     source = f"def f():\n{line}\n" if line.startswith(" ") else f"{line}\n"
     wrong = wrong_arrows({ROOT / where: source})
     assert len(wrong) == 1 and expected in wrong[0]
+
+
+def type_checking_lines(source: str) -> set[int]:
+    """The lines inside ``if TYPE_CHECKING:`` blocks (imports for annotations only)."""
+    return {
+        line
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+        for line in range(node.lineno, node.end_lineno + 1)
+    }
+
+
+def import_cycle(sources: dict[Path, str], package: str) -> list[str]:
+    """One import cycle among ``package``'s modules (function-local imports included; those under ``if
+    TYPE_CHECKING:`` run never), as the list of modules around it, or [] when there is none. ``from metrics
+    import weights`` names the module metrics.weights; ``from metrics.base import Unavailable`` metrics.base."""
+    modules = {module_name(path): path for path in sources if module_name(path).startswith(package)}
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        static = type_checking_lines(sources[path])
+        for line, target in imports_of(path, sources[path]):
+            if line in static:
+                continue
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                targets.add(target)
+        edges[name] = targets
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        state[name] = 1
+        for target in sorted(edges[name]):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [name, target] if target in path else [name, target]
+            if target not in state and (found := visit(target, path + [name])):
+                return found
+        state[name] = 2
+        return []
+
+    for name in sorted(modules):
+        if name not in state and (found := visit(name, [])):
+            return found
+    return []
+
+
+def test_no_import_cycle_among_the_metrics_modules():
+    """metrics.fidelity and metrics.weights imported each other (the CheXNet loader, the metrics' weights
+    users): the loader is metrics.chexnet now, the users metrics.registry.weights_users."""
+    assert import_cycle(project_sources(), "metrics") == []
+
+
+def test_the_cycle_check_finds_a_cycle_hidden_in_a_function():
+    sources = {
+        ROOT / "metrics/a.py": "from metrics import b\n",
+        ROOT / "metrics/b.py": "def f():\n    import metrics.a\n",
+    }
+    assert import_cycle(sources, "metrics") == ["metrics.a", "metrics.b", "metrics.a"]

@@ -97,7 +97,7 @@ def evidence(record: RunResult) -> dict:
 
 
 def test_each_setting_is_its_own_section_and_separated_differences_are_listed():
-    small = [dataclasses.replace(result("xraygan", "full", s, 0.80 + 0.01 * s), setting="small") for s in range(3)]
+    small = [dataclasses.replace(result("xraygan", "protocol", s, 0.80 + 0.01 * s), setting="small") for s in range(3)]
     floor = [dataclasses.replace(result("dummy", "default", s, 0.45 - 0.01 * s), setting="small") for s in range(3)]
     lone = dataclasses.replace(result("stackgan", "xraygan_protocol", 0, 0.7), setting="small")
     records = [result("dummy", "default", 0, 0.44), *small, *floor, lone]
@@ -106,19 +106,19 @@ def test_each_setting_is_its_own_section_and_separated_differences_are_listed():
     tables = leaderboard.build_tables("phantom", records, leaderboard.load_reported(), evidence_of=evidence)
     # small: 1a, 1c and 1d (XRayGAN against the faithful baselines, diffusion vs GANs: each has XRayGAN) and 2;
     # tiny: 1a and 2; small first
-    assert [t.setting for t in tables] == ["small"] * 4 + ["tiny"] * 2
+    assert [t.setting for t in tables] == ["small"] * 2 + ["tiny"] * 2  # Table 1a and Table 2 (protocol) each
     markdown = leaderboard.render_markdown(tables)
     small_part, tiny_part = markdown.split("## Tiny setting")
     assert (
         "## Small setting" in small_part
-        and "xraygan [full]" in small_part
-        and "xraygan" not in tiny_part.split("Notes:")[0]
+        and "xraygan [protocol]" in small_part
+        and "xraygan [" not in tiny_part.split("Notes:")[0]  # no row (the generated header names its terms)
     )
     # three seeds each, 0.35 apart: separated, printed as the difference with its interval, the better first
     (verdict,) = [v for v in tables[0].separated if v.metric == "vc"]
-    assert (verdict.better, verdict.worse) == ("xraygan [full]", "dummy [default]")
+    assert (verdict.better, verdict.worse) == ("xraygan [protocol]", "dummy [default]")
     assert verdict.interval[0] < verdict.diff < verdict.interval[1] and verdict.interval[0] > 0
-    assert f"- {verdict.text()}" in small_part and "- vc: xraygan [full] - dummy [default] = +0.3" in small_part
+    assert f"- {verdict.text()}" in small_part and "- vc: xraygan [protocol] - dummy [default] = +0.3" in small_part
     # one seed: listed, never separated, and no bold for anyone it cannot be told from
     assert "Seed variance not measured (one seed; never called separated): stackgan [xraygan_protocol]" in small_part
     assert all("stackgan" not in (v.better, v.worse) for v in tables[0].verdicts)

@@ -15,12 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.core.checkpoints import load_checkpoint
 from benchmark.data.images import to_unit_range
 from benchmark.pipeline.config import load_config
 from benchmark.pipeline.runner import run
 from methods import METHODS
-from methods.base import TokenBatch
 from methods.vcn import load_vcn
 from tests.tiny import tiny_model
 
@@ -53,26 +51,6 @@ def test_the_main_job_samples_vary_with_the_report(main_job):
     assert set(result.training["vcn_val"]) == {"stage0_32px", "stage1_64px"}, result.training
 
 
-def _critic_paired_auroc(run_dir, cfg, method, test) -> float:
-    """The last stage's trained critics on real test images, with their own report vs the next case's."""
-    from methods.xraygan import Critics
-
-    state = load_checkpoint(run_dir / "ckpt" / "last.pt")
-    size = cfg.model.stage_sizes[state["stage"]]
-    critics = Critics(size, cfg.model.text.out_dim, cfg.model)
-    critics.load_state_dict(state["modules"]["discriminators"])
-    critics.eval()
-    real = torch.nn.functional.interpolate(to_unit_range(test.pixels), size=(size, size), mode="area")
-    with torch.no_grad():
-        tokens = TokenBatch.of(test.tokens)
-        c = method.generators.encoder(tokens).report
-        other = c.roll(1, dims=0)
-        keep = (tokens.flat != tokens.flat.roll(1, dims=0)).any(dim=1)  # identical reports are no mismatch
-        (own_f, own_l), (other_f, other_l) = critics([(real[:, :1], real[:, 1:], c), (real[:, :1], real[:, 1:], other)])
-    # paired: each image against itself under another report (an unpaired AUROC drowns in image-to-image spread)
-    return min(float((own[keep] > oth[keep]).double().mean()) for own, oth in ((own_f, other_f), (own_l, other_l)))
-
-
 @pytest.mark.xfail(
     strict=True,
     reason="measured 0.50 at both settings. tiny: the last stage's critic has had 8 updates. small (570 updates "
@@ -84,21 +62,13 @@ def _critic_paired_auroc(run_dir, cfg, method, test) -> float:
     "The report vector does carry the findings (linear probe AUROC 0.81-0.97). The toy test in "
     "test_conditioning.py shows the term working where the report decides the image",
 )
-def test_the_critic_prefers_each_image_with_its_own_report(main_job, tmp_path):
-    from benchmark.data.datasets import get_dataset
-    from benchmark.data.text import Vocab
-    from methods.base import PairedData
-
-    result, run_dir, cfg = main_job
-    dataset = get_dataset("phantom", cfg.data)
-    splits = dataset.splits()
-    vocab = Vocab.build((c.report.findings, c.report.impression) for c in splits.train)
-    test = PairedData.of(dataset.images(splits.test), vocab)
-    method = METHODS["xraygan"](cfg.model, vocab, image_size=cfg.data.image_size, device="cpu", seed=cfg.seed)
-    method.load_state_dict(load_checkpoint(run_dir / "ckpt" / "final.pt"))
-    value = _critic_paired_auroc(run_dir, cfg, method, test)
-    print(f"critic: P(own report scores higher), paired, worse view: {value:.3f}")
-    assert value > 0.6
+def test_the_critic_prefers_each_image_with_its_own_report(main_job):
+    """The paper's critic, as the run recorded it (``critic_report_auroc``: the last stage's critics on the val
+    pairs, each real image under its own report against the next case's; methods.training)."""
+    result, _, _ = main_job
+    auroc = result.training["critic_report_auroc"]
+    print(f"critic: P(own report scores higher), paired: {auroc}")
+    assert min(auroc["frontal"], auroc["lateral"]) > 0.6
 
 
 @pytest.mark.xfail(

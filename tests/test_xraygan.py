@@ -194,6 +194,27 @@ def test_ablation_variants_are_config_values(variant, tiny_phantom, tmp_path):
     assert stages == ({1} if variant == "no_mscgan" else {0, 1})
     assert (tmp_path / "vcn").exists() == (variant != "no_vcn")
     assert type(method.generators.encoder).__name__ == ("FlatEncoder" if variant == "no_hae" else "HierarchicalEncoder")
+    critic = next(iter(XRayGAN.conditional_critics(cfg, 64).values()))[0]
+    assert type(critic).__name__ == ("ProjectionCritic" if variant == "projection" else "Critic")
+    # the last stage's critics, measured at the end of fit on whatever was held out (here nothing: the train split)
+    auroc = method.fit_summary["critic_report_auroc"]
+    assert auroc["split"] == "train" and 0 < auroc["pairs"] <= 16 and 0 <= auroc["frontal"] <= 1, auroc
+
+
+def test_the_critic_report_auroc_is_paired_counts_ties_half_and_skips_identical_reports():
+    """P(own > other) per image (each against itself), ties 1/2, cases whose neighbour's report is the same left out."""
+    from methods.training import critic_report_auroc
+
+    # reports as token rows; case 2's neighbour (case 1) has its report, token for token: no mismatch there
+    pairs = argparse.Namespace(tokens=argparse.Namespace(flat=np.array([[5, 1], [6, 2], [6, 2], [7, 0]])))
+    own, other = torch.tensor([1.0, 2.0, -9.0, 0.0]), torch.tensor([0.0, 2.0, 9.0, 1.0])
+
+    class Stub:
+        def critic_report_scores(self, state, data):
+            return {"frontal": (own, other)}
+
+    # case 0: own higher (1), case 1: a tie (1/2), case 2: left out, case 3: own lower (0) -> 1.5 / 3
+    assert critic_report_auroc(Stub(), None, pairs) == {"frontal": 0.5, "pairs": 3}
 
 
 @pytest.mark.parametrize("threshold", [1.01, 0.0])

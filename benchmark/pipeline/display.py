@@ -12,6 +12,7 @@ from benchmark.pipeline.check import Comparison
 from benchmark.pipeline.leaderboard import format_cell
 from benchmark.pipeline.results import RunResult
 from metrics import METRICS
+from metrics.registry import weights_users
 from metrics.stats import bootstrap_indices, mean_interval
 
 VIEWS_AND_PAIR = ("frontal", "lateral", "pair")
@@ -149,7 +150,7 @@ def weights_list_table(rows: list[dict]) -> Table:
         (
             r["name"],
             r["file"],
-            ", ".join(r["used_by"]),
+            ", ".join(weights_users(r["name"])),
             r["path"] or "[red]missing[/red]",
             r["sha256"][:16],
             r["source"],

@@ -22,9 +22,11 @@ from scipy import stats
 from benchmark.core.errors import XbenchError
 from benchmark.core.io import atomic_write
 from benchmark.data.datasets import dataset_class
+from benchmark.pipeline.config import load_config
 from benchmark.pipeline.results import RunResult, evidence_path, load_evidence, load_result, record_name
 from benchmark.pipeline.verdicts import RowEvidence, Verdict, has_evidence, row_interval, seed_draws, table_verdicts
 from methods import get_method
+from methods.base import ObjectiveTerms
 from metrics import METRICS
 
 LEADERBOARDS = Path(__file__).resolve().parents[2] / "leaderboards"
@@ -37,8 +39,8 @@ TABLE2_VARIANTS = tuple(get_method("xraygan").variants)  # the paper's Table 2, 
 # retrieved by report, which the memorisation column must flag).
 TABLE1_BLOCKS = (
     (
-        "one protocol (XRayGAN's: WGAN-GP + 100 x L2; baselines as the XRayGAN authors' stand-ins)",
-        {("xraygan", "full"), ("gan_int_cls", "xraygan_protocol"), ("stackgan", "xraygan_protocol"),
+        "one protocol (XRayGAN's objective without its own VC term; baselines as the XRayGAN authors' stand-ins)",
+        {("xraygan", "protocol"), ("gan_int_cls", "xraygan_protocol"), ("stackgan", "xraygan_protocol"),
          ("attngan", "xraygan_protocol"), ("dummy", "default"), ("copier", "default")},
     ),
     (
@@ -57,11 +59,37 @@ TABLE1_BLOCKS = (
         {("diffusion", "joint"), ("diffusion", "independent"), ("xraygan", "full"), ("attngan", "faithful")},
     ),
 )  # fmt: skip
+ONE_PROTOCOL = 0  # the block whose members must share their objective terms (ObjectiveTerms.shared)
 # Registered (method, variant)s that no table shows, each with why. tests/test_leaderboard_blocks.py checks that every
 # registered variant is in a Table 1 block, in Table 2 or here, so a new one never drops out silently.
 UNTABULATED: dict[tuple[str, str], str] = {}
 HIGHER_IS_BETTER = {name: spec.higher_is_better for name, spec in METRICS.items()}  # what a verdict calls better
 BUDGET_TOLERANCE = 0.10  # pairs seen within one block and setting may differ by this fraction
+
+
+def block_terms(members, dataset: str, setting: str) -> dict[tuple[str, str], ObjectiveTerms]:
+    """The objective terms of a block's members (those without critics left out) at one setting, from their
+    resolved configs."""
+    found = {}
+    for method, variant in sorted(members):
+        terms = get_method(method).objective_terms(load_config(method, dataset, setting=setting, variant=variant).model)
+        if terms is not None:
+            found[(method, variant)] = terms
+    return found
+
+
+def terms_header(terms: dict[tuple[str, str], ObjectiveTerms], one_protocol: bool) -> str:
+    """The block's objective terms, generated from the configs: one protocol lists the shared terms once (an
+    error if they differ) and each method's own terms; another block lists each member's."""
+    if not terms:
+        return ""
+    if one_protocol:
+        shared = {t.shared for t in terms.values()}
+        if len(shared) > 1:
+            raise XbenchError(f"the one-protocol block has {len(shared)} sets of terms: {sorted(shared)}")
+        own = "; ".join(f"{m}: + {' + '.join(t.own)}" for (m, _), t in terms.items() if t.own)
+        return f"terms: {next(iter(terms.values())).text(own=False)}" + (f"; own terms: {own}" if own else "")
+    return "terms: " + "; ".join(f"{m} [{v}]: {t.text()}" for (m, v), t in terms.items())
 
 
 def tabulated() -> set[tuple[str, str]]:
@@ -89,6 +117,8 @@ class Row:
     sampling_s: float | None = None  # generation wall time per test pair (mean over seeds, the records' device)
     evidence: RowEvidence | None = None  # measured rows: what the verdicts are computed from
     dirty_seeds: int = 0  # how many of its records were made from a tree with uncommitted changes
+    critic_auroc: dict | None = None  # mean over seeds of the records' training "critic_report_auroc", per view
+    fit: tuple[float, int] | None = None  # fit wall time (s, mean over seeds) and the thread count it ran with
 
 
 # The measured calibration rows, by the row id each metric's spec names in ``MetricSpec.calibration``.
@@ -212,7 +242,8 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
         found, unmeasured = table_verdicts(ready, [(c.metric, c.view) for c in columns], HIGHER_IS_BETTER, draws)
         missing = tuple(r.label for r in mine if r.evidence is None)
         return Table(
-            text + suffix, columns, tuple(rows), notes + budget_notes(rows, setting) + saturated(rows), setting,
+            text + suffix, columns, tuple(rows),
+            notes + budget_notes(rows, setting) + critic_notes(rows) + saturated(rows), setting,
             tuple(found), tuple(unmeasured), missing,
         )  # fmt: skip
 
@@ -226,7 +257,9 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
             + _calibration_rows(setting, records, columns)
             + (_reported_rows(reported, "table1", dataset, columns) if k == 0 else [])
         )
-        tables.append(table(f"Table 1{'abcdefgh'[k]}: methods on {dataset}, {label}", rows))
+        terms = terms_header(block_terms(members, dataset, setting), k == ONE_PROTOCOL) if setting else ""
+        header = f"{label}; {terms}" if terms else label
+        tables.append(table(f"Table 1{'abcdefgh'[k]}: methods on {dataset}, {header}", rows))
     table2_keys = sorted(
         (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS), key=lambda k: TABLE2_VARIANTS.index(k[1])
     )
@@ -237,6 +270,20 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
     )
     tables.append(table(f"Table 2: XRayGAN ablations on {dataset}", rows))
     return tables
+
+
+def critic_notes(rows: list[Row]) -> tuple[str, ...]:
+    """The recorded ``critic_report_auroc`` of the table's rows with conditional critics: does the trained critic
+    read the report at all (paired, own report vs another case's, on held-out real pairs; 0.5 = it does not)."""
+    found = [
+        f"{r.label} {r.critic_auroc['frontal']:.2f} / {r.critic_auroc['lateral']:.2f}" for r in rows if r.critic_auroc
+    ]
+    if not found:
+        return ()
+    return (
+        "critic_report_auroc (F / L; the last stage's trained critics score each real val image under its own report "
+        "above another case's: 0.5 = the critic ignores the report): " + ", ".join(found),
+    )
 
 
 def saturated(rows: list[Row]) -> tuple[str, ...]:
@@ -284,17 +331,25 @@ def budget_notes(rows: list[Row], setting: str) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def format_budget(budget: dict | None, sampling_s: float | None = None) -> str:
-    """``440 ep, 796k pairs, 20.7k G updates``, then the training FLOPs where the method counts them
-    (``1.2e+15 FLOP``) and the sampling time per pair where the record has it (``0.41 s/pair sampling``)."""
+def format_budget(budget: dict | None, sampling_s: float | None = None, fit: tuple | None = None) -> str:
+    """``440 ep, 796k pairs, 20.7k G updates``, then the pretraining the method counts (``pretraining: vcn 36k
+    pairs``), the training FLOPs where the method counts them (``1.2e+15 FLOP``), the fit wall time with its
+    thread count (``fit 80 s, 2 threads``) and the sampling time per pair (``0.41 s/pair sampling``)."""
     parts = []
     if budget:
         parts.append(
             f"{budget['epochs']} ep, {_count(budget['pairs_seen'])} pairs, "
             f"{_count(budget['generator_updates'])} G updates"
         )
+        pretraining = budget.get("pretraining") or {}
+        if pretraining:
+            parts.append(
+                "pretraining: " + ", ".join(f"{k} {_count(v['pairs_seen'])} pairs" for k, v in pretraining.items())
+            )
         if budget.get("training_flops"):
             parts.append(f"{budget['training_flops']:.2g} FLOP")
+    if fit is not None:
+        parts.append(f"fit {fit[0]:.3g} s" + (f", {fit[1]} threads" if fit[1] else ""))
     if sampling_s is not None:
         parts.append(f"{sampling_s:.2g} s/pair sampling")
     return ", ".join(parts)
@@ -354,9 +409,13 @@ def _mean_row(label: str, runs: list[RunResult], columns: tuple[Column, ...], ev
     dirty = sum(bool(r.git_dirty) for r in runs)
     per_pair = [r.timing_s["generate"] / r.n_test_cases for r in runs if r.timing_s.get("generate") and r.n_test_cases]
     sampling = sum(per_pair) / len(per_pair) if per_pair else None
+    aurocs = [r.training["critic_report_auroc"] for r in runs if "critic_report_auroc" in (r.training or {})]
+    critic = {v: sum(a[v] for a in aurocs) / len(aurocs) for v in ("frontal", "lateral")} if aurocs else None
+    fits = [r.timing_s["fit"] for r in runs if r.timing_s.get("fit")]
+    fit = (sum(fits) / len(fits), runs[0].versions.get("threads")) if fits else None
     return Row(
         label, "measured", cells, seeds=len(runs), budget=budget, sampling_s=sampling, evidence=evidence,
-        dirty_seeds=dirty,
+        dirty_seeds=dirty, critic_auroc=critic, fit=fit,
     )  # fmt: skip
 
 
@@ -475,7 +534,7 @@ def _markdown_rows(table: Table, columns: list[Column], bold: set) -> list[str]:
             text = format_cell(*row.cells[col]) if col in row.cells else ""
             cells.append(f"**{text}**" if text and (row.label, col) in bold else text)
         seeds = str(row.seeds) if row.kind == "measured" else "–"
-        budget = format_budget(row.budget, row.sampling_s)
+        budget = format_budget(row.budget, row.sampling_s, row.fit)
         out.append(f"| {row.label} | {seeds} | {budget} | " + " | ".join(cells) + " |")
     return out
 
@@ -506,11 +565,13 @@ def render_markdown(tables: list[Table]) -> str:
         "column (the paired rule, benchmark/pipeline/verdicts.py). Each value: mean [95 % interval]. One seed: "
         "the interval is over test cases (the record's; the seed variance is not in it). Several seeds: over "
         "seeds then test cases, the rule the verdicts use (verdicts.row_interval); for a metric without per-case "
-        "evidence (IS, precision, recall, density, coverage, the CheXNet metrics), Student t over the seeds. Rows "
+        "evidence (IS, density, coverage, the CheXNet metrics), Student t over the seeds. Rows "
         "marked (xbench) are measured on real images under the same protocol and N; rows marked (reported) are "
         "the paper's, measured by its authors' own networks; budget = the generator's training epochs (warm-up "
-        "included), pairs seen (epochs x train cases), generator (denoiser) updates, the training FLOPs where the "
-        "method counts them (diffusion: 3 x forward FLOPs x pairs seen) and the generation wall time per test "
+        "included), pairs seen (epochs x train cases), generator (denoiser) updates, the pretraining pairs seen "
+        "of the method's frozen helpers where it counts them (XRayGAN's VCN), the training FLOPs where the "
+        "method counts them (diffusion: 3 x forward FLOPs x pairs seen), the fit wall time with its thread count "
+        "and the generation wall time per test "
         "pair on the record's device (a diffusion model spends most of its compute there).\n"
     )
     out.extend(f"- {note}" for note in notes)
@@ -583,7 +644,7 @@ def render_rich(tables: list[Table]):
             rich.add_row(
                 escape(row.label),  # "xraygan [full]" is no markup tag
                 str(row.seeds) if row.kind == "measured" else "–",
-                format_budget(row.budget, row.sampling_s),
+                format_budget(row.budget, row.sampling_s, row.fit),
                 *cells,
                 style={"reported": "dim", "calibration": "italic"}.get(row.kind),
             )
