@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.attngan_config import Config
 from methods.damsm import VIEWS, down_block, masked_softmax
 from methods.layers import discriminator_norm
 from methods.text_encoders import get_text_encoder
-
-if TYPE_CHECKING:  # the method's Config, which imports this module
-    from methods.attngan import Config
 
 
 # Shared pieces.

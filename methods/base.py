@@ -73,7 +73,8 @@ class EncodedText:
 
 
 class TextEncoder(nn.Module, ABC):
-    """Tokens -> EncodedText. Trained end to end with the method that owns it."""
+    """Tokens -> EncodedText. Trained with the method that owns it, or pretrained and then frozen (AttnGAN's DAMSM,
+    ``methods.damsm``; the report embedding of the faithful GAN-INT-CLS and StackGAN, ``methods.embedding``)."""
 
     @dataclasses.dataclass(frozen=True)
     class Config:

@@ -176,7 +176,7 @@ class DAMSM(nn.Module):
         self.lateral = ImageEncoder(cfg, word_dim, text_dim)
 
 
-def _masked_cross_entropy(similarity: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+def symmetric_cross_entropy(similarity: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the batch in both directions; other cases with an identical report are not negatives."""
     eye = torch.eye(len(similarity), dtype=torch.bool, device=similarity.device)
     similarity = similarity.masked_fill(same & ~eye, torch.finfo(similarity.dtype).min)
@@ -208,7 +208,8 @@ def damsm_loss(regions, code, text: Text, cfg: DAMSMConfig) -> dict[str, torch.T
         relevance = (cfg.gamma2 * relevance).masked_fill(~mask[None], -1e4)  # [B_img, B_txt, T]
         word_sim = cfg.gamma3 * torch.logsumexp(relevance, dim=2)  # [B_img, B_txt]
         sentence_sim = cfg.gamma3 * F.cosine_similarity(code[:, None], text.report.float()[None], dim=-1, eps=1e-8)
-        return {"words": _masked_cross_entropy(word_sim, same), "sentence": _masked_cross_entropy(sentence_sim, same)}
+        words_loss, sentence_loss = symmetric_cross_entropy(word_sim, same), symmetric_cross_entropy(sentence_sim, same)
+        return {"words": words_loss, "sentence": sentence_loss}
 
 
 def encode_text(encoder: TextEncoder, tokens: TokenBatch) -> Text:

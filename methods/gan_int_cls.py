@@ -15,9 +15,11 @@ embeddings (t_a + t_b) / 2 between the two halves of the batch (weight ``interp_
 betas (0.5, 0.999), batch 64, 600 epochs, lr halved every 100 epochs; z 100-d, text projected to 128.
 
 Departures from the original, each deliberate:
-- Text: the shared HAE report vector (512-d; trained jointly, from the generator loss only: the discriminator
-  step sees it detached) replaces Reed's fixed, pretrained 1024-d char-CNN-RNN embedding averaged over four
-  captions (a case has one report). The interpolation is on this vector, as Reed's is on his embedding.
+- Text: the shared HAE report vector (512-d) replaces Reed's 1024-d char-CNN-RNN embedding averaged over four
+  captions (a case has one report). As Reed's, it is pretrained and fixed (``text_embedding = "pretrained"``):
+  trained once on the train split to match reports with their image pairs (``methods/embedding.py``, a
+  symmetric matching objective in the spirit of Reed's DS-SJE), then frozen. The interpolation is on this
+  vector, as Reed's is on his embedding.
 - Generator: XRayGAN's basic generator, as the XRayGAN authors' stand-in uses it (Reed's is a
   DCGAN at 64 px): [z, LeakyReLU(Linear(c -> 128))] -> Linear + LeakyReLU to ``g_width`` = 512 (where Reed's
   first deconvolution maps his 228-d input) -> log2(size) Res-Upsample blocks (8 at 256 px, 512 -> 2 channels)
@@ -35,7 +37,7 @@ Departures from the original, each deliberate:
   StackGAN does; the reports have no classes to draw "wrong" images from). A pair whose two reports are the same
   token for token (normal studies often are) is a true match and is left out of the mismatch term.
 - Two views: a generator and a discriminator per view, both views conditioned on the same report vector and
-  the same z per case; one Adam over both discriminators, one over the encoder and both generators, one
+  the same z per case; one Adam over both discriminators, one over both generators (and a jointly trained encoder), one
   combined generator step per iteration (the views' losses summed).
 - No image augmentation (Reed: load 76, random crop 64): xbench's image pipeline is shared by every method.
 - The B/2 interpolated fakes take fresh z and enter the generator loss only (as Reed; the discriminator
@@ -45,10 +47,12 @@ Variant ``xraygan_protocol`` (config values, ``VARIANTS``): the XRayGAN authors'
 WGAN-GP critic plus 100 x pixel L2 with neither the CLS nor the INT term. Here: ``loss = "wgan_gp"`` (critic
 E[D(fake)] - E[D(real)] + 10 x gradient penalty, generator -E[D(fake)]), ``d_norm = "instance"`` (batch norm
 breaks the per-sample penalty; the layers that see the tiled text get no norm, since an instance norm would
-cancel the condition, the authors' critic bug), ``cls_weight = interp_weight = 0``, ``l2_weight = 100`` and
-Adam betas (0.9, 0.999). The networks stay this file's (the authors' had no z and XRayGAN's critic). Their
-schedule (20 L2 warm-up epochs, 150 GAN epochs, batch 24, lr 1e-4 x 0.2 at epochs 40 and 80) is
-``XRAYGAN_SCHEDULE``, for a paper-scale config: it is not in the variant, so the tiny setting plus a variant stays tiny.
+cancel the condition, the authors' critic bug), ``cls_weight = interp_weight = 0``, ``l2_weight = 100``,
+Adam betas (0.9, 0.999) and ``text_embedding = "trained_jointly"`` (the HAE from random weights, trained by the
+generator loss only: the discriminator step sees it detached). The networks stay this file's (the authors'
+had no z and XRayGAN's critic). Their schedule (20 L2 warm-up epochs, 150 GAN epochs, batch 24, lr 1e-4 x 0.2
+at epochs 40 and 80) is ``XRAYGAN_SCHEDULE``, for a paper-scale config: it is not in the variant, so the tiny
+setting plus a variant stays tiny.
 """
 
 import dataclasses
@@ -67,6 +71,7 @@ from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import MethodConfig, PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.embedding import EmbeddingConfig, check_text_embedding, embedding_budget, freeze, load_pretrained
 from methods.layers import (
     BaseGenerator,
     case_noise,
@@ -91,6 +96,7 @@ VARIANTS = {
         "interp_weight": 0.0,
         "l2_weight": 100.0,
         "betas": (0.9, 0.999),
+        "text_embedding": "trained_jointly",
     },
 }
 # The authors' optimisation schedule for their stand-in (``config/Openi_wgan.json``), for paper-scale configs.
@@ -109,6 +115,10 @@ class Config(MethodConfig):
     # Text.
     encoder: str = "hae"
     text: TextEncoder.Config = TextEncoder.Config()
+    # "pretrained": matched to the images on the train split, then frozen (Reed's fixed embedding; see
+    # methods/embedding.py) | "trained_jointly": from random weights, by the generator loss
+    text_embedding: str = "pretrained"
+    embedding: EmbeddingConfig = EmbeddingConfig()
     # Generators.
     z_dim: int = 100  # Reed's nz
     text_proj: int = 128  # Reed's nt: the report vector projected before joining z
@@ -137,6 +147,7 @@ class Config(MethodConfig):
 
     def __post_init__(self):
         check_ranges(self)
+        check_text_embedding("gan_int_cls", self.text_embedding)
         if self.g_init not in ("he", "default"):
             raise ValueError(f"gan_int_cls: g_init must be 'he' or 'default', not {self.g_init!r}")
         check_discriminator_loss("gan_int_cls", self.loss, self.d_norm)
@@ -169,13 +180,21 @@ def interpolated(c: torch.Tensor) -> torch.Tensor:
 
 
 class Generators(nn.Module):
-    """Everything the generator optimiser trains: the text encoder and both views' generators."""
+    """The text encoder and both views' generators; the generator optimiser trains them all but a pretrained,
+    frozen encoder."""
 
     def __init__(self, cfg: Config, vocab_size: int, size: int):
         super().__init__()
         self.encoder = get_text_encoder(cfg.encoder, cfg.text, vocab_size)
         self.frontal = ViewGenerator(cfg, size)
         self.lateral = ViewGenerator(cfg, size)
+        self.frozen_encoder = cfg.text_embedding == "pretrained"
+
+    def train(self, mode: bool = True) -> "Generators":
+        super().train(mode)
+        if self.frozen_encoder:  # a pretrained embedding stays in eval mode, as at generation time
+            self.encoder.eval()
+        return self
 
     def forward(self, findings, impression, flat, z: torch.Tensor, interp: bool = False):
         """Fakes of both views and their conditions [B (+ B // 2), D]: the reports, then (``interp``) midpoints.
@@ -306,6 +325,11 @@ class GanIntCls(StagedMethod):
         self.generators = Generators(cfg, len(vocab), image_size).to(self.device)
         if cfg.channels_last:
             self.generators.to(memory_format=torch.channels_last)
+        self._freeze_embedding()
+
+    def _freeze_embedding(self) -> None:
+        if self.cfg.text_embedding == "pretrained":
+            freeze(self.generators.encoder)
 
     # Training.
     @property
@@ -313,8 +337,21 @@ class GanIntCls(StagedMethod):
         return self.generators
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
+        cfg = self.cfg
+        if cfg.text_embedding == "pretrained":
+            self.fit_summary["embedding"] = load_pretrained(
+                self.generators.encoder, cfg.encoder, cfg.embedding, train, val, size=self.image_size, seed=self.seed
+            )
         super().fit(train, val, run_dir, resume=resume)
         self.generators.requires_grad_(True)
+        self._freeze_embedding()
+
+    def budget(self, n_train: int) -> dict:
+        """``StagedMethod.budget``, plus the embedding's pretraining when it is pretrained."""
+        out = super().budget(n_train)
+        if self.cfg.text_embedding == "pretrained":
+            out["pretraining"] = {"embedding": embedding_budget(self.cfg.embedding, n_train)}
+        return out
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg
@@ -328,7 +365,7 @@ class GanIntCls(StagedMethod):
         if cfg.channels_last:
             discriminators.to(memory_format=torch.channels_last)
         generators, discriminators_ddp = wrap_ddp(self.generators, device), wrap_ddp(discriminators, device)
-        opt_g, opt_d = self._adam(self.generators), self._adam(discriminators)
+        opt_g, opt_d = self._adam(self.generators), self._adam(discriminators)  # a frozen encoder is left out
         tokens = TokenBatch.of(train.tokens, device)
         real = resident_images(train.pixels, self.image_size, device)
         return PairedStage(
@@ -373,7 +410,7 @@ class GanIntCls(StagedMethod):
             d["d"].backward()
             opt_d.step()
             losses.update({k: v.detach() for k, v in d.items()})
-        # Update the generators and the text encoder: one combined step for both views.
+        # Update the generators (and a jointly trained text encoder): one combined step for both views.
         with autocast(device, cfg.bf16):
             loss_g = torch.zeros((), device=device)
             if phase == "gan":
@@ -394,7 +431,8 @@ class GanIntCls(StagedMethod):
 
     def _adam(self, module: nn.Module) -> torch.optim.Adam:
         fused = self.device.type == "cuda"
-        return torch.optim.Adam(module.parameters(), lr=self.cfg.lr, betas=self.cfg.betas, fused=fused)
+        params = [p for p in module.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.cfg.lr, betas=self.cfg.betas, fused=fused)
 
     # Sampling.
     def generate(self, tokens: Tokens, seeds: Sequence[int], batch_size: int = 64) -> Views:

@@ -31,9 +31,12 @@ Departures, each deliberate:
   mu >= 0, and a unit the KL term pushes below zero never comes back): measured at the tiny setting after six Stage-I
   epochs, 97% of the CA units were dead and mu was the same for every report (the text gone from c); without
   it, 53% and mu varies with the report. The paper's CA is a fully connected layer, as here.
-- Text: the shared HAE report vector (512-d) replaces the fixed pretrained 1024-d char-CNN-RNN embedding. It
-  trains with Stage-I (in the generator optimiser, from the generator loss) and is frozen with Stage-I during
-  Stage-II, since Stage-I's input must not drift under its frozen weights.
+- Text: the shared HAE report vector (512-d) replaces the 1024-d char-CNN-RNN embedding. As StackGAN's, it
+  is pretrained and fixed (``text_embedding = "pretrained"``): trained once on the train split to match
+  reports with their image pairs (``methods/embedding.py``, in the spirit of Reed's DS-SJE), then frozen for
+  both stages. ``text_embedding = "trained_jointly"`` trains it with Stage-I instead (in the generator
+  optimiser, from the generator loss) and freezes it with Stage-I during Stage-II, since Stage-I's input must
+  not drift under its frozen weights.
 - One channel; Stage-I at ``stage1_size`` and Stage-II to the run's image size (v1: 64 -> 256, also the default
   here); the up-block counts follow from the sizes.
 - Two views: a Stage-I and a Stage-II generator (each with its CAs) and their discriminators per view; both
@@ -51,7 +54,8 @@ WGAN-GP critics plus 100 x pixel L2 with no KL, no mismatching pairs and conditi
 ``loss = "wgan_gp"`` (per head E[D(fake)] - E[D(real)], + 10 x gradient penalty), ``d_norm = "instance"``
 (batch norm breaks the per-sample penalty; layers that see the tiled mu get no norm, since an instance norm
 would cancel it), ``kl_weight = 0`` (the CA still samples: noise injection, as theirs), ``mismatch_pairs =
-False``, ``stage2_uncond = False``, ``l2_weight = 100`` per stage and view, Adam betas (0.9, 0.999). The
+False``, ``stage2_uncond = False``, ``l2_weight = 100`` per stage and view, Adam betas (0.9, 0.999), and
+``text_embedding = "trained_jointly"`` (the HAE from random weights, trained with Stage-I). The
 networks and the sequential v1 order stay this file's (theirs was the v2 tree trained jointly, without z).
 Their schedule (150 epochs, batch 24, lr 1e-4 x 0.2 at epochs 40 and 80) is ``XRAYGAN_SCHEDULE``, for a
 paper-scale config: not in the variant, so the tiny setting plus a variant stays tiny.
@@ -73,6 +77,7 @@ from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import MethodConfig, PairedData, TextEncoder, TokenBatch, Views, count_parameters
+from methods.embedding import EmbeddingConfig, check_text_embedding, embedding_budget, freeze, load_pretrained
 from methods.layers import (
     case_noise,
     check_discriminator_loss,
@@ -97,6 +102,7 @@ VARIANTS = {
         "stage2_uncond": False,
         "l2_weight": 100.0,
         "betas": (0.9, 0.999),
+        "text_embedding": "trained_jointly",
     },
 }
 # The authors' optimisation schedule (``trainer_stackgan.py``), per stage here, for paper-scale configs.
@@ -114,6 +120,10 @@ class Config(MethodConfig):
     # Text.
     encoder: str = "hae"
     text: TextEncoder.Config = TextEncoder.Config()
+    # "pretrained": matched to the images on the train split, then frozen (StackGAN's fixed embedding; see
+    # methods/embedding.py) | "trained_jointly": from random weights, with Stage-I
+    text_embedding: str = "pretrained"
+    embedding: EmbeddingConfig = EmbeddingConfig()
     # Generators.
     z_dim: int = 100
     c_dim: int = 128  # conditioning augmentation output (v1 CONDITION_DIM)
@@ -142,6 +152,7 @@ class Config(MethodConfig):
 
     def __post_init__(self):
         check_ranges(self)
+        check_text_embedding("stackgan", self.text_embedding)
         check_discriminator_loss("stackgan", self.loss, self.d_norm)
         if len(self.batch_sizes) != 2 or len(self.epochs) != 2:
             raise ValueError(
@@ -266,9 +277,17 @@ class Generators(nn.Module):
         self.encoder = get_text_encoder(cfg.encoder, cfg.text, vocab_size)
         self.frontal = ViewGenerator(cfg, size)
         self.lateral = ViewGenerator(cfg, size)
+        self.frozen_encoder = cfg.text_embedding == "pretrained"
+
+    def train(self, mode: bool = True) -> "Generators":
+        super().train(mode)
+        if self.frozen_encoder:  # a pretrained embedding stays in eval mode, as at generation time
+            self.encoder.eval()
+        return self
 
     def forward(self, findings, impression, flat, noise: torch.Tensor, stage: int):
-        """((fake_f, mu_f, logvar_f), (fake_l, mu_l, logvar_l)) at ``stage``; the encoder is frozen in Stage-II."""
+        """((fake_f, mu_f, logvar_f), (fake_l, mu_l, logvar_l)) at ``stage``; the encoder is frozen in Stage-II
+        (and in both stages when pretrained)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and stage == 1):
             text = self.encoder(TokenBatch(findings, impression, flat)).report
         return self.frontal(text, noise, stage), self.lateral(text, noise, stage)
@@ -386,6 +405,11 @@ class StackGAN(StagedMethod):
         self.generators = Generators(cfg, len(vocab), image_size).to(self.device)
         if cfg.channels_last:
             self.generators.to(memory_format=torch.channels_last)
+        self._freeze_embedding()
+
+    def _freeze_embedding(self) -> None:
+        if self.cfg.text_embedding == "pretrained":
+            freeze(self.generators.encoder)
 
     @property
     def noise_dim(self) -> int:
@@ -397,9 +421,22 @@ class StackGAN(StagedMethod):
         return self.generators
 
     def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
+        cfg = self.cfg
+        if cfg.text_embedding == "pretrained":
+            self.fit_summary["embedding"] = load_pretrained(
+                self.generators.encoder, cfg.encoder, cfg.embedding, train, val, size=self.image_size, seed=self.seed
+            )
         super().fit(train, val, run_dir, resume=resume)
         self.generators.requires_grad_(True)
         self.generators.train()
+        self._freeze_embedding()
+
+    def budget(self, n_train: int) -> dict:
+        """``StagedMethod.budget``, plus the embedding's pretraining when it is pretrained."""
+        out = super().budget(n_train)
+        if self.cfg.text_embedding == "pretrained":
+            out["pretraining"] = {"embedding": embedding_budget(self.cfg.embedding, n_train)}
+        return out
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg
@@ -407,11 +444,11 @@ class StackGAN(StagedMethod):
 
     def begin_stage(self, stage: int, train: PairedData, run_dir: Path) -> PairedStage:
         cfg, device, g = self.cfg, self.device, self.generators
-        # Stage-I trains the encoder and both Stage-I generators; Stage-II only the Stage-II generators.
+        # Stage-I trains both Stage-I generators (and a jointly trained encoder); Stage-II only the Stage-II ones.
         g.requires_grad_(False)
-        trained = (
-            [g.encoder, g.frontal.stage1, g.lateral.stage1] if stage == 1 else [g.frontal.stage2, g.lateral.stage2]
-        )
+        trained = [g.frontal.stage1, g.lateral.stage1] if stage == 1 else [g.frontal.stage2, g.lateral.stage2]
+        if stage == 1 and self.cfg.text_embedding == "trained_jointly":
+            trained.append(g.encoder)
         for module in trained:
             module.requires_grad_(True)
         size = cfg.stage1_size if stage == 1 else self.image_size
@@ -465,7 +502,7 @@ class StackGAN(StagedMethod):
         d["d"].backward()
         opt_d.step()
         losses = {k: v.detach() for k, v in d.items()}
-        # Update the generators (and, in Stage-I, the text encoder): one combined step for both views.
+        # Update the generators (and, in Stage-I, a jointly trained text encoder): one combined step for both views.
         with autocast(device, cfg.bf16):
             discriminators.requires_grad_(False)  # the plain module: DDP must not see a frozen forward
             adv = generator_adversarial(discriminators, (fake_f, fake_l), (mu_f, mu_l), cfg)

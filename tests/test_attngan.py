@@ -75,6 +75,25 @@ def test_word_attention_weights_sum_to_one_over_real_tokens():
     )
 
 
+def test_word_attention_is_not_uniform_pooling():
+    """Masking each pixel's most attended word moves its context much more than masking its least attended
+    one; uniform pooling over the words passes the sum-to-one test and fails this one."""
+    from tests.test_text_encoders import masking_effect
+
+    torch.manual_seed(0)
+    attention = WordAttention(channels=8, word_dim=6)
+    words, mask = torch.randn(64, 9, 6) * 3, torch.rand(64, 9) < 0.8
+    query = torch.randn(64, 8, 1, 1)  # one pixel per row: its weights over the words are the row's
+
+    def attend(w, m):
+        return attention(query, w, m)[0].flatten(1)
+
+    weights = attention(query, words, mask)[1][:, 0]
+    attended, unattended = masking_effect(attend, words, mask, weights)
+    print(f"AttnGAN: masking the most attended word moves the context {attended:.4f}, the least {unattended:.4f}")
+    assert attended > 3 * unattended, (attended, unattended)
+
+
 def test_generator_stages_attend_to_the_hae_words(tiny_phantom):
     vocab, train, _ = tiny_phantom
     cfg = tiny_model("attngan")

@@ -131,6 +131,46 @@ def test_attention_weights_sum_to_one_over_real_tokens(vocab, tokens):
     assert not weights[~mask].any() and (weights[mask] > 0).all()
 
 
+def masking_effect(attend, h: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> tuple[float, float]:
+    """How much ``attend(h, mask) -> context`` moves, on average over the rows, when each row's most attended
+    real position is masked out, and when its least attended one is (rows with at least 3 real positions)."""
+    rows = mask.sum(-1) >= 3
+    h, mask, weights = h[rows], mask[rows], weights[rows]
+    top = weights.masked_fill(~mask, -1).argmax(-1)
+    low = weights.masked_fill(~mask, 2).argmin(-1)
+    context = attend(h, mask)
+    moved = []
+    for position in (top, low):
+        cut = mask.clone()
+        cut[torch.arange(len(cut)), position] = False
+        moved.append(float((attend(h, cut) - context).norm(dim=-1).mean()))
+    return moved[0], moved[1]
+
+
+def test_the_hae_attends_masking_the_attended_words_moves_it_more_than_the_unattended(vocab, tokens):
+    """Uniform pooling passes the sum-to-one test; it fails this one (masking any word moves it alike). The
+    HAE's own word and sentence features, its attention with a sharpened score (at initialisation the
+    scores are near zero and the weights near uniform; training sharpens them)."""
+    encoder = make("hae", vocab)
+    with torch.no_grad():
+        for section in (encoder.findings, encoder.impression):
+            for attention in (section.word_attention, section.sentence_attention):
+                attention.score.weight.mul_(1000)
+        findings, _ = encoder.encode_sections(padded(tokens))
+        levels = {
+            "words": (findings.words.flatten(0, 1), findings.word_mask.flatten(0, 1),
+                      findings.word_weights.flatten(0, 1), encoder.findings.word_attention),
+            "sentences": (findings.sentences, findings.sentence_mask, findings.sentence_weights,
+                          encoder.findings.sentence_attention),
+        }  # fmt: skip
+        for level, (h, mask, weights, attention) in levels.items():
+            attended, unattended = masking_effect(lambda x, m: attention(x, m)[0], h, mask, weights)
+            print(
+                f"HAE {level}: masking the most attended moves the context {attended:.4f}, the least {unattended:.4f}"
+            )
+            assert attended > 3 * unattended, (level, attended, unattended)
+
+
 def test_additive_attention_on_an_all_pad_row_gives_zeros():
     torch.manual_seed(0)
     attention = AdditiveAttention(6)
