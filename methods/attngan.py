@@ -259,6 +259,15 @@ class AttnGAN(StagedMethod):
         losses["generator"] = loss_g.detach()
         return losses
 
+    def budget(self, n_train: int) -> dict:
+        """The generator's budget (``StagedMethod.budget``) plus the DAMSM's pretraining: ``damsm.epochs`` in full
+        batches over the train split (the last partial batch dropped, as ``pretrain_damsm`` does)."""
+        budget = super().budget(n_train)
+        batch = min(self.cfg.damsm.batch_size, n_train)
+        pairs = self.cfg.damsm.epochs * (n_train // batch) * batch
+        budget["pretraining"] = {"damsm": {"pairs_seen": pairs, "epochs": self.cfg.damsm.epochs}}
+        return budget
+
     def _pretrained_damsm(self, train: PairedData, images: torch.Tensor, run_dir: Path) -> DAMSM:
         """The frozen DAMSM: pretrained once on the train split at the final size, saved with its sha256.
 

@@ -213,7 +213,7 @@ class StagedMethod(Method):
         """The generator's training budget on ``n_train`` cases, from ``phases()``: epochs, pairs seen (epochs x
         cases, every pass over the train split counted) and generator updates (one per batch), in total and per
         phase. A method with pretrained helpers adds ``budget["pretraining"] = {name: {"pairs_seen", "epochs"}}``
-        (XRayGAN's VCN; AttnGAN's DAMSM and the shared report embedding belong there too)."""
+        (XRayGAN's VCN, AttnGAN's DAMSM, the faithful GAN-INT-CLS and StackGAN's report embedding)."""
         rows = [
             {
                 "stage": str(p.stage),

@@ -50,3 +50,14 @@ def test_sample_spread_is_the_mean_per_pixel_std_across_cases():
 def test_a_row_that_updates_nothing_is_no_budget_to_compare():
     floor = Row("dummy [default]", "measured", {}, 1, {"epochs": 1, "pairs_seen": 10, "generator_updates": 0})
     assert budget_notes([floor, _row("a [x]", 100), _row("b [y]", 105)], "small") == ()
+
+
+def test_attngan_budget_counts_its_damsm_pretraining():
+    from methods.attngan import AttnGAN
+    from methods.attngan_config import Config as AttnConfig
+
+    vocab = Vocab(("<pad>", "<unk>", "<sep>", "a"), 1, 1, 2)
+    cfg = AttnConfig()
+    budget = AttnGAN(cfg, vocab, image_size=256, device="cpu").budget(1809)
+    # full batches of 48 (the last partial one dropped): 37 x 48 = 1776 pairs per epoch
+    assert budget["pretraining"] == {"damsm": {"pairs_seen": cfg.damsm.epochs * 1776, "epochs": cfg.damsm.epochs}}

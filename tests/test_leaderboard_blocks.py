@@ -57,3 +57,11 @@ def test_table1_blocks_are_equal_within_ten_percent_in_gan_pairs(setting, tiny_p
             model = cls(cfg.model, vocab, image_size=cfg.data.image_size, device="cpu")
             pairs[f"{method} [{variant}]"] = model.budget(1000)["pairs_seen"]
         assert max(pairs.values()) <= (1 + BUDGET_TOLERANCE) * min(pairs.values()), f"{setting}, {label}: {pairs}"
+
+
+def test_a_block_header_states_a_report_vector_width_that_differs():
+    from benchmark.pipeline import leaderboard
+
+    # at the small setting AttnGAN's DAMSM-sized report vector is 64-d, every other method's 128-d
+    members = dict(leaderboard.TABLE1_BLOCKS)[leaderboard.TABLE1_BLOCKS[1][0]]
+    assert leaderboard.report_widths(members, "phantom", "small") == "report vector 128-d (attngan 64-d)"

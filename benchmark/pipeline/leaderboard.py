@@ -92,6 +92,21 @@ def terms_header(terms: dict[tuple[str, str], ObjectiveTerms], one_protocol: boo
     return "terms: " + "; ".join(f"{m} [{v}]: {t.text()}" for (m, v), t in terms.items())
 
 
+def report_widths(members, dataset: str, setting: str) -> str:
+    """The width of the report vector each member conditions on (``model.text.out_dim``), as the block header
+    states it: one width for all, or each that differs from the most common."""
+    widths = {}
+    for method, variant in sorted(members):
+        text = getattr(load_config(method, dataset, setting=setting, variant=variant).model, "text", None)
+        if text is not None:
+            widths[method if variant in ("default", "faithful") else f"{method} [{variant}]"] = text.out_dim
+    if not widths:
+        return ""
+    common = max(set(widths.values()), key=list(widths.values()).count)
+    odd = [f"{name} {d}-d" for name, d in widths.items() if d != common]
+    return f"report vector {common}-d" + (f" ({', '.join(odd)})" if odd else "")
+
+
 def tabulated() -> set[tuple[str, str]]:
     """Every (method, variant) some table shows: the Table 1 blocks' members and XRayGAN's Table 2 variants."""
     return {key for _, members in TABLE1_BLOCKS for key in members} | {("xraygan", v) for v in TABLE2_VARIANTS}
@@ -258,7 +273,8 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
             + (_reported_rows(reported, "table1", dataset, columns) if k == 0 else [])
         )
         terms = terms_header(block_terms(members, dataset, setting), k == ONE_PROTOCOL) if setting else ""
-        header = f"{label}; {terms}" if terms else label
+        widths = report_widths(members, dataset, setting) if setting else ""
+        header = "; ".join(part for part in (label, terms, widths) if part)
         tables.append(table(f"Table 1{'abcdefgh'[k]}: methods on {dataset}, {header}", rows))
     table2_keys = sorted(
         (k for k in groups if k[0] == "xraygan" and k[1] in TABLE2_VARIANTS), key=lambda k: TABLE2_VARIANTS.index(k[1])
