@@ -539,16 +539,20 @@ def column_groups(columns: list[Column]) -> dict[str, list[Column]]:
     return dict(groups)
 
 
-def _markdown_rows(table: Table, columns: list[Column], bold: set) -> list[str]:
-    out = ["| method | seeds | budget | " + " | ".join(c.label for c in columns) + " |"]
-    out.append("|---|---:|---|" + "---:|" * len(columns))
+def shown_rows(table: Table, columns: list[Column], bold: set, emphasis: str):
+    """(row, its cell texts) for each row with a value in ``columns``; a bold cell wrapped as ``emphasis``
+    formats it (``"**{}**"`` in markdown, ``"[bold]{}[/bold]"`` in the terminal)."""
     for row in table.rows:
         if not any(col in row.cells for col in columns):
             continue
-        cells = []
-        for col in columns:
-            text = format_cell(*row.cells[col]) if col in row.cells else ""
-            cells.append(f"**{text}**" if text and (row.label, col) in bold else text)
+        texts = [format_cell(*row.cells[col]) if col in row.cells else "" for col in columns]
+        yield row, [emphasis.format(t) if t and (row.label, c) in bold else t for c, t in zip(columns, texts)]
+
+
+def _markdown_rows(table: Table, columns: list[Column], bold: set) -> list[str]:
+    out = ["| method | seeds | budget | " + " | ".join(c.label for c in columns) + " |"]
+    out.append("|---|---:|---|" + "---:|" * len(columns))
+    for row, cells in shown_rows(table, columns, bold, "**{}**"):
         seeds = str(row.seeds) if row.kind == "measured" else "–"
         budget = format_budget(row.budget, row.sampling_s, row.fit)
         out.append(f"| {row.label} | {seeds} | {budget} | " + " | ".join(cells) + " |")
@@ -650,13 +654,7 @@ def render_rich(tables: list[Table]):
         bold = bold_cells(table)
         columns = [c for c in HEADLINE if c in table_columns(table)]
         rich = RichTable("method", "seeds", "budget", *[c.label for c in columns], title=table.title)
-        for row in table.rows:
-            if not any(col in row.cells for col in columns):
-                continue
-            cells = []
-            for col in columns:
-                text = format_cell(*row.cells[col]) if col in row.cells else ""
-                cells.append(f"[bold]{text}[/bold]" if text and (row.label, col) in bold else text)
+        for row, cells in shown_rows(table, columns, bold, "[bold]{}[/bold]"):
             rich.add_row(
                 escape(row.label),  # "xraygan [full]" is no markup tag
                 str(row.seeds) if row.kind == "measured" else "–",
