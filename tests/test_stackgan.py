@@ -143,12 +143,20 @@ def trained(tiny_phantom, tmp_path_factory):
     vocab, train, _ = tiny_phantom
     run_dir = tmp_path_factory.mktemp("stackgan")
     method = StackGAN(tiny(epochs=(1, 1), batch_sizes=(16, 16)), vocab, image_size=64, device="cpu", seed=0)
+    begin_stage, at_stage_two = method.begin_stage, {}
+
+    def snapshotting(stage, *args):
+        if stage == 2:  # Stage-I has finished: what Stage-II must leave as it is
+            at_stage_two.update({k: v.clone() for k, v in method.generators.state_dict().items()})
+        return begin_stage(stage, *args)
+
+    method.begin_stage = snapshotting
     method.fit(train.subset(np.arange(32)), None, run_dir)
-    return method, run_dir
+    return method, run_dir, at_stage_two
 
 
 def test_generate_gives_both_views_in_range_and_follows_the_seeds(trained, tiny_phantom):
-    method, _ = trained
+    method, _, _ = trained
     _, _, test = tiny_phantom
     tokens = test.tokens[:5]
     views = method.generate(tokens, seeds=[0, 1, 2, 3, 4])
@@ -165,21 +173,20 @@ def test_generate_gives_both_views_in_range_and_follows_the_seeds(trained, tiny_
     torch.testing.assert_close(torch.cat([s.lateral for s in singles]), views.lateral, atol=1e-5, rtol=0)
 
 
-def test_the_stages_train_in_order_and_stage_two_leaves_stage_one_frozen(trained, tiny_phantom, tmp_path):
-    method, run_dir = trained
-    vocab, train, _ = tiny_phantom
+def test_the_stages_train_in_order_and_stage_two_leaves_stage_one_frozen(trained):
+    method, run_dir, at_stage_two = trained
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     stages = [r["stage"] for r in records]
     assert stages == sorted(stages) and set(stages) == {1, 2}
     assert all(r["kl"] > 0 for r in records)  # present and positive, in both stages
     assert {"d_mismatch", "d_fake_uncond"} <= records[-1].keys()  # Stage-II: v1's unconditional logit too
-    # The same run stopped after Stage-I: the encoder and Stage-I (weights and batch-norm statistics) match.
-    stage1_only = StackGAN(tiny(epochs=(1, 0), batch_sizes=(16, 16)), vocab, image_size=64, device="cpu", seed=0)
-    stage1_only.fit(train.subset(np.arange(32)), None, tmp_path)
-    full, partial = method.state_dict()["generators"], stage1_only.state_dict()["generators"]
+    # The encoder and Stage-I (weights and batch-norm statistics) leave Stage-II as they entered it. (Compared
+    # within the run: a second run's embedding pretraining need not round alike, e.g. after a test changed
+    # the thread count, which moved the encoder by up to 3e-4.)
+    full = method.state_dict()["generators"]
     frozen = [k for k in full if k.startswith(("encoder.", "frontal.stage1.", "lateral.stage1."))]
-    assert frozen and all(torch.equal(full[k], partial[k]) for k in frozen)
-    assert not all(torch.equal(full[k], partial[k]) for k in full if ".stage2." in k)  # Stage-II did train
+    assert frozen and all(torch.equal(full[k], at_stage_two[k]) for k in frozen)
+    assert not all(torch.equal(full[k], at_stage_two[k]) for k in full if ".stage2." in k)  # Stage-II did train
 
 
 def test_same_seed_same_weights_and_a_saved_state_generates_the_same(tiny_phantom, tmp_path):
