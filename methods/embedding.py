@@ -276,3 +276,33 @@ def load_pretrained(
 def freeze(encoder: nn.Module) -> nn.Module:
     """Fixed, as the papers keep their embedding: eval mode, no gradient (so no optimiser updates it)."""
     return encoder.eval().requires_grad_(False)
+
+
+class FixedEmbedding:
+    """What a method whose paper conditions on a fixed, pretrained report embedding adds to ``StagedMethod``
+    (GAN-INT-CLS, StackGAN): with ``cfg.text_embedding == "pretrained"`` its ``generators.encoder`` is
+    pretrained (or taken from the cache) before the fit and stays frozen through it, and the budget counts
+    the pretraining. Listed before ``StagedMethod`` among the bases; call ``_freeze_embedding`` at the end
+    of ``__init__``."""
+
+    def _freeze_embedding(self) -> None:
+        if self.cfg.text_embedding == "pretrained":
+            freeze(self.generators.encoder)
+
+    def fit(self, train: PairedData, val: PairedData | None, run_dir, *, resume: bool = False) -> None:
+        cfg = self.cfg
+        if cfg.text_embedding == "pretrained":
+            self.fit_summary["embedding"] = load_pretrained(
+                self.generators.encoder, cfg.encoder, cfg.embedding, train, val, size=self.image_size, seed=self.seed
+            )
+        super().fit(train, val, run_dir, resume=resume)
+        self.generators.requires_grad_(True)  # as a caller finds a fitted method: trainable, but for the embedding
+        self.generators.train()
+        self._freeze_embedding()
+
+    def budget(self, n_train: int) -> dict:
+        """``StagedMethod.budget``, plus the embedding's pretraining when it is pretrained."""
+        out = super().budget(n_train)
+        if self.cfg.text_embedding == "pretrained":
+            out["pretraining"] = {"embedding": embedding_budget(self.cfg.embedding, n_train)}
+        return out

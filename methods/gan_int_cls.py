@@ -71,7 +71,7 @@ from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens, Vocab
 from methods.base import MethodConfig, PairedData, TextEncoder, TokenBatch, Views, count_parameters
-from methods.embedding import EmbeddingConfig, check_text_embedding, embedding_budget, freeze, load_pretrained
+from methods.embedding import EmbeddingConfig, FixedEmbedding, check_text_embedding
 from methods.layers import (
     BaseGenerator,
     case_noise,
@@ -312,7 +312,7 @@ def generator_adversarial(discriminators: nn.Module, fake, conds: torch.Tensor, 
 
 
 # The method.
-class GanIntCls(StagedMethod):
+class GanIntCls(FixedEmbedding, StagedMethod):
     paper_schedules = {"xraygan_protocol": XRAYGAN_SCHEDULE}
     variants = VARIANTS
     Config = Config
@@ -327,31 +327,10 @@ class GanIntCls(StagedMethod):
             self.generators.to(memory_format=torch.channels_last)
         self._freeze_embedding()
 
-    def _freeze_embedding(self) -> None:
-        if self.cfg.text_embedding == "pretrained":
-            freeze(self.generators.encoder)
-
     # Training.
     @property
     def networks(self) -> nn.Module:
         return self.generators
-
-    def fit(self, train: PairedData, val: PairedData | None, run_dir: Path, *, resume: bool = False) -> None:
-        cfg = self.cfg
-        if cfg.text_embedding == "pretrained":
-            self.fit_summary["embedding"] = load_pretrained(
-                self.generators.encoder, cfg.encoder, cfg.embedding, train, val, size=self.image_size, seed=self.seed
-            )
-        super().fit(train, val, run_dir, resume=resume)
-        self.generators.requires_grad_(True)
-        self._freeze_embedding()
-
-    def budget(self, n_train: int) -> dict:
-        """``StagedMethod.budget``, plus the embedding's pretraining when it is pretrained."""
-        out = super().budget(n_train)
-        if self.cfg.text_embedding == "pretrained":
-            out["pretraining"] = {"embedding": embedding_budget(self.cfg.embedding, n_train)}
-        return out
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg
