@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy import stats
 
+from benchmark.core.errors import XbenchError
 from benchmark.pipeline import leaderboard
 from benchmark.pipeline.check import check_records
 from benchmark.pipeline.results import RunResult
@@ -169,3 +171,18 @@ def test_a_record_of_another_metric_protocol_is_stale_not_a_regression(tmp_path)
     rows, _ = check_records([old], tmp_path / "runs", tmp_path)  # returns before running anything
     assert len(rows) == 3 and all(not r.ok and r.stale for r in rows)  # one per layer
     assert rows[0].why.startswith("stale protocol, re-record") and not (tmp_path / "runs").exists()
+
+
+def test_a_table_never_mixes_chest_film_extractors():
+    def with_extractor(seed: int, name: str, sha: str) -> RunResult:
+        r = result("xraygan", "full", seed, 0.5)
+        r.metrics["frontal"]["fid_chestfilm"] = 20.0
+        r.metrics["provenance"] = {"fid_chestfilm": {"name": name, "extractor": f"{name} features", "sha256": sha}}
+        return dataclasses.replace(r, config={"eval": {"chestfilm": name}})
+
+    same = [with_extractor(0, "judge", "a" * 64), with_extractor(1, "judge", "a" * 64)]
+    markdown = leaderboard.render_markdown(leaderboard.build_tables("phantom", same, {}, evidence_of=lambda r: None))
+    assert "chest-film columns: eval.chestfilm=judge: judge features (sha256 aaaaaaaaaaaa)" in markdown
+    for other in (with_extractor(1, "xrv-densenet121", "b" * 64), with_extractor(1, "judge", "c" * 64)):
+        with pytest.raises(XbenchError, match="mix chest-film extractors .*xraygan \\[full\\] s1"):
+            leaderboard.build_tables("phantom", [same[0], other], {}, evidence_of=lambda r: None)

@@ -222,6 +222,34 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict, evidenc
     ]
 
 
+def chestfilm_extractor(records: list[RunResult], setting: str) -> str | None:
+    """The one chest-film feature extractor behind a setting's chest-film columns (FID, KID, density, coverage,
+    copy rate), as a note; None when no record has them. Two extractors in one table would rank rows by
+    distances in different feature spaces, so that is an error, not a footnote."""
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in records:
+        name = r.config.get("eval", {}).get("chestfilm")
+        provenance = [p for p in r.metrics.get("provenance", {}).values() if isinstance(p, dict) and p.get("name")]
+        for p in provenance:
+            if p["name"] == name:
+                sha = p.get("judge_sha256") or p.get("sha256") or "?"
+                found[(f"{name}: {p.get('extractor', name)}", sha)].append(f"{r.method} [{r.variant}] s{r.seed}")
+                break
+    if len(found) > 1:
+        listing = "; ".join(
+            f"{what.split(':')[0]} ({sha[:12]}) in {', '.join(rows[:3])}" for (what, sha), rows in found.items()
+        )
+        raise XbenchError(
+            f"the {setting or 'unnamed'} setting's records mix chest-film extractors ({listing}): re-evaluate them "
+            "with one extractor (scripts/reevaluate_records.py --chestfilm NAME) or move the others out of "
+            "leaderboards/records"
+        )
+    if not found:
+        return None
+    ((what, sha),) = found
+    return f"chest-film columns: eval.chestfilm={what} (sha256 {sha[:12]}), the same for every row"
+
+
 def _setting_tables(dataset: str, setting: str, records: list[RunResult], reported: dict, evidence_of) -> list[Table]:
     columns = tuple(
         Column(name, view)
@@ -235,6 +263,7 @@ def _setting_tables(dataset: str, setting: str, records: list[RunResult], report
         if n in METRICS
     )
     notes += tuple(COMPANION_NOTES[c.metric] for c in EXTRA_COLUMNS if c in columns)
+    notes += tuple(n for n in (chestfilm_extractor(records, setting),) if n)
     notes += (
         f"reported rows: {reported.get('citation', 'the paper')}; {reported.get('note', '')}".strip(),
         "protocol differences between the paper's numbers and xbench's: docs/reproduction.md",
