@@ -181,8 +181,8 @@ def test_the_stages_train_in_order_and_stage_two_leaves_stage_one_frozen(trained
     assert all(r["kl"] > 0 for r in records)  # present and positive, in both stages
     assert {"d_mismatch", "d_fake_uncond"} <= records[-1].keys()  # Stage-II: v1's unconditional logit too
     # The encoder and Stage-I (weights and batch-norm statistics) leave Stage-II as they entered it. (Compared
-    # within the run: a second run's embedding pretraining need not round alike, e.g. after a test changed
-    # the thread count, which moved the encoder by up to 3e-4.)
+    # within the run: a second run's embedding pretraining need not round alike. After test_check_layers'
+    # metrics-layer test had run in the same process, a second pretraining moved the encoder by up to 3e-4.)
     full = method.state_dict()["generators"]
     frozen = [k for k in full if k.startswith(("encoder.", "frontal.stage1.", "lateral.stage1."))]
     assert frozen and all(torch.equal(full[k], at_stage_two[k]) for k in frozen)
