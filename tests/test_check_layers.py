@@ -7,14 +7,16 @@ layer passing without the fault on the same inputs, so the failure is the fault'
 
 import copy
 import dataclasses
+import os
 import re
+import time
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from benchmark.data import images
-from benchmark.pipeline.check import Row, rows_of, samples, steps
+from benchmark.pipeline.check import Comparison, Row, in_processes, rows_of, samples, side_by_side, steps
 from benchmark.pipeline.check.end_to_end import compare as compare_end_to_end
 from benchmark.pipeline.check.tolerances import FLOOR, MARGIN, load_tolerances, prediction_interval
 from benchmark.pipeline.leaderboard import LEADERBOARDS
@@ -172,3 +174,26 @@ def test_prediction_interval_covers_a_new_seed_at_its_level():
     # and its width is the textbook one: t(2, 0.975) * s * sqrt(1 + 1/3)
     lo, hi = prediction_interval([0.0, 1.0, 2.0], 0.05)
     assert (hi - lo) / 2 == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 * (4 / 3) ** 0.5)
+
+
+def a_slow_first_row(row: Row) -> list[Comparison]:
+    """A stand-in for a row's re-training: the first row finishes last; says which process ran it."""
+    path, recorded = row.first
+    time.sleep(2.0 if recorded.method == "copier" else 0.0)
+    return [Comparison("end-to-end", path.name, "pair", "vc", 0.0, 0.0, "exact", True, f"pid {os.getpid()}")]
+
+
+def test_the_end_to_end_layer_retrains_rows_side_by_side_and_reports_them_in_order(monkeypatch):
+    rows = rows_of([RECORDS / "copier_default_tiny_s0.json", RECORDS / "dummy_default_tiny_s0.json"])
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert [int(r.first[1].versions["threads"]) for r in rows] == [1, 1] and side_by_side(rows) == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert side_by_side(rows[:1]) == 1  # never more processes than rows
+    two_threads = dataclasses.replace(rows[0].records[0], versions=rows[0].records[0].versions | {"threads": 2})
+    assert side_by_side([dataclasses.replace(rows[0], records=(two_threads,)), rows[1]]) == 1  # 3 cores: 1 such row
+    logged = []
+    done = in_processes(a_slow_first_row, rows, 2, "end-to-end", logged.append)
+    assert [done[i][0].record for i in (0, 1)] == ["copier_default_tiny_s0.json", "dummy_default_tiny_s0.json"]
+    assert [line.split()[1] for line in logged] == ["dummy_default_tiny_s0.json:", "copier_default_tiny_s0.json:"]
+    pids = {done[i][0].why for i in (0, 1)}
+    assert len(pids) == 2 and f"pid {os.getpid()}" not in pids  # two processes, neither this one

@@ -5,7 +5,8 @@ first, each with a tolerance measured across kernel paths (``leaderboards/tolera
   fixed images is the same to ~1e-6 on any CPU, so any change to a metric, a judge or the data is caught.
 - ``steps``: each trained row's first updates on a fixed batch, loss by loss (``steps.py``), before rounding
   differences grow: a changed loss, optimiser or data path is caught on any CPU.
-- ``end-to-end``: each row re-trained from its seed-0 configuration (``end_to_end.py``), passing inside the
+- ``end-to-end``: each row re-trained from its seed-0 configuration (``end_to_end.py``; as many rows at once as
+  the cores hold at the recordings' thread counts, each in its own process), passing inside the
   prediction interval of the row's recorded seeds: on another CPU a trained result behaves like another seed.
 
 A record made under another metric protocol or configuration schema is stale: the check fails without
@@ -14,9 +15,13 @@ above are what holds elsewhere.
 """
 
 import dataclasses
+import functools
 import itertools
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from benchmark.core.errors import XbenchError, unknown_name
@@ -140,11 +145,45 @@ def check_records(
         checks["end-to-end"] = lambda row: end_to_end.check_row(row, tolerances, runs_dir, n)
     out: list[Comparison] = []
     for layer in (layer for layer in LAYERS if layer in layers):
-        for row in rows:
-            start = time.perf_counter()
-            done = checks[layer](row)
-            out += done
-            if log is not None:  # the whole check takes minutes: a log or CI sees each record as it finishes
-                failed, took = sum(not c.ok for c in done), time.perf_counter() - start
-                log(f"{layer} {row.first[0].name}: {len(done)} compared, {failed} failed ({took:.0f} s)")
+        if layer == "end-to-end" and side_by_side(rows) > 1:
+            check = functools.partial(end_to_end.check_row, tolerances=tolerances, runs_dir=runs_dir, comparisons=n)
+            done_by_row = in_processes(check, rows, side_by_side(rows), layer, log)
+        else:
+            done_by_row = {}
+            for i, row in enumerate(rows):
+                done_by_row[i], took = _timed(checks[layer], row)
+                _log(log, layer, row, done_by_row[i], took)
+        out += [c for i in range(len(rows)) for c in done_by_row[i]]  # in row order, however they finished
     return out, rows
+
+
+def side_by_side(rows: list[Row]) -> int:
+    """How many rows the end-to-end layer re-trains at once: as many as this machine's cores hold at the
+    recordings' thread counts (each re-training runs at its recording's count, so two one-thread rows share two
+    cores without changing a result)."""
+    threads = max(int(row.first[1].versions.get("threads", 1)) for row in rows)
+    return max(1, min(len(rows), (os.cpu_count() or 1) // threads))
+
+
+def in_processes(check: Callable, rows: list[Row], workers: int, layer: str, log=None) -> dict[int, list[Comparison]]:
+    """``check(row)`` for every row in ``workers`` fresh processes (spawned: no torch state inherited; ``check``
+    must pickle); {row index: its comparisons}, each logged as it finishes."""
+    done_by_row = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_timed, check, row): i for i, row in enumerate(rows)}
+        for future in as_completed(futures):
+            i = futures[future]
+            done_by_row[i], took = future.result()
+            _log(log, layer, rows[i], done_by_row[i], took)
+    return done_by_row
+
+
+def _timed(check: Callable, *args) -> tuple[list[Comparison], float]:
+    start = time.perf_counter()
+    return check(*args), time.perf_counter() - start
+
+
+def _log(log, layer: str, row: Row, done: list[Comparison], took: float) -> None:
+    if log is not None:  # the whole check takes minutes: a log or CI sees each record as it finishes
+        failed = sum(not c.ok for c in done)
+        log(f"{layer} {row.first[0].name}: {len(done)} compared, {failed} failed ({took:.0f} s)")
