@@ -97,6 +97,16 @@ TABLES = {
             **{k: ROWS_1A[k] for k in ("SSIM F", "finding AUROC F", "finding AUROC L", "vc", "vc_deranged")},
         },
     },
+    "diffusion_small": {
+        "file": "docs/results.md",
+        "columns": [
+            (f"{m}_small_s0", None) for m in ("diffusion_joint", "xraygan_full", "attngan_faithful", "dummy_default")
+        ],
+        "rows": {
+            k: ROWS_1A[k]
+            for k in ("FID F / L", "SSIM F", "SSIM L", "finding AUROC F", "finding AUROC L", "vc", "vc_deranged")
+        },
+    },
     "table2": {
         "file": "docs/results.md",
         "columns": [("xraygan_full_small_s0", None)]
