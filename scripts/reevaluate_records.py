@@ -1,8 +1,6 @@
 """Re-evaluate committed records from their stored samples, under this xbench's metrics, and keep their evidence.
 
     python scripts/reevaluate_records.py [RECORD.json ...]      (default: every record that has samples)
-    python scripts/reevaluate_records.py --chestfilm xrv-densenet121 RECORD.json ...   (another chest-film
-                                                                extractor: every row of a table must share one)
 
 For each record with ``<record>.samples.npz``: the samples are evaluated again with the frozen judges at the
 record's thread count, the metrics block is replaced (the method's own ``vc_self``, which only training has, is
@@ -47,13 +45,10 @@ def migrate(config: dict) -> dict:
     return config
 
 
-def reevaluate(path: Path, env: dict, chestfilm: str | None = None) -> tuple[str, str]:
-    """Re-evaluate one record in place (with ``chestfilm``: in that chest-film extractor's features); (old config
-    hash, new config hash)."""
+def reevaluate(path: Path, env: dict) -> tuple[str, str]:
+    """Re-evaluate one record in place; (old config hash, new config hash)."""
     old = load_result(path)
     cfg = config_from_dict(migrate(old.config))
-    if chestfilm is not None:
-        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, chestfilm=chestfilm))
     ids, fake = load_samples(samples_path(path))
     dataset = get_dataset(cfg.dataset, cfg.data)
     test = dataset.images(dataset.splits().test)
@@ -88,7 +83,6 @@ def reevaluate(path: Path, env: dict, chestfilm: str | None = None) -> tuple[str
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("records", nargs="*", type=Path)
-    parser.add_argument("--chestfilm", help="the chest-film extractor (eval.chestfilm) to re-evaluate in")
     args = parser.parse_args(argv)
     records = args.records or sorted((LEADERBOARDS / "records").glob("*/*.json"))
     env = environment(torch.device("cpu"))
@@ -99,7 +93,7 @@ def main(argv=None) -> int:
         if not samples_path(path).is_file():
             missing.append(path.name)
             continue
-        before, after = reevaluate(path, env, args.chestfilm)
+        before, after = reevaluate(path, env)
         rehash[before] = after
         print(f"re-evaluated {path.name} ({before} -> {after})", flush=True)
     golden = load_golden(LEADERBOARDS)

@@ -240,8 +240,8 @@ def chestfilm_extractor(records: list[RunResult], setting: str) -> str | None:
             f"{what.split(':')[0]} ({sha[:12]}) in {', '.join(rows[:3])}" for (what, sha), rows in found.items()
         )
         raise XbenchError(
-            f"the {setting or 'unnamed'} setting's records mix chest-film extractors ({listing}): re-evaluate them "
-            "with one extractor (scripts/reevaluate_records.py --chestfilm NAME) or move the others out of "
+            f"the {setting or 'unnamed'} setting's records mix chest-film extractors ({listing}): re-record them "
+            "with one extractor (`xbench run ... --set eval.chestfilm=NAME --record`) or move the others out of "
             "leaderboards/records"
         )
     if not found:

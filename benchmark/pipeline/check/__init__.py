@@ -142,12 +142,14 @@ def check_records(
     }
     if "end-to-end" in layers:
         n = sum(len(end_to_end.headline(row, tolerances)) for row in rows)
-        checks["end-to-end"] = lambda row: end_to_end.check_row(row, tolerances, runs_dir, n)
+        # a partial, not a lambda: it is pickled when rows re-train side by side
+        checks["end-to-end"] = functools.partial(
+            end_to_end.check_row, tolerances=tolerances, runs_dir=runs_dir, comparisons=n
+        )
     out: list[Comparison] = []
     for layer in (layer for layer in LAYERS if layer in layers):
         if layer == "end-to-end" and side_by_side(rows) > 1:
-            check = functools.partial(end_to_end.check_row, tolerances=tolerances, runs_dir=runs_dir, comparisons=n)
-            done_by_row = in_processes(check, rows, side_by_side(rows), layer, log)
+            done_by_row = in_processes(checks[layer], rows, side_by_side(rows), layer, log)
         else:
             done_by_row = {}
             for i, row in enumerate(rows):
