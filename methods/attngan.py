@@ -203,13 +203,13 @@ class AttnGAN(StagedMethod):
             targets = [t.contiguous(memory_format=torch.channels_last) for t in targets]
         real = [t[:, v : v + 1] for v in range(2) for t in targets]  # in Discriminators.order: view, then stage
         noise = torch.randn(b, cfg.z_dim + 2 * cfg.condition_dim, device=self.device)
-        with autocast(self.device, cfg.bf16):
+        with autocast(self.device, cfg):
             fake_f, fake_l, mu, logvar = generators(text.report, text.words, text.mask, noise)
         fake = list(fake_f) + list(fake_l)
         losses = {}
 
         # Update the discriminators.
-        with autocast(self.device, cfg.bf16):
+        with autocast(self.device, cfg):
             if cfg.loss == "bce":
                 wrong_weight = (text.flat[:-1] != text.flat[1:]).any(-1).float()  # identical reports are no wrong pair
                 outs = discriminators_ddp([[r, f.detach()] for r, f in zip(real, fake)], text.report, wrong=True)
@@ -228,7 +228,7 @@ class AttnGAN(StagedMethod):
         losses["discriminator"] = loss_d.detach()
 
         # Update the generators: adversarial + KL + DAMSM (+ L2), one combined step.
-        with autocast(self.device, cfg.bf16):
+        with autocast(self.device, cfg):
             discriminators.requires_grad_(False)  # the plain module: DDP must not see a frozen forward
             outs = discriminators([[f] for f in fake], text.report)
             discriminators.requires_grad_(True)
@@ -289,7 +289,7 @@ class AttnGAN(StagedMethod):
                 images,
                 cfg.damsm,
                 seed=derive_seed(self.seed, "damsm"),
-                bf16=cfg.bf16,
+                precision=cfg,
                 log=lambda epoch, loss, lr: log.write(
                     stage="damsm", phase="damsm", epoch=epoch, loss=round(loss, 6), lr=lr
                 ),
@@ -342,7 +342,7 @@ class AttnGAN(StagedMethod):
                 noise = case_noise(
                     seeds[start : start + batch_size], self.cfg.z_dim + 2 * self.cfg.condition_dim, self.device
                 )
-                with autocast(self.device, self.cfg.bf16):
+                with autocast(self.device, self.cfg):
                     f, lat, _, _ = sampler(text.report, text.words, text.mask, noise)
                 frontal.append(f[-1].float().clamp(-1, 1).cpu())
                 lateral.append(lat[-1].float().clamp(-1, 1).cpu())

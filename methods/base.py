@@ -26,15 +26,29 @@ from benchmark.data.text import Tokens, Vocab
 class MethodConfig:
     """The fields every method's ``Config`` inherits: how a run logs, saves and computes, read by the shared
     training loop (``methods.training.fit_staged``) and by ``generate_in_batches``. The first three are run
-    settings (``RUN_SETTINGS``): they never change a result, so the configuration hash leaves them out."""
+    settings (``RUN_SETTINGS``): they never change a result, so the configuration hash leaves them out.
+
+    Precision: ``bf16`` is autocast on CUDA (the GPU default); ``cpu_bf16`` is autocast on the CPU, through
+    oneDNN, which is native on CPUs with AVX-512 BF16 or AMX and emulated (slow, same numbers) elsewhere. It
+    changes every result, so it is never chosen for the user: a setting turns it on in its TOML, and the
+    record says so."""
 
     checkpoint_every: int = 20  # epochs; and always at the end of a phase
     log_every: int = 50  # steps between host syncs / log lines
     progress: bool = True  # a progress bar per epoch
-    bf16: bool = True  # autocast on CUDA only
+    bf16: bool = True  # bf16 autocast on CUDA
+    cpu_bf16: bool = False  # bf16 autocast on the CPU
+
+    def autocasts(self, device: torch.device) -> bool:
+        """Whether the forward passes on ``device`` run under bf16 autocast."""
+        return self.bf16 if device.type == "cuda" else self.cpu_bf16
 
 
 RUN_SETTINGS = ("checkpoint_every", "log_every", "progress")
+# Fields added after records existed, with the behaviour those records had as their default: at that default
+# the configuration hash leaves them out, so older records keep their run ids (and stay checkable); set, they
+# enter it like any field.
+LATER_FIELDS = {"cpu_bf16": False}
 
 
 @dataclasses.dataclass(frozen=True)

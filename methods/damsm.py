@@ -21,7 +21,7 @@ from torchvision.models.inception import BasicConv2d, Inception3
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
 from benchmark.data.text import Tokens
-from methods.base import TextEncoder, TokenBatch
+from methods.base import MethodConfig, TextEncoder, TokenBatch
 from methods.layers import discriminator_norm
 from methods.training import autocast
 
@@ -235,7 +235,7 @@ def pretrain_damsm(
     cfg: DAMSMConfig,
     *,
     seed: int,
-    bf16: bool = True,
+    precision: MethodConfig | None = None,
     log=None,
 ) -> list[float]:
     """Train the text encoder and both image encoders with the DAMSM losses (the reference's
@@ -262,7 +262,7 @@ def pretrain_damsm(
         total, steps = torch.zeros((), device=device), 0
         for start in range(0, n - batch_size + 1, batch_size):
             index = perm[start : start + batch_size].to(device)
-            with autocast(device, bf16):
+            with autocast(device, precision):
                 text = encode_text(encoder, all_tokens[index])
                 losses = damsm_batch_loss(damsm, text, to_unit_range(images[index]), cfg)
                 loss = losses["words"] + losses["sentence"]

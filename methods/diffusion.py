@@ -277,7 +277,7 @@ class Diffusion(StagedMethod):
         t = torch.randint(0, self.cfg.train_steps, (b,), device=x0.device)
         drop = torch.rand(b, device=x0.device) < self.cfg.drop_report
         target = noise if self.cfg.prediction == "epsilon" else self.noise.get_velocity(x0, noise, t)
-        with autocast(self.device, self.cfg.bf16):
+        with autocast(self.device, self.cfg):
             noisy = self.noise.add_noise(x0, noise, t)
             pred = denoiser(noisy, t, tokens.findings, tokens.impression, tokens.flat, drop)
         return F.mse_loss(pred.float(), target)

@@ -370,13 +370,13 @@ class GanIntCls(FixedEmbedding, StagedMethod):
         b = len(batch)
         interp = phase == "gan" and cfg.interp_weight > 0 and b >= 2
         z = torch.randn(b + (b // 2 if interp else 0), cfg.z_dim, device=device)
-        with autocast(device, cfg.bf16):
+        with autocast(device, cfg):
             fake_f, fake_l, conds = generators(batch.findings, batch.impression, batch.flat, z, interp)
         losses = {}
         if phase == "gan":
             # Update the discriminators: real + match, real + mismatch, fake + match (detached fakes and text).
             c = conds[:b].detach()
-            with autocast(device, cfg.bf16):
+            with autocast(device, cfg):
                 d = discriminator_loss(
                     discriminators_ddp,
                     (real_f, real_l),
@@ -390,7 +390,7 @@ class GanIntCls(FixedEmbedding, StagedMethod):
             opt_d.step()
             losses.update({k: v.detach() for k, v in d.items()})
         # Update the generators (and a jointly trained text encoder): one combined step for both views.
-        with autocast(device, cfg.bf16):
+        with autocast(device, cfg):
             loss_g = torch.zeros((), device=device)
             if phase == "gan":
                 discriminators.requires_grad_(False)  # the plain module: DDP must not see a frozen forward

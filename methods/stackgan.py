@@ -464,7 +464,7 @@ class StackGAN(FixedEmbedding, StagedMethod):
             target = target.contiguous(memory_format=torch.channels_last)
         real_views = (target[:, :1], target[:, 1:])
         noise = torch.randn(len(batch), self.noise_dim, device=device)
-        with autocast(device, cfg.bf16):
+        with autocast(device, cfg):
             (fake_f, mu_f, logvar_f), (fake_l, mu_l, logvar_l) = generators(
                 batch.findings, batch.impression, batch.flat, noise, stage
             )
@@ -474,14 +474,14 @@ class StackGAN(FixedEmbedding, StagedMethod):
         if cfg.mismatch_pairs:
             (wrong_f, mask), (wrong_l, _) = mismatched(mu[0], batch.flat), mismatched(mu[1], batch.flat)
             wrong = ((wrong_f, wrong_l), mask)
-        with autocast(device, cfg.bf16):
+        with autocast(device, cfg):
             d = discriminator_loss(discriminators_ddp, real_views, (fake_f.detach(), fake_l.detach()), mu, wrong, cfg)
         opt_d.zero_grad(set_to_none=True)
         d["d"].backward()
         opt_d.step()
         losses = {k: v.detach() for k, v in d.items()}
         # Update the generators (and, in Stage-I, a jointly trained text encoder): one combined step for both views.
-        with autocast(device, cfg.bf16):
+        with autocast(device, cfg):
             discriminators.requires_grad_(False)  # the plain module: DDP must not see a frozen forward
             adv = generator_adversarial(discriminators, (fake_f, fake_l), (mu_f, mu_l), cfg)
             discriminators.requires_grad_(True)

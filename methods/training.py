@@ -22,17 +22,18 @@ from torch import nn
 from benchmark.core.checkpoints import load_checkpoint, save_checkpoint
 from benchmark.core.distributed import init_distributed, unwrap, world
 from benchmark.core.seeds import derive_seed, seed_everything
-from methods.base import Method, PairedData, TokenBatch, Views
+from methods.base import Method, MethodConfig, PairedData, TokenBatch, Views
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or inf; the message names the step and the loss."""
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (no loss scaling needed); full fp32 on the CPU."""
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: MethodConfig | None):
+    """bf16 autocast (no loss scaling needed) where ``precision`` (a method's config: ``MethodConfig.autocasts``)
+    turns it on for ``device``; full fp32 otherwise, and for ``None``."""
+    if precision is not None and precision.autocasts(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -342,7 +343,7 @@ def generate_in_batches(method, tokens, seeds, batch_size: int, views_of) -> Vie
     frontal, lateral = [], []
     for start in range(0, len(tokens), batch_size):
         batch = TokenBatch.of(tokens[start : start + batch_size], method.device)
-        with autocast(method.device, method.cfg.bf16):
+        with autocast(method.device, method.cfg):
             f, l = views_of(batch, list(seeds[start : start + batch_size]))
         frontal.append(f.float().clamp(-1, 1).cpu())
         lateral.append(l.float().clamp(-1, 1).cpu())

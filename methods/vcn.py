@@ -65,6 +65,8 @@ from benchmark.core.errors import XbenchError
 from benchmark.core.resize import resident_images
 from benchmark.core.validation import check_ranges
 from benchmark.data.images import to_unit_range
+from methods.base import MethodConfig
+from methods.training import autocast
 
 EMBED_DIM = 128
 EMBED_SCALE = 10.0
@@ -176,6 +178,7 @@ def train_vcn(
     seed: int,
     device: str | torch.device = "cpu",
     init: VCN | None = None,
+    precision: MethodConfig | None = None,
     log: Callable[[int, float, float], None] | None = None,
 ) -> VCN:
     """Train (or, with ``init``, re-tune) a VCN on real pairs at ``size`` px; returns it frozen, in eval mode.
@@ -183,7 +186,8 @@ def train_vcn(
     ``pixels``: uint8 [N, 2, H, W] ([:, 0] frontal, [:, 1] lateral) of the TRAIN split only.
     Each epoch: a seeded permutation; per batch half the pairs (at random) get another case's lateral
     (label 0), the rest stay true pairs (label 1); BCE-with-logits, Adam, StepLR. ``log(epoch, loss,
-    accuracy)`` gets the epoch's mean training loss and accuracy. Deterministic for a seed on the CPU.
+    accuracy)`` gets the epoch's mean training loss and accuracy. ``precision``: the method's config, whose
+    bf16 autocast the forward passes follow (``methods.training.autocast``). Deterministic for a seed on the CPU.
     """
     device = torch.device(device)
     images = _resized(pixels, size, device)
@@ -210,7 +214,8 @@ def train_vcn(
             if idx.numel() < 2:  # BN cannot train on a single sample
                 continue
             frontal, lateral, labels = _mismatched_batch(images, idx, gen)
-            logits = vcn(frontal, lateral)
+            with autocast(device, precision):
+                logits = vcn(frontal, lateral).float()
             loss = F.binary_cross_entropy_with_logits(logits, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -453,12 +453,12 @@ class XRayGAN(StagedMethod):
         if cfg.channels_last:
             target = target.contiguous(memory_format=torch.channels_last)
         real_f, real_l = target[:, :1], target[:, 1:]
-        with autocast(self.device, cfg.bf16):
+        with autocast(self.device, cfg):
             fake_f, fake_l, c = state.generators(batch.findings, batch.impression, batch.flat, state.stage)
         losses = {}
         if phase.name == "gan":
             # Update the critics.
-            with autocast(self.device, cfg.bf16):
+            with autocast(self.device, cfg):
                 loss_d = critic_loss(
                     state.discriminators_ddp,
                     (real_f, real_l),
@@ -473,7 +473,7 @@ class XRayGAN(StagedMethod):
             state.opt_d.step()
             losses["critic"] = loss_d.detach()
         # Update the generators (and the text encoder): one combined step.
-        with autocast(self.device, cfg.bf16):
+        with autocast(self.device, cfg):
             l2 = F.mse_loss(fake_f.float(), real_f) + F.mse_loss(fake_l.float(), real_l)
             loss_g = cfg.l2_weight * l2
             if phase.name == "gan":
@@ -501,7 +501,7 @@ class XRayGAN(StagedMethod):
         real = resident_images(pairs.pixels, size, self.device)
         tokens = TokenBatch.of(pairs.tokens, self.device)
         chunks = [torch.arange(i, min(i + 128, len(pairs)), device=self.device) for i in range(0, len(pairs), 128)]
-        with autocast(self.device, self.cfg.bf16):
+        with autocast(self.device, self.cfg):
             c = torch.cat([self.generators.encoder(tokens[index]).report.float() for index in chunks])
             other = c.roll(1, dims=0)
             scores = {"frontal": ([], []), "lateral": ([], [])}
@@ -541,6 +541,7 @@ class XRayGAN(StagedMethod):
             seed=derive_seed(self.seed, "vcn", stage),
             device=self.device,
             init=init,
+            precision=self.cfg,
             log=lambda epoch, loss, acc: log.write(
                 stage=stage, phase="vcn", epoch=epoch, loss=round(loss, 6), accuracy=round(acc, 4)
             ),

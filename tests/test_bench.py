@@ -72,15 +72,14 @@ def test_unknown_mode_method_and_setting_are_user_errors():
         run_suite(("xraygan",), "huge", ("fp32",), evaluation=False, device="cpu")
 
 
-def test_modes_that_cannot_run_are_skipped_with_a_reason():
+def test_modes_that_cannot_run_are_skipped_with_a_reason_and_bf16_runs_on_the_cpu():
     doc = run_suite(
         ("gan_int_cls",), "tiny", ("bf16", "compile", "nchw"), steps=1, warmup=1, evaluation=False, device="cpu"
     )
     assert {(s["mode"], s["why"]) for s in doc["skipped"]} == {
-        ("bf16", "bf16 autocast runs on CUDA only"),
         ("compile", "gan_int_cls has no compile option"),  # from its Config's fields, not from its name
     }
-    assert {(r["mode"], r["precision"]) for r in doc["rows"]} == {("nchw", "fp32")}  # autocast is CUDA only
+    assert {(r["mode"], r["precision"]) for r in doc["rows"]} == {("bf16", "bf16"), ("nchw", "bf16")}
 
 
 def test_a_failed_evaluation_keeps_the_training_rows(monkeypatch):

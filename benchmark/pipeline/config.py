@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmark.core.errors import XbenchError, unknown_name
 from benchmark.data.datasets import DATASETS, DataConfig
 from methods import get_method
-from methods.base import RUN_SETTINGS
+from methods.base import LATER_FIELDS, RUN_SETTINGS
 from metrics import EvalConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -60,10 +60,14 @@ class RunConfig:
         """sha256 of everything that can change a result: the run settings every method config declares
         (``methods.base.RUN_SETTINGS``: how a run reports and saves; a resumed run replays the same epochs from
         any checkpoint) are left out, so turning on a progress bar or logging more often keeps the run id (and
-        a record stays checkable)."""
+        a record stays checkable); so are ``methods.base.LATER_FIELDS`` at the default every older record ran
+        with."""
         settings = self.to_dict()
         for name in RUN_SETTINGS:
             settings["model"].pop(name, None)
+        for name, default in LATER_FIELDS.items():
+            if settings["model"].get(name, default) == default:
+                settings["model"].pop(name, None)
         blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 

@@ -40,8 +40,8 @@ def run_suite(
     save: Callable[[dict], object] | None = None,
     log=lambda message: None,
 ) -> dict:
-    """Time every (method, mode). On the CPU, where autocast is off, ``bf16`` would repeat ``fp32`` and is
-    skipped; ``nchw`` and ``compile`` run in fp32 there (each row names its precision).
+    """Time every (method, mode); the bf16 modes autocast on either device (``MethodConfig.cpu_bf16`` on the
+    CPU), and each row names its precision.
 
     Each (method, mode) gets ``row_limit_s`` seconds (and so does the evaluation): one that runs past it, or
     fails, keeps the phases it finished and is listed under ``skipped`` with why, and the next one starts.
@@ -95,9 +95,6 @@ def run_suite(
 
     for method in methods:
         for mode in modes:
-            if dev.type != "cuda" and mode == "bf16":
-                doc["skipped"].append({"method": method, "mode": mode, "why": "bf16 autocast runs on CUDA only"})
-                continue
             missing = missing_options(method, mode)
             if missing:
                 why = f"{method} has no {', '.join(missing)} option"

@@ -8,8 +8,8 @@ FLOPs per pair are counted on one extra step (every matmul and convolution, back
 double backward included), so the achieved TFLOP/s shows how far a step is from the hardware's limit.
 
 Modes are the speed switches that are config values, so one run measures each against the others:
-``fp32`` (TF32 convolutions, PyTorch's default), ``bf16`` (autocast), ``nchw`` (bf16 without channels_last)
-and ``compile`` (bf16 + torch.compile; its compile time is the first step's, reported apart).
+``fp32`` (TF32 convolutions on CUDA, PyTorch's default), ``bf16`` (autocast, on the CPU too), ``nchw`` (bf16
+without channels_last) and ``compile`` (bf16 + torch.compile; its compile time is the first step's, reported apart).
 """
 
 import dataclasses
@@ -39,11 +39,12 @@ from methods.vcn import train_vcn
 OPENI_VOCAB = (1560, 13, 34, 180)
 OPENI_TRAIN_CASES = 1809
 
+BF16 = {"bf16": True, "cpu_bf16": True}  # bf16 autocast on either device
 MODES = {  # name -> config changes
-    "fp32": {"bf16": False},
-    "bf16": {"bf16": True},
-    "nchw": {"bf16": True, "channels_last": False},
-    "compile": {"bf16": True, "compile": True},
+    "fp32": {"bf16": False, "cpu_bf16": False},
+    "bf16": BF16,
+    "nchw": BF16 | {"channels_last": False},
+    "compile": BF16 | {"compile": True},
 }
 
 
@@ -143,7 +144,7 @@ def _row(method: str, mode: str, phase: Phase, train_cases: int, m: dict, device
     return {
         "method": method,
         "mode": mode,
-        "precision": "bf16" if MODES[mode]["bf16"] and device.type == "cuda" else "fp32",
+        "precision": "bf16" if MODES[mode]["bf16"] else "fp32",
         "stage": phase.stage,
         "phase": phase.name,
         "batch": batch,
@@ -197,7 +198,11 @@ def _vcn_row(m, full_cfg, mode, stage, train_cases, warmup, steps, count) -> dic
     vcn_cfg = dataclasses.replace(full_cfg.vcn, epochs=1)
     size, per_call = m.cfg.stage_sizes[stage], 4  # steps per call: the network's construction is amortised
     pixels = synthetic_data(per_call * vcn_cfg.batch_size, size, openi_vocab()).pixels
-    result = measure(lambda: train_vcn(pixels, size, vcn_cfg, seed=0, device=m.device), m.device, 1, 3, count)
+
+    def train():
+        train_vcn(pixels, size, vcn_cfg, seed=0, device=m.device, precision=m.cfg)
+
+    result = measure(train, m.device, 1, 3, count)
     result = result | {
         "median_s": result["median_s"] / per_call,
         "flops": None if result["flops"] is None else result["flops"] / per_call,
@@ -215,7 +220,7 @@ def _damsm_row(m, full_cfg, mode, train_cases, count) -> dict:
     damsm = DAMSM(damsm_cfg, m.nets.encoder.word_dim, m.cfg.text.out_dim).to(m.device)
 
     def step():
-        pretrain_damsm(m.nets.encoder, damsm, data.tokens, images, damsm_cfg, seed=0, bf16=m.cfg.bf16)
+        pretrain_damsm(m.nets.encoder, damsm, data.tokens, images, damsm_cfg, seed=0, precision=m.cfg)
 
     result = measure(step, m.device, 1, 3, count)
     result = result | {
