@@ -100,7 +100,8 @@ TABLES = {
     "diffusion_small": {
         "file": "docs/results.md",
         "columns": [
-            (f"{m}_small_s0", None) for m in ("diffusion_joint", "xraygan_full", "attngan_faithful", "dummy_default")
+            (f"{m}_small_s0", None)
+            for m in ("diffusion_joint", "diffusion_independent", "xraygan_full", "attngan_faithful", "dummy_default")
         ],
         "rows": {
             k: ROWS_1A[k]
