@@ -10,6 +10,7 @@ import dataclasses
 import os
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,21 @@ def test_the_end_to_end_layer_retrains_rows_side_by_side_and_reports_them_in_ord
     assert [line.split()[1] for line in logged] == ["dummy_default_tiny_s0.json:", "copier_default_tiny_s0.json:"]
     pids = {done[i][0].why for i in (0, 1)}
     assert len(pids) == 2 and f"pid {os.getpid()}" not in pids  # two processes, neither this one
+
+
+def test_every_layer_checks_rows_side_by_side(monkeypatch):
+    """The metrics and steps layers go side by side as the end-to-end layer does (each fixes its rows' thread
+    count): on two cores, two one-thread rows at once, every layer."""
+    import benchmark.pipeline.check as check
+
+    sent = []
+
+    def recorded(check_row, rows, workers, layer, log=None):
+        sent.append((layer, workers))
+        return {i: [] for i in range(len(rows))}
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(check, "in_processes", recorded)
+    paths = [RECORDS / "copier_default_tiny_s0.json", RECORDS / "dummy_default_tiny_s0.json"]
+    check.check_records(paths, Path("unused"), LEADERBOARDS, layers=("metrics", "steps"))
+    assert sent == [("metrics", 2), ("steps", 2)]

@@ -136,19 +136,19 @@ def check_records(
         raise XbenchError(f"no {setting} records to check; record one with `xbench run --config {setting} --record`")
     tolerances = tolerances or load_tolerances()
     rows = rows_of(paths)
+    # partials, not lambdas: they are pickled when rows are checked side by side
     checks = {
-        "metrics": lambda row: samples.check_row(row, tolerances),
-        "steps": lambda row: steps.check_row(row, tolerances, leaderboards),
+        "metrics": functools.partial(samples.check_row, tolerances=tolerances),
+        "steps": functools.partial(steps.check_row, tolerances=tolerances, leaderboards=leaderboards),
     }
     if "end-to-end" in layers:
         n = sum(len(end_to_end.headline(row, tolerances)) for row in rows)
-        # a partial, not a lambda: it is pickled when rows re-train side by side
         checks["end-to-end"] = functools.partial(
             end_to_end.check_row, tolerances=tolerances, runs_dir=runs_dir, comparisons=n
         )
     out: list[Comparison] = []
     for layer in (layer for layer in LAYERS if layer in layers):
-        if layer == "end-to-end" and side_by_side(rows) > 1:
+        if side_by_side(rows) > 1:
             done_by_row = in_processes(checks[layer], rows, side_by_side(rows), layer, log)
         else:
             done_by_row = {}
@@ -160,9 +160,9 @@ def check_records(
 
 
 def side_by_side(rows: list[Row]) -> int:
-    """How many rows the end-to-end layer re-trains at once: as many as this machine's cores hold at the
-    recordings' thread counts (each re-training runs at its recording's count, so two one-thread rows share two
-    cores without changing a result)."""
+    """How many rows a layer checks at once: as many as this machine's cores hold at the recordings' thread
+    counts. Every layer fixes its row's thread count (the metrics and end-to-end layers the recording's, the
+    steps layer one), so two one-thread rows share two cores without changing a result."""
     threads = max(int(row.first[1].versions.get("threads", 1)) for row in rows)
     return max(1, min(len(rows), (os.cpu_count() or 1) // threads))
 
