@@ -205,3 +205,13 @@ def test_the_copier_is_flagged_by_copy_rate_and_its_closest_pairs_drawn(xbench, 
     assert result.exit_code == 0, result.output
     with Image.open(out) as img:  # a header line, then 2 rows per view of sample | training film at 128 px
         assert img.height >= 4 * 128 and img.width >= 2 * 128
+
+
+def test_the_tiny_figure_draws_the_committed_records_from_their_kept_samples(tmp_path):
+    """Without any run directory: every Table 1 row recorded at the tiny setting (the diffusion variants
+    included) is drawn from the samples kept beside its record."""
+    from benchmark.pipeline.figure import comparison_figure
+
+    out = comparison_figure("phantom", "tiny", 1, tmp_path / "figure.png", runs_dir=tmp_path / "no-runs")
+    with Image.open(out) as img:  # ground truth and ten rows (XRayGAN x 2, three baselines x 2, diffusion x 2)
+        assert img.width >= 2 * 128 * 11

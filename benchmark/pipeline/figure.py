@@ -9,9 +9,10 @@ from benchmark.core.errors import XbenchError
 from benchmark.core.sheets import contact_sheet, save_sheet
 from benchmark.data.datasets import get_dataset
 from benchmark.data.images import read_gray
+from benchmark.pipeline import leaderboard
 from benchmark.pipeline.config import config_from_dict
 from benchmark.pipeline.leaderboard import TABLE1_BLOCKS, load_records
-from benchmark.pipeline.results import evidence_path, load_evidence, load_result
+from benchmark.pipeline.results import evidence_path, load_evidence, load_result, record_name
 from benchmark.pipeline.runner import load_samples, samples_path
 from methods import get_method
 
@@ -32,29 +33,41 @@ def comparison_figure(dataset: str, setting: str, n_cases: int, out: Path, *, ru
         raise XbenchError(
             f"no {setting} records of {dataset}; record runs with `xbench run --config {setting} --record` first"
         )
-    runs = []
-    for record in sorted(records, key=lambda r: (r.method != "xraygan", r.method, r.variant)):
-        samples = runs_dir / record.run_id / "samples"
-        if not samples.is_dir():
-            raise XbenchError(f"samples of {record.run_id} not found under {runs_dir}; re-run it or pass --runs-dir")
-        runs.append((record, samples))
+    runs = [
+        (record, _samples_of(record, runs_dir))
+        for record in sorted(records, key=lambda r: (r.method != "xraygan", r.method, r.variant))
+    ]
     ds = get_dataset(dataset, config_from_dict(runs[0][0].config).data)
     cases = ds.splits().test[:n_cases]
     truth = ds.images(cases)
     rows = []
     for case, (frontal, lateral) in zip(truth.cases, truth.pixels):
         images = [frontal, lateral]
-        for _, samples in runs:
-            images += [
-                _sample(samples / view / f"{case.case_id}.png", frontal.shape) for view in ("frontal", "lateral")
-            ]
+        for _, sample in runs:
+            images += [sample(case.case_id, v, frontal.shape) for v in range(2)]
         rows.append((images, f"case {case.case_id}\nIMPRESSION: {case.report.impression}"))
     header = [("ground truth (F, L)", 2)] + [(f"{r.method} [{r.variant}] (F, L)", 2) for r, _ in runs]
     return save_sheet(contact_sheet(rows, text_width_px=360, header=header, min_tile=128), out)
 
 
-def _sample(path: Path, shape) -> np.ndarray:
-    image = read_gray(path)
+def _samples_of(record, runs_dir: Path):
+    """(case id, view index, shape) -> uint8 image of ``record``'s samples: those kept beside the committed record
+    (``<record>.samples.npz``: the tiny records), else its run's ``samples/`` PNGs under ``runs_dir``."""
+    kept = samples_path(leaderboard.LEADERBOARDS / "records" / record.dataset / f"{record_name(record)}.json")
+    if kept.is_file():
+        ids, pixels = load_samples(kept)
+        row = {case_id: i for i, case_id in enumerate(ids)}
+        return lambda case_id, view, shape: _checked(pixels[row[case_id], view], shape, kept)
+    folder = runs_dir / record.run_id / "samples"
+    if not folder.is_dir():
+        raise XbenchError(f"samples of {record.run_id} not found under {runs_dir}; re-run it or pass --runs-dir")
+    views = ("frontal", "lateral")
+    return lambda case_id, view, shape: _checked(
+        read_gray(folder / views[view] / f"{case_id}.png"), shape, folder / views[view] / f"{case_id}.png"
+    )
+
+
+def _checked(image: np.ndarray, shape, path: Path) -> np.ndarray:
     if image.shape != shape:
         raise XbenchError(f"{path} is {image.shape[0]}px, the ground truth {shape[0]}px; runs differ in image size")
     return image
