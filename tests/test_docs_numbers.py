@@ -1,9 +1,12 @@
-"""Every number in the tables of docs/results.md and docs/judges.md is a record field, at its printed precision.
+"""Every number in the tables of docs/results.md, docs/judges.md and docs/speed_notes.md is a record field, at its
+printed precision.
 
 Each checked table follows a marker ``<!-- numbers: NAME -->`` and is declared in ``TABLES``: its columns (a record,
 and the view its keys read, or None when each key names its view) and, per row label, the keys each cell shows in
-order (``ssim_ci`` shows two numbers, ``spread:frontal`` the sample spread). A cell shows exactly the numbers of
-the keys its record holds; a number that no record holds, or that went stale, fails here.
+order (``ssim_ci`` shows two numbers, ``spread:frontal`` the sample spread, ``timing:fit`` a phase's seconds). A
+column names a record of leaderboards/records/phantom by its stem, or any result file by its path from the root.
+A cell shows exactly the numbers of the keys its record holds; a number that no record holds, or that went stale,
+fails here.
 """
 
 import json
@@ -108,6 +111,12 @@ TABLES = {
             for k in ("FID F / L", "SSIM F", "SSIM L", "finding AUROC F", "finding AUROC L", "vc", "vc_deranged")
         },
     },
+    "cpu_bf16": {
+        "file": "docs/speed_notes.md",
+        "columns": [(f"leaderboards/speed/cpu_bf16_small/xraygan_full_s0_{p}", None) for p in ("fp32", "bf16")],
+        "rows": {k: ROWS_1A[k] for k in ROWS_1A if k != "vc"}
+        | {"vc": ["pair:vc", "pair:vc_ci"], "fit / evaluate s": ["timing:fit", "timing:evaluate"]},
+    },
     "table2": {
         "file": "docs/results.md",
         "columns": [("xraygan_full_small_s0", None)]
@@ -119,7 +128,7 @@ TABLES = {
 
 
 def record(stem: str) -> dict:
-    return json.loads((RECORDS / f"{stem}.json").read_text())
+    return json.loads(((ROOT if "/" in stem else RECORDS) / f"{stem}.json").read_text())
 
 
 def values(rec: dict, view: str | None, keys: list[str]) -> list[float]:
@@ -129,6 +138,8 @@ def values(rec: dict, view: str | None, keys: list[str]) -> list[float]:
         scope, _, name = key.rpartition(":") if view is None else (view, "", key)
         if scope == "spread":
             value = rec["sample_spread"].get(name, {}).get("fake_std")
+        elif scope == "timing":
+            value = rec["timing_s"].get(name)
         else:
             value = rec["metrics"].get(scope, {}).get(name)
         if value is not None:
