@@ -3,6 +3,7 @@
 
 import dataclasses
 import io
+import os
 import re
 import warnings
 from pathlib import Path
@@ -92,6 +93,7 @@ def test_check_prints_a_line_per_record_as_it_finishes(xbench, monkeypatch):
         return [Comparison("metrics", row.first[0].name, "pair", "vc", 0.1, 0.1, "±0", True)]
 
     monkeypatch.setattr(samples, "check_row", check_row)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # rows one after another, here (side by side: test_check_layers)
     records = [RECORD.with_name("dummy_default_tiny_s0.json"), RECORD]
     from benchmark.pipeline.check import check_records
 
