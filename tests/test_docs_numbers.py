@@ -113,7 +113,10 @@ TABLES = {
     },
     "cpu_bf16": {
         "file": "docs/speed_notes.md",
-        "columns": [(f"leaderboards/speed/cpu_bf16_small/xraygan_full_s0_{p}", None) for p in ("fp32", "bf16")],
+        "columns": [
+            (f"leaderboards/speed/cpu_bf16_small/xraygan_full_{run}", None)
+            for run in ("s0_fp32", "s1_fp32", "s2_fp32", "s0_bf16")
+        ],
         "rows": {k: ROWS_1A[k] for k in ROWS_1A if k != "vc"}
         | {"vc": ["pair:vc", "pair:vc_ci"], "fit / evaluate s": ["timing:fit", "timing:evaluate"]},
     },
