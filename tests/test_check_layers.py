@@ -200,6 +200,17 @@ def test_the_end_to_end_layer_retrains_rows_side_by_side_and_reports_them_in_ord
     assert len(pids) == 2 and f"pid {os.getpid()}" not in pids  # two processes, neither this one
 
 
+def test_rows_start_longest_first_and_are_reported_in_row_order():
+    """A row that took longest to record starts first (scheduling only: the report keeps row order). With one
+    worker the log shows the start order."""
+    rows = rows_of([RECORDS / "dummy_default_tiny_s0.json", RECORDS / "xraygan_full_tiny_s0.json"])
+    assert rows[0].recorded_seconds < rows[1].recorded_seconds  # the dummy trains nothing
+    logged = []
+    done = in_processes(a_slow_first_row, rows, 1, "end-to-end", logged.append)
+    assert [line.split()[1] for line in logged] == ["xraygan_full_tiny_s0.json:", "dummy_default_tiny_s0.json:"]
+    assert [done[i][0].record for i in (0, 1)] == ["dummy_default_tiny_s0.json", "xraygan_full_tiny_s0.json"]
+
+
 def test_every_layer_checks_rows_side_by_side(monkeypatch):
     """The metrics and steps layers go side by side as the end-to-end layer does (each fixes its rows' thread
     count): on two cores, two one-thread rows at once, every layer."""

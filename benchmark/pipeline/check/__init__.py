@@ -73,6 +73,11 @@ class Row:
     def first(self) -> tuple[Path, RunResult]:
         return self.paths[0], self.records[0]
 
+    @property
+    def recorded_seconds(self) -> float:
+        """The first record's wall time (fit + generate + evaluate): the cost of re-running the row."""
+        return float(sum(self.records[0].timing_s.values()))
+
 
 def rows_of(paths: Sequence[Path]) -> list[Row]:
     loaded = sorted(((load_result(p), p) for p in paths), key=lambda rp: (rp[0].method, rp[0].variant, rp[0].seed))
@@ -169,10 +174,12 @@ def side_by_side(rows: list[Row]) -> int:
 
 def in_processes(check: Callable, rows: list[Row], workers: int, layer: str, log=None) -> dict[int, list[Comparison]]:
     """``check(row)`` for every row in ``workers`` fresh processes (spawned: no torch state inherited; ``check``
-    must pickle); {row index: its comparisons}, each logged as it finishes."""
+    must pickle); {row index: its comparisons}, each logged as it finishes. The longest rows (by their recorded
+    wall time) start first, so that the workers finish together rather than one waiting on a long last row."""
     done_by_row = {}
+    longest_first = sorted(range(len(rows)), key=lambda i: -rows[i].recorded_seconds)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_timed, check, row): i for i, row in enumerate(rows)}
+        futures = {pool.submit(_timed, check, rows[i]): i for i in longest_first}
         for future in as_completed(futures):
             i = futures[future]
             done_by_row[i], took = future.result()
