@@ -199,11 +199,7 @@ class Context:
                 "pixels": judges.digest(images),
             }
         )
-        hit = cache.load("features", key)
-        if hit is None:
-            hit = extract(images)
-            cache.save("features", key, hit)
-        return hit
+        return cache.load_or_compute("features", key, lambda: extract(images))
 
     @functools.cache
     def precision_recall_replicates(self, family: str, view: str) -> np.ndarray:

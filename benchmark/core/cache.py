@@ -2,13 +2,18 @@
 
 A key is the sha256 of the canonical JSON of its parts (dataset, case ids, image size, pipeline, renderer
 version, ...), so a change to any of them is a new entry and a stale entry is never read. Entries are
-written atomically (temp file + rename): an interrupted run leaves no half-written file.
+written atomically (temp file + rename): an interrupted run leaves no half-written file. ``load_or_compute``
+computes an entry once across processes (a lock file per key): rows checked side by side, or runs recorded side
+by side, start on the same cold cache and would otherwise each extract the same real images' features.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +48,29 @@ def save(kind: str, key: str, arrays: dict[str, np.ndarray]) -> Path:
     np.savez(buffer, **arrays)
     atomic_write(path, buffer.getvalue())
     return path
+
+
+def load_or_compute(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The entry ``kind/key``, computed by ``compute()`` and saved on a miss. A process that finds another
+    computing the same entry waits for it and reads its result (the lock is the operating system's: a process
+    that dies releases it)."""
+    hit = load(kind, key)
+    if hit is not None:
+        return hit
+    with _locked(cache_root() / kind / f".{key}.lock"):
+        hit = load(kind, key)  # written while this process waited
+        if hit is None:
+            hit = compute()
+            save(kind, key, hit)
+    return hit
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -200,10 +200,7 @@ class Dataset(ABC):
                 "on_error": self.cfg.on_error,
             }
         )
-        hit = cache.load("images", key)
-        if hit is None:
-            hit = self._preprocess(cases, pipeline)
-            cache.save("images", key, hit)
+        hit = cache.load_or_compute("images", key, lambda: self._preprocess(cases, pipeline))
         skipped = dict(zip(hit["skipped_ids"].tolist(), hit["skipped_why"].tolist()))
         kept = tuple(c for c in cases if c.case_id not in skipped)
         return Pairs(kept, hit["pixels"], skipped)
