@@ -48,3 +48,28 @@ def test_every_tiny_record_has_evidence_and_it_stays_small():
     missing = [p.name for p in RECORDS if not evidence_path(p).is_file()]
     assert not missing, f"re-evaluate them (scripts/reevaluate_records.py): {missing}"
     assert sum(evidence_path(p).stat().st_size for p in RECORDS) < 2e6  # ~20 kB a record at 64 test cases
+
+
+def test_a_record_written_by_an_earlier_run_does_not_make_the_tree_dirty(tmp_path, monkeypatch):
+    """Seeds recorded one after another from one clean checkout: the first seed's record (uncommitted) must not
+    mark the next as made from a dirty tree; a change to code must."""
+    import subprocess
+
+    from benchmark.pipeline import results
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "leaderboards" / "records" / "phantom").mkdir(parents=True)
+    (tmp_path / "leaderboards" / "records" / "phantom" / "a_tiny_s0.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(results, "REPO", tmp_path)
+    assert results.git_state()[1] is False
+    (tmp_path / "leaderboards" / "records" / "phantom" / "a_tiny_s0.json").write_text('{"seed": 0}')
+    (tmp_path / "leaderboards" / "records" / "phantom" / "a_tiny_s1.json").write_text("{}")
+    assert results.git_state()[1] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert results.git_state()[1] is True

@@ -78,11 +78,18 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# What runs write into the tree (``--record``): not a change to what made the run. Without this, the second of
+# several seeds recorded from one clean checkout would be marked dirty by the first one's record.
+RUN_OUTPUTS = ("leaderboards/records",)
+
+
 def git_state() -> tuple[str, bool]:
-    """(commit sha, whether the tree has uncommitted changes); ("unknown", True) outside a git clone."""
+    """(commit sha, whether the tree has uncommitted changes other than records); ("unknown", True) outside a git
+    clone."""
+    status = ["git", "status", "--porcelain", "--", ".", *(f":(exclude){p}" for p in RUN_OUTPUTS)]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(status, cwd=REPO, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return "unknown", True
     return sha.stdout.strip(), bool(dirty.stdout.strip())
