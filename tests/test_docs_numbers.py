@@ -68,9 +68,9 @@ TABLES = {
         "file": "docs/results.md",
         "columns": [
             (f"leaderboards/superseded/phantom/{m}_small_s0", None)
-            for m in ("xraygan_full", "gan_int_cls_xraygan_protocol")
+            for m in ("xraygan_full", "gan_int_cls_xraygan_protocol", "stackgan_xraygan_protocol")
         ]
-        + [(f"{m}_small_s0", None) for m in ("stackgan_xraygan_protocol", "attngan_xraygan_protocol", "dummy_default")],
+        + [(f"{m}_small_s0", None) for m in ("attngan_xraygan_protocol", "dummy_default")],
         "rows": ROWS_1A,
     },
     "table1b": {
