@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "leaderboards" / "records" / "phantom"
+SUPERSEDED = "leaderboards/superseded/phantom"  # records a re-recording replaced: the "before" of a reading
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 F, L = "frontal", "lateral"
@@ -67,15 +68,39 @@ TABLES = {
     "table1a": {
         "file": "docs/results.md",
         "columns": [
-            (f"leaderboards/superseded/phantom/{m}_small_s0", None)
-            for m in ("xraygan_full", "gan_int_cls_xraygan_protocol", "stackgan_xraygan_protocol")
-        ]
-        + [(f"{m}_small_s0", None) for m in ("attngan_xraygan_protocol", "dummy_default")],
+            (f"{m}_small_s0", None)
+            for m in (
+                "xraygan_protocol",
+                "gan_int_cls_xraygan_protocol",
+                "stackgan_xraygan_protocol",
+                "attngan_xraygan_protocol",
+                "dummy_default",
+            )
+        ],
         "rows": ROWS_1A,
+    },
+    "protocol_before_after": {
+        "file": "docs/results.md",
+        "columns": [
+            (stem, None)
+            for before, after in (
+                ("xraygan_full", "xraygan_protocol"),
+                ("gan_int_cls_xraygan_protocol", "gan_int_cls_xraygan_protocol"),
+                ("stackgan_xraygan_protocol", "stackgan_xraygan_protocol"),
+            )
+            for stem in (f"{SUPERSEDED}/{before}_small_s0", f"{after}_small_s0")
+        ],
+        "rows": {k: ROWS_1A[k] for k in ("FID F / L", "SSIM F", "SSIM L", "finding AUROC F", "finding AUROC L")}
+        | {"vc": ["pair:vc"]},
     },
     "table1b": {
         "file": "docs/results.md",
-        "columns": [(f"{m}_small_s0", None) for m in ("gan_int_cls_faithful", "stackgan_faithful", "attngan_faithful")],
+        "columns": [
+            (stem, None)
+            for m in ("gan_int_cls_faithful", "stackgan_faithful")
+            for stem in (f"{SUPERSEDED}/{m}_small_s0", f"{m}_small_s0")
+        ]
+        + [("attngan_faithful_small_s0", None)],
         "rows": ROWS_1A,
     },
     "seeds": {
