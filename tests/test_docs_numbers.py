@@ -87,6 +87,7 @@ TABLES = {
                 ("xraygan_full", "xraygan_protocol"),
                 ("gan_int_cls_xraygan_protocol", "gan_int_cls_xraygan_protocol"),
                 ("stackgan_xraygan_protocol", "stackgan_xraygan_protocol"),
+                ("attngan_xraygan_protocol", "attngan_xraygan_protocol"),
             )
             for stem in (f"{SUPERSEDED}/{before}_small_s0", f"{after}_small_s0")
         ],
