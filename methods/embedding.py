@@ -21,9 +21,10 @@ Written from the papers; no code is copied.
   negatives of each other.
 - Optimisation: Adam, a seeded permutation per epoch in full batches (the last partial batch is dropped, so
   ``pairs_seen`` counts only what was trained on).
-- Cache: ``$XBENCH_CACHE_DIR/report_embedding/<key>.npz`` (``benchmark.core.cache``: atomic write), with the
-  trained text and image encoders. The key hashes the train split's content (case ids, report tokens,
-  pixels), the image size, the seed, the encoder name and config, the vocabulary size and ``EmbeddingConfig``.
+- Cache: ``$XBENCH_CACHE_DIR/report_embedding/<key>.npz`` (``benchmark.core.cache``: atomic write, computed
+  once across processes), with the trained text and image encoders. The key hashes the train split's content
+  (case ids, report tokens, pixels), the image size, the seed, the encoder name and config, the vocabulary size
+  and ``EmbeddingConfig``.
 - Quality: report-to-image retrieval on held-out (val) pairs, in ``retrieval`` (R@1, R@5, median rank and
   their chance levels), kept in the run's ``fit_summary["embedding"]``.
 """
@@ -253,13 +254,16 @@ def load_pretrained(
     device = next(encoder.parameters()).device
     key = cache_key(encoder_name, encoder.cfg, encoder.vocab_size, cfg, train, size, seed)
     text, images = _modules(encoder_name, encoder.cfg, encoder.vocab_size, cfg, seed, device)
+
+    def pretrained() -> dict[str, np.ndarray]:
+        pretrain(text, images, train, size, cfg, seed=derive_seed(seed, "embedding"))
+        return _arrays(text, images)
+
+    # One pretraining per key: the main rank computes it under the cache's lock (runs side by side share it),
+    # the other ranks read what it saved.
+    arrays = cache.load_or_compute(CACHE_KIND, key, pretrained) if world().is_main else None
     barrier()
-    arrays = cache.load(CACHE_KIND, key)
     if arrays is None:
-        if world().is_main:
-            pretrain(text, images, train, size, cfg, seed=derive_seed(seed, "embedding"))
-            cache.save(CACHE_KIND, key, _arrays(text, images))
-        barrier()
         arrays = cache.load(CACHE_KIND, key)
         if arrays is None:
             raise RuntimeError(f"the report embedding {key} was not written to {cache.cache_root() / CACHE_KIND}")

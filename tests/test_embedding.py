@@ -3,6 +3,7 @@ pairs, the retrieval figures and their chance levels, the cache, and the faithfu
 conditioning on it frozen (their xraygan_protocol variants train the encoder jointly)."""
 
 import dataclasses
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -150,3 +151,64 @@ def test_the_faithful_baselines_condition_on_the_frozen_pretrained_embedding(nam
     jointly, before = runs["xraygan_protocol"]
     assert "pretraining" not in jointly.budget(16) and "embedding" not in jointly.fit_summary
     assert not all(torch.equal(v, before[k]) for k, v in jointly.generators.encoder.state_dict().items())
+
+
+def _pretrain_in_a_process(root: str, log: str, out: str | None = None) -> str:
+    import os
+    import time
+
+    os.environ["XBENCH_CACHE_DIR"] = root
+    torch.set_num_threads(1)
+    train, vocab = toy_pairs(16, seed=1)
+    trained = embedding.pretrain
+
+    def logged(*args, **kwargs):
+        with open(log, "a") as f:
+            f.write("pretrained\n")
+        time.sleep(1.0)  # long enough that the other process asks while this one trains
+        return trained(*args, **kwargs)
+
+    embedding.pretrain = logged
+    encoder = get_text_encoder("hae", TEXT, len(vocab))
+    cfg = EmbeddingConfig(epochs=1, batch_size=8, width=4)
+    key = load_pretrained(encoder, "hae", cfg, train, None, size=SIZE, seed=0)["cache_key"]
+    if out is not None:
+        torch.save(encoder.state_dict(), out)
+    return key
+
+
+def test_two_runs_side_by_side_on_a_cold_cache_pretrain_the_embedding_once(tmp_path):
+    log = tmp_path / "log"
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        keys = pool.starmap(_pretrain_in_a_process, [(str(tmp_path / "cache"), str(log))] * 2)
+    assert keys[0] == keys[1]
+    assert log.read_text().splitlines() == ["pretrained"]
+
+
+def _rank_loads_the_embedding(rank: int, port: int, root: str, log: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from benchmark.core.distributed import init_distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
+    init_distributed(torch.device("cpu"))
+    try:
+        _pretrain_in_a_process(root, log, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_under_two_ranks_only_the_main_one_pretrains_and_both_condition_on_its_copy(tmp_path):
+    import torch.multiprocessing as mp
+
+    from tests.test_distributed import _free_port
+
+    log = tmp_path / "log"
+    args = (_free_port(), str(tmp_path / "cache"), str(log), str(tmp_path))
+    mp.spawn(_rank_loads_the_embedding, args=args, nprocs=2, join=True)
+    assert log.read_text().splitlines() == ["pretrained"]
+    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
