@@ -10,7 +10,14 @@ from torch import nn
 from benchmark.core.errors import XbenchError
 from benchmark.pipeline.bench import report
 from benchmark.pipeline.bench.suite import TRAINABLE, record_path, run_suite
-from benchmark.pipeline.bench.training import FlopCount, openi_vocab, phase_rows, schedule_totals
+from benchmark.pipeline.bench.training import (
+    PRETRAINING_STEPS_PER_CALL,
+    FlopCount,
+    measure_in_calls,
+    openi_vocab,
+    phase_rows,
+    schedule_totals,
+)
 from benchmark.pipeline.leaderboard import LEADERBOARDS
 from methods import get_method
 from methods.training import StagedMethod
@@ -50,6 +57,21 @@ def test_phase_rows_time_every_phase_of_every_method(method):
     timed = [(r["stage"], r["phase"]) for r in rows if r["phase"] != "damsm"]
     assert timed == [(p.stage, p.name) for p in phases if p.epochs > 0]
     assert [r["phase"] for r in rows if r["phase"] == "damsm"] == (["damsm"] if method == "attngan" else [])
+
+
+@pytest.mark.parametrize(("warmup", "steps", "calls"), [(1, 1, 2), (3, 10, 4), (5, 8, 4)])
+def test_a_pretraining_is_timed_for_the_steps_asked_in_whole_calls(warmup, steps, calls):
+    """The VCN and DAMSM rows time calls of several steps: --warmup and --steps count steps, rounded up to calls
+    (the first call is the warm-up's first), and the figures are per step."""
+    made = []
+
+    def call():
+        made.append(1)
+        time.sleep(0.01)
+
+    result = measure_in_calls(call, torch.device("cpu"), warmup, steps, False)
+    assert len(made) == calls
+    assert result["median_s"] == pytest.approx(0.01 / PRETRAINING_STEPS_PER_CALL, rel=0.9)
 
 
 def test_flop_count_matches_the_convolution_formula():

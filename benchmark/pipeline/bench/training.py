@@ -180,7 +180,7 @@ def phase_rows(
         prepare_device(m.device)
         count = mode != "compile"  # FLOPs do not depend on the mode; the dispatch mode would break tracing
         if method == "attngan" and cfg.text_training == "damsm":
-            yield _damsm_row(m, full_cfg, mode, train_cases, count)
+            yield _damsm_row(m, full_cfg, mode, train_cases, warmup, steps, count)
         for phase, step in m.training_steps(lambda batch: synthetic_data(2 * batch, m.image_size, vocab), Path(tmp)):
             if method == "xraygan" and phase.name != "warmup" and cfg.vc_weight > 0:
                 yield _vcn_row(m, full_cfg, mode, phase.stage, train_cases, warmup, steps, count)
@@ -196,39 +196,46 @@ def _image_size(cfg, setting: str) -> int:
 def _vcn_row(m, full_cfg, mode, stage, train_cases, warmup, steps, count) -> dict:
     """One VCN training step (Adam on a batch of true and mismatched real pairs) at the stage's size."""
     vcn_cfg = dataclasses.replace(full_cfg.vcn, epochs=1)
-    size, per_call = m.cfg.stage_sizes[stage], 4  # steps per call: the network's construction is amortised
-    pixels = synthetic_data(per_call * vcn_cfg.batch_size, size, openi_vocab()).pixels
+    size = m.cfg.stage_sizes[stage]
+    pixels = synthetic_data(PRETRAINING_STEPS_PER_CALL * vcn_cfg.batch_size, size, openi_vocab()).pixels
 
     def train():
         train_vcn(pixels, size, vcn_cfg, seed=0, device=m.device, precision=m.cfg)
 
-    result = measure(train, m.device, 1, 3, count)
-    result = result | {
-        "median_s": result["median_s"] / per_call,
-        "flops": None if result["flops"] is None else result["flops"] / per_call,
-    }
+    result = measure_in_calls(train, m.device, warmup, steps, count)
     phase = Phase(stage, "vcn", full_cfg.vcn.epochs, vcn_cfg.batch_size)
     return _row("xraygan", mode, phase, train_cases, result, m.device)
 
 
-def _damsm_row(m, full_cfg, mode, train_cases, count) -> dict:
+def _damsm_row(m, full_cfg, mode, train_cases, warmup, steps, count) -> dict:
     """One DAMSM pretraining step (text encoder + both views' image encoders) at the final size."""
     damsm_cfg = dataclasses.replace(full_cfg.damsm, epochs=1)
-    per_call = 4  # steps per call: the optimiser's construction is amortised
-    data = synthetic_data(per_call * damsm_cfg.batch_size, m.image_size, openi_vocab())
+    data = synthetic_data(PRETRAINING_STEPS_PER_CALL * damsm_cfg.batch_size, m.image_size, openi_vocab())
     images = resident_images(data.pixels, m.image_size, m.device)
     damsm = DAMSM(damsm_cfg, m.nets.encoder.word_dim, m.cfg.text.out_dim).to(m.device)
 
     def step():
         pretrain_damsm(m.nets.encoder, damsm, data.tokens, images, damsm_cfg, seed=0, precision=m.cfg)
 
-    result = measure(step, m.device, 1, 3, count)
-    result = result | {
+    result = measure_in_calls(step, m.device, warmup, steps, count)
+    phase = Phase("damsm", "damsm", full_cfg.damsm.epochs, damsm_cfg.batch_size)
+    return _row("attngan", mode, phase, train_cases, result, m.device)
+
+
+# A pretraining (VCN, DAMSM) is timed by calls of this many steps (one epoch over that many batches), so the
+# construction of its network and optimiser is amortised.
+PRETRAINING_STEPS_PER_CALL = 4
+
+
+def measure_in_calls(call: Callable[[], object], device, warmup: int, steps: int, count: bool) -> dict:
+    """``measure`` in calls of ``PRETRAINING_STEPS_PER_CALL`` steps: at least ``warmup`` and ``steps`` steps,
+    in whole calls; times and flops per step."""
+    per_call = PRETRAINING_STEPS_PER_CALL
+    result = measure(call, device, math.ceil(warmup / per_call), math.ceil(steps / per_call), count)
+    return result | {
         "median_s": result["median_s"] / per_call,
         "flops": None if result["flops"] is None else result["flops"] / per_call,
     }
-    phase = Phase("damsm", "damsm", full_cfg.damsm.epochs, damsm_cfg.batch_size)
-    return _row("attngan", mode, phase, train_cases, result, m.device)
 
 
 def schedule_totals(rows: list[dict]) -> list[dict]:
