@@ -142,7 +142,11 @@ TABLES = {
     "table2": {
         "file": "docs/results.md",
         "columns": [(f"xraygan_{v}_small_s{s}", None) for v in ("full", "no_vcn") for s in range(3)]
-        + [("xraygan_no_mscgan_small_s0", None), ("xraygan_no_hae_small_s0", None)],
+        + [
+            ("xraygan_no_mscgan_small_s0", None),
+            ("xraygan_no_hae_small_s0", None),
+            ("xraygan_projection_small_s0", None),
+        ],
         "rows": {k: v[:1] if "ci" in " ".join(v) else v for k, v in ROWS_1A.items()}
         | {"vc_self (the method's own VCN)": ["pair:vc_self"]},
     },
