@@ -147,6 +147,7 @@ TABLES = {
             ("xraygan_no_hae_small_s0", None),
             ("xraygan_projection_small_s0", None),
             ("xraygan_projection_small_s1", None),
+            ("xraygan_projection_small_s2", None),
         ],
         "rows": {k: v[:1] if "ci" in " ".join(v) else v for k, v in ROWS_1A.items()}
         | {"vc_self (the method's own VCN)": ["pair:vc_self"]},
