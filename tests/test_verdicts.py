@@ -117,3 +117,44 @@ def test_a_rows_interval_covers_its_true_mean_about_95_percent_of_the_time():
     # 400 trials: a true 95 % lands in [92.9, 97.1] % with 95 % probability; measured here: 94.8 %. Cut the seed
     # level (one seed's case interval, what a one-seed row shows): 31.5 %; cut Student t for the normal: 89.3 %.
     assert 0.92 <= interval_coverage(400) <= 0.98
+
+
+def test_vc_gap_tells_one_fixed_pair_from_views_of_one_patient():
+    """A generator that draws one plausible pair for every report scores high on raw vc, and as high on its deranged
+    pairs (each frontal against another case's lateral); one whose views share the patient scores lower on vc but
+    far lower deranged. The verdict on vc_gap (vc - vc_deranged, case for case) names the second; on raw vc the
+    first looks better."""
+    rng = np.random.default_rng(7)
+
+    def seeds(label, vc, deranged):
+        metrics, evidence = [], []
+        for _ in range(3):
+            own = vc + rng.normal(0, 0.02) + rng.normal(0, 0.05, N)
+            other = own - vc + deranged + rng.normal(0, 0.05, N)
+            m, e = verdicts.with_differences(
+                {"pair": {"vc": own.mean(), "vc_deranged": other.mean()}},
+                {"case_ids": IDS, "vc/pair": own, "vc_deranged/pair": other},
+            )
+            metrics.append(m)
+            evidence.append(e)
+        return RowEvidence(label, tuple(metrics), tuple(evidence))
+
+    rows = [seeds("fixed pair", 0.9, 0.9), seeds("one patient", 0.6, 0.2)]
+    found, _ = table_verdicts(rows, [("vc", "pair"), ("vc_gap", "pair")], {"vc": True, "vc_gap": True})
+    by_metric = {v.metric: v for v in found}
+    assert by_metric["vc"].better == "fixed pair" and by_metric["vc"].separated
+    assert by_metric["vc_gap"].better == "one patient" and by_metric["vc_gap"].separated
+    assert by_metric["vc_gap"].diff == pytest.approx(0.4, abs=0.05)
+
+
+def test_a_difference_is_the_mean_of_its_per_case_differences_with_an_interval_only_from_evidence():
+    own, other = np.array([0.9, 0.5, 0.7, 0.3]), np.array([0.2, 0.4, 0.1, 0.3])
+    metrics = {"pair": {"vc": own.mean(), "vc_deranged": other.mean()}, "frontal": {"ssim": 0.3}}
+    derived, evidence = verdicts.with_differences(metrics, {"vc/pair": own, "vc_deranged/pair": other})
+    assert derived["pair"]["vc_gap"] == pytest.approx((own - other).mean())
+    np.testing.assert_allclose(evidence["vc_gap/pair"], own - other)
+    lo, hi = derived["pair"]["vc_gap_ci"]
+    assert (own - other).min() <= lo < derived["pair"]["vc_gap"] < hi <= (own - other).max()
+    assert "vc_gap" not in metrics["pair"]  # the record's own metrics are not touched
+    bare, none = verdicts.with_differences(metrics, None)
+    assert bare["pair"]["vc_gap"] == pytest.approx(0.35) and "vc_gap_ci" not in bare["pair"] and none is None

@@ -2,21 +2,18 @@
 
 from collections.abc import Iterable
 
-import numpy as np
 from rich.table import Table
 
-from benchmark.core.seeds import derive_seed
 from benchmark.data.datasets import DATASETS, Dataset, Splits
 from benchmark.pipeline.catalog import MethodEntry
 from benchmark.pipeline.check import Comparison
 from benchmark.pipeline.leaderboard import format_cell
 from benchmark.pipeline.results import RunResult
+from benchmark.pipeline.verdicts import with_differences
 from metrics import METRICS
 from metrics.registry import weights_users
-from metrics.stats import bootstrap_indices, mean_interval
 
 VIEWS_AND_PAIR = ("frontal", "lateral", "pair")
-DERANGED_DRAWS = 1000  # bootstrap draws of the paired vc - vc_deranged difference
 
 
 def data_info_tables(name: str, ds: Dataset, splits: Splits, extra: dict | None = None) -> list[Table]:
@@ -71,7 +68,8 @@ def calibration_line(r: RunResult, evidence: dict | None = None) -> str | None:
     (floor) pairs the evaluation measured beside it, and whether ``vc_deranged`` (its frontals against other
     cases' generated laterals) falls below vc, meaning the two views carry one patient. That reading is the
     per-case difference vc - vc_deranged, paired on test cases (``evidence``: the run's evidence.npz), with
-    a bootstrap 95 % interval; without evidence the line stops at the calibration. None when the run has no vc.
+    a bootstrap 95 % interval: the leaderboard's ``vc_gap`` (``verdicts.with_differences``); without evidence the
+    line stops at the calibration. None when the run has no vc.
     """
     pair = r.metrics.get("pair", {})
     keys = METRICS["vc"].calibration
@@ -79,17 +77,16 @@ def calibration_line(r: RunResult, evidence: dict | None = None) -> str | None:
     if pair.get("vc") is None or ceiling is None or floor is None:
         return None
     line = f"vc {pair['vc']:.3f} against real matched {ceiling:.2f} and mismatched {floor:.2f}"
-    own, deranged = (evidence or {}).get("vc/pair"), (evidence or {}).get("vc_deranged/pair")
-    if own is None or deranged is None or len(own) != len(deranged) or len(own) < 2:
+    derived = with_differences(r.metrics, evidence)[0]["pair"]
+    if derived.get("vc_gap_ci") is None or derived["vc_gap_n"] < 2:
         return line
-    diff = np.asarray(own, np.float64) - np.asarray(deranged, np.float64)
-    (lo, hi), _ = mean_interval(diff, bootstrap_indices(len(diff), DERANGED_DRAWS, derive_seed(0, "vc-deranged")))
-    gap = f"difference {diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    gap, (lo, hi) = derived["vc_gap"], derived["vc_gap_ci"]
+    said = f"difference {gap:+.3f} [{lo:+.3f}, {hi:+.3f}]"
     if lo > 0:
-        return f"{line}; vc_deranged below vc ({gap}): the two views share the patient"
+        return f"{line}; vc_deranged below vc ({said}): the two views share the patient"
     if hi < 0:
-        return f"{line}; vc_deranged above vc ({gap}): the views of one case match less than two cases'"
-    return f"{line}; vc_deranged equal to vc ({gap}): no patient is shared"
+        return f"{line}; vc_deranged above vc ({said}): the views of one case match less than two cases'"
+    return f"{line}; vc_deranged equal to vc ({said}): no patient is shared"
 
 
 def check_failures(rows: Iterable[Comparison]) -> list[str]:

@@ -24,7 +24,16 @@ from benchmark.core.io import atomic_write
 from benchmark.data.datasets import dataset_class
 from benchmark.pipeline.config import load_config
 from benchmark.pipeline.results import RunResult, evidence_path, load_evidence, load_result, record_name
-from benchmark.pipeline.verdicts import RowEvidence, Verdict, has_evidence, row_interval, seed_draws, table_verdicts
+from benchmark.pipeline.verdicts import (
+    DIFFERENCES,
+    RowEvidence,
+    Verdict,
+    has_evidence,
+    row_interval,
+    seed_draws,
+    table_verdicts,
+    with_differences,
+)
 from methods import get_method
 from methods.base import ObjectiveTerms
 from metrics import METRICS
@@ -63,7 +72,10 @@ ONE_PROTOCOL = 0  # the block whose members must share their objective terms (Ob
 # Registered (method, variant)s that no table shows, each with why. tests/test_leaderboard_blocks.py checks that every
 # registered variant is in a Table 1 block, in Table 2 or here, so a new one never drops out silently.
 UNTABULATED: dict[tuple[str, str], str] = {}
-HIGHER_IS_BETTER = {name: spec.higher_is_better for name, spec in METRICS.items()}  # what a verdict calls better
+# what a verdict calls better; a difference of two metrics (verdicts.DIFFERENCES) is better where its first is
+HIGHER_IS_BETTER = {name: spec.higher_is_better for name, spec in METRICS.items()} | {
+    name: METRICS[first].higher_is_better for name, (first, _, _) in DIFFERENCES.items()
+}
 BUDGET_TOLERANCE = 0.10  # pairs seen within one block and setting may differ by this fraction
 
 
@@ -145,10 +157,19 @@ CALIBRATION_ROWS = {
     # score the ceiling on vc and chance on findings
     "other_case": "Real pairs of another case (xbench): one patient's views, not the report's",
 }
-# Companions of a metric (not registered metrics): e.g. vc's deranged pairs and the method's own VCN.
-EXTRA_COLUMNS = tuple(Column(key, view) for spec in METRICS.values() for key in spec.companions for view in spec.scope)
-COMPANION_NOTES = {key: note for spec in METRICS.values() for key, note in spec.companions.items()}
-GROUP_OF = {key: spec.group for spec in METRICS.values() for key in (spec.name, *spec.companions)}
+# Companions of a metric (not registered metrics): e.g. vc's deranged pairs and the method's own VCN; then the
+# differences the leaderboard derives from two of a record's metrics (vc_gap = vc - vc_deranged, case for case).
+EXTRA_COLUMNS = tuple(
+    Column(key, view) for spec in METRICS.values() for key in spec.companions for view in spec.scope
+) + tuple(Column(name, view) for name, (_, _, view) in DIFFERENCES.items())
+COMPANION_NOTES = {key: note for spec in METRICS.values() for key, note in spec.companions.items()} | {
+    name: f"{name}: {first} - {second}, case for case (derived from the record; 0 when {first} is no better than "
+    f"{second}); verdicts on it too"
+    for name, (first, second, _) in DIFFERENCES.items()
+}
+GROUP_OF = {key: spec.group for spec in METRICS.values() for key in (spec.name, *spec.companions)} | {
+    name: METRICS[first].group for name, (first, _, _) in DIFFERENCES.items()
+}
 # Each block's main table: the numbers a reader compares first (distribution in two feature spaces, fidelity to
 # the case, agreement of the views and its deranged floor, memorisation). Every column, these included, is in
 # its group's detail table below.
@@ -160,6 +181,7 @@ HEADLINE = tuple(
         ("ssim", ("frontal", "lateral")),
         ("vc", ("pair",)),
         ("vc_deranged", ("pair",)),
+        ("vc_gap", ("pair",)),
         ("finding_auc", ("frontal", "lateral")),
         ("copy_rate", ("frontal", "lateral")),
     )
@@ -208,7 +230,9 @@ def load_reported() -> dict:
 def build_tables(dataset: str, records: list[RunResult], reported: dict, evidence_of=record_evidence) -> list[Table]:
     """Per setting (``SETTING_ORDER``), Table 1 in blocks (``TABLE1_BLOCKS``: one protocol, then the faithful
     baselines) and Table 2 (XRayGAN's ablation variants); each measured row carries its training budget, each
-    table its verdicts (``evidence_of(record)``: a record's evidence, or None)."""
+    table its verdicts (``evidence_of(record)``: a record's evidence, or None). Each record gains the
+    differences of ``verdicts.DIFFERENCES`` (vc_gap) first, in its metrics and its evidence."""
+    records, evidence_of = _with_differences(records, evidence_of)
     settings = sorted(
         {r.setting for r in records},
         key=lambda s: (SETTING_ORDER.index(s) if s in SETTING_ORDER else len(SETTING_ORDER), s),
@@ -220,6 +244,16 @@ def build_tables(dataset: str, records: list[RunResult], reported: dict, evidenc
         for s in settings
         for t in _setting_tables(dataset, s, [r for r in records if r.setting == s], reported, evidence_of)
     ]
+
+
+def _with_differences(records: list[RunResult], evidence_of) -> tuple[list[RunResult], object]:
+    """The records with their derived differences, and their evidence (read once) with the same."""
+    derived, evidence = [], {}
+    for r in records:
+        metrics, kept = with_differences(r.metrics, evidence_of(r))
+        derived.append(dataclasses.replace(r, metrics=metrics))
+        evidence[id(derived[-1])] = kept
+    return derived, lambda r: evidence[id(r)]
 
 
 def chestfilm_extractor(records: list[RunResult], setting: str) -> str | None:

@@ -25,11 +25,16 @@ import numpy as np
 from scipy import stats
 
 from benchmark.core.seeds import derive_seed
-from metrics.stats import bootstrap_indices, macro_auroc
+from metrics.stats import bootstrap_indices, macro_auroc, mean_interval
 
 DRAWS = 400  # case resamples per comparison: enough for a standard error within ~4 %
 LEVEL = 0.05  # family-wise, per table (Holm)
-MEANS = ("ssim", "vc", "vc_deranged", "copy_rate")  # per-case values; their mean is the metric
+MEANS = ("ssim", "vc", "vc_deranged", "vc_gap", "copy_rate")  # per-case values; their mean is the metric
+# Differences of two per-case metrics on the same cases, derived from a record (never recorded): vc_gap is how
+# much more the judge finds one patient in a method's own pairs than in its deranged pairs (each frontal against
+# another case's lateral). Raw vc cannot tell two views of one patient from one fixed pair drawn for every report
+# (vc_deranged as high as vc); its gap can, so the VC claims are judged on it too.
+DIFFERENCES = {"vc_gap": ("vc", "vc_deranged", "pair")}
 # set metrics: the record's own paired replicates (one resampling plan per dataset, split and eval seed)
 REPLICATES = (
     "fid_inception", "kid_inception", "precision_inception", "recall_inception", "fid_chestfilm", "kid_chestfilm",
@@ -64,6 +69,31 @@ class Verdict:
         )
 
 
+def with_differences(metrics: dict, evidence: dict | None) -> tuple[dict, dict | None]:
+    """A record's metrics and evidence with each of ``DIFFERENCES`` added where both terms are there: the value
+    (the difference of the means is the mean of the per-case differences), its per-case evidence and, from it,
+    its 95 % interval over cases (resampled by the verdicts' own draws)."""
+    metrics, evidence = dict(metrics), None if evidence is None else dict(evidence)
+    for name, (first, second, view) in DIFFERENCES.items():
+        block = metrics.get(view, {})
+        if block.get(first) is None or block.get(second) is None:
+            continue
+        block = metrics[view] = {**block, name: block[first] - block[second]}
+        both = (evidence or {}).get(f"{first}/{view}"), (evidence or {}).get(f"{second}/{view}")
+        if both[0] is None or both[1] is None:
+            continue
+        per_case = np.asarray(both[0], np.float64) - np.asarray(both[1], np.float64)
+        evidence[f"{name}/{view}"] = per_case
+        block[f"{name}_n"] = len(per_case)
+        block[f"{name}_ci"], _ = mean_interval(per_case, _case_draws(len(per_case)))
+    return metrics, evidence
+
+
+def _case_draws(n: int) -> np.ndarray:
+    """[DRAWS, n]: the case resamples every per-case comparison of ``n`` test cases uses."""
+    return bootstrap_indices(n, DRAWS, derive_seed(0, "verdicts", n))
+
+
 def has_evidence(metric: str) -> bool:
     return metric in MEANS + REPLICATES + AUROCS
 
@@ -79,8 +109,7 @@ def seed_draws(evidence: Sequence[dict], metric: str, view: str, value: Sequence
             return None
         # the replicates' deviations from their median, around each seed's value at N (metrics.stats)
         return np.stack([v + e[key] - np.median(e[key]) for e, v in zip(evidence, value)])
-    n = len(evidence[0]["case_ids"])
-    index = bootstrap_indices(n, DRAWS, derive_seed(0, "verdicts", n))
+    index = _case_draws(len(evidence[0]["case_ids"]))
     if metric in MEANS:
         return np.stack([e[key][index].mean(axis=1) for e in evidence])
     labels = evidence[0][f"finding_labels/{view}"]
