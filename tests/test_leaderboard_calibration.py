@@ -186,3 +186,27 @@ def test_a_table_never_mixes_chest_film_extractors():
     for other in (with_extractor(1, "xrv-densenet121", "b" * 64), with_extractor(1, "judge", "c" * 64)):
         with pytest.raises(XbenchError, match="mix chest-film extractors .*xraygan \\[full\\] s1"):
             leaderboard.build_tables("phantom", [same[0], other], {}, evidence_of=lambda r: None)
+
+
+def test_the_leaderboard_judges_vc_gap_from_each_records_evidence():
+    """Both rows score vc about 0.8, but only XRayGAN's deranged pairs score lower: the leaderboard derives vc_gap
+    (vc - vc_deranged, case for case) from each record's evidence, shows it and calls XRayGAN's the larger."""
+    rows = [
+        dataclasses.replace(result(m, v, s, 0.80 + 0.01 * s), setting="small")
+        for m, v in (("xraygan", "protocol"), ("dummy", "default"))
+        for s in range(3)
+    ]
+    drop = {"xraygan": 0.4, "dummy": 0.0}  # how far each row's deranged pairs fall below its own
+
+    def with_deranged(record):
+        kept = evidence(record)
+        return kept | {"vc_deranged/pair": kept["vc/pair"] - drop[record.method]}
+
+    for r in rows:
+        r.metrics["pair"]["vc"] = float(evidence(r)["vc/pair"].mean())
+        r.metrics["pair"]["vc_deranged"] = float(with_deranged(r)["vc_deranged/pair"].mean())
+    tables = leaderboard.build_tables("phantom", rows, {}, evidence_of=with_deranged)
+    (gap,) = [v for v in tables[0].separated if v.metric == "vc_gap"]
+    assert (gap.better, gap.worse) == ("xraygan [protocol]", "dummy [default]") and gap.diff > 0.3
+    assert not [v for v in tables[0].separated if v.metric == "vc"]  # raw vc cannot tell them apart
+    assert "| vc_gap |" in leaderboard.render_markdown(tables)
