@@ -145,6 +145,7 @@ TABLES = {
         + [
             ("xraygan_no_mscgan_small_s1", None),
             ("xraygan_no_mscgan_small_s2", None),
+            ("xraygan_no_hae_small_s0", None),
             ("xraygan_no_hae_small_s1", None),
             ("xraygan_no_hae_small_s2", None),
             ("xraygan_projection_small_s0", None),
