@@ -143,6 +143,7 @@ TABLES = {
         "file": "docs/results.md",
         "columns": [(f"xraygan_{v}_small_s{s}", None) for v in ("full", "no_vcn") for s in range(3)]
         + [
+            ("xraygan_no_mscgan_small_s0", None),
             ("xraygan_no_mscgan_small_s1", None),
             ("xraygan_no_mscgan_small_s2", None),
             ("xraygan_no_hae_small_s0", None),
