@@ -127,6 +127,7 @@ TABLES = {
         "columns": [
             ("diffusion_joint_small_s0", None),
             ("diffusion_joint_small_s1", None),
+            ("diffusion_joint_small_s2", None),
             ("diffusion_independent_small_s0", None),
         ],
         "rows": {
