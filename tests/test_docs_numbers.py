@@ -130,6 +130,7 @@ TABLES = {
             ("diffusion_joint_small_s2", None),
             ("diffusion_independent_small_s0", None),
             ("diffusion_independent_small_s1", None),
+            ("diffusion_independent_small_s2", None),
         ],
         "rows": {
             "FID F / L": ROWS_1A["FID F / L"],
