@@ -2,6 +2,7 @@
 
 import csv
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,29 @@ from benchmark.data.datasets.base import read_protocol
 from benchmark.data.reports import iter_report_files, shipped_reports_archive
 
 SHARED_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "xraygan-splits"
+
+
+def pytest_configure(config):
+    """Under ``pytest -n N`` (the README's command) each worker gets its share of the cores: N workers each
+    running torch's default of every core would oversubscribe them, and OpenMP threads waiting on a descheduled
+    peer spin. Subprocesses a test starts inherit the share through OMP_NUM_THREADS."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def thread_share():
+    """A test that sets torch's thread count (the check's layers take a record's) leaves the next one its share."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
