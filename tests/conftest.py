@@ -28,16 +28,6 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def thread_share():
-    """A test that sets torch's thread count (the check's layers take a record's) leaves the next one its share."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def xbench():
     """The command line, in process: ``xbench(*args)`` -> click's Result (exit_code, output)."""

@@ -14,10 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from benchmark.data import images
-from benchmark.pipeline.check import Comparison, Row, in_processes, rows_of, samples, side_by_side, steps
+from benchmark.pipeline.check import (
+    Comparison,
+    Row,
+    end_to_end,
+    in_processes,
+    rows_of,
+    samples,
+    side_by_side,
+    steps,
+)
 from benchmark.pipeline.check.end_to_end import compare as compare_end_to_end
 from benchmark.pipeline.check.tolerances import FLOOR, MARGIN, load_tolerances, prediction_interval
 from benchmark.pipeline.leaderboard import LEADERBOARDS
@@ -95,6 +105,44 @@ def test_metrics_layer_passes_and_catches_a_changed_judge_normalisation(xraygan_
     failed = failures(samples.check_row(xraygan_row, tolerances, metrics=("finding_auc",)))
     assert failed and {r.layer for r in failed} == {"metrics"}
     assert any(r.metric.startswith("finding_auc") for r in failed)
+
+
+class Stop(Exception):
+    """Raised by a stand-in for a layer's work, once it has seen the thread count the layer set."""
+
+
+@pytest.mark.parametrize(
+    "layer, work, check",
+    [  # each layer's work replaced by a stand-in that notes torch's thread count, then fails
+        ("metrics", (samples, "reevaluate"), lambda row, tol: samples.check_row(row, tol, metrics=("ssim",))),
+        ("steps", (steps, "_first_steps"), lambda row, tol: steps.check_row(row, tol, LEADERBOARDS)),
+        ("end-to-end", (end_to_end, "run"), lambda row, tol: end_to_end.check_row(row, tol, Path("unused"), 1)),
+    ],
+)
+def test_a_layer_checks_at_the_recorded_thread_count_and_gives_the_callers_back(
+    xraygan_row, tolerances, monkeypatch, layer, work, check
+):
+    """A layer sets torch's thread count to the recording's while it checks a row, and gives the caller's back
+    after, even when the row's check fails: a test suite (or a process checking rows one after another) is not left
+    at a record's count."""
+    recorded = int(xraygan_row.first[1].versions["threads"])
+    seen = []
+
+    def stand_in(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise Stop
+
+    monkeypatch.setattr(*work, stand_in)
+    before = torch.get_num_threads()
+    caller = recorded + 1
+    torch.set_num_threads(caller)
+    try:
+        with pytest.raises(Stop):
+            check(xraygan_row, tolerances)
+        assert seen == [recorded], layer
+        assert torch.get_num_threads() == caller, layer
+    finally:
+        torch.set_num_threads(before)
 
 
 # The steps layer: the first updates of a row, loss by loss.

@@ -14,6 +14,7 @@ running it. Training is bit-identical only on the same CPU type, torch build and
 above are what holds elsewhere.
 """
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -113,6 +114,20 @@ def stale(layer: str, path: Path, recorded: RunResult) -> Comparison | None:
 
 def recorded_config(recorded: RunResult) -> RunConfig:
     return config_from_dict(recorded.config)
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int):
+    """torch's intra-op thread count set to ``threads`` (a recording's: float reductions split by thread) while a
+    layer checks one row, and the caller's given back after, so that checking a row leaves its process as it was."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def check_records(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.pipeline.check import Comparison, Row, recorded_config, stale
+from benchmark.pipeline.check import Comparison, Row, intra_op_threads, recorded_config, stale
 from benchmark.pipeline.check.tolerances import Tolerances, prediction_interval
 from benchmark.pipeline.runner import run
 
@@ -54,6 +54,6 @@ def check_row(row: Row, tolerances: Tolerances, runs_dir: Path, comparisons: int
     if (why := stale(LAYER, path, recorded)) is not None:
         return [why]
     # The recording's intra-op thread count: float reductions split differently otherwise.
-    torch.set_num_threads(int(recorded.versions.get("threads", torch.get_num_threads())))
-    now = run(recorded_config(recorded), runs_dir=runs_dir)
+    with intra_op_threads(int(recorded.versions.get("threads", torch.get_num_threads()))):
+        now = run(recorded_config(recorded), runs_dir=runs_dir)
     return compare(row, now.metrics, tolerances, comparisons)

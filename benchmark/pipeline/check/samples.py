@@ -14,7 +14,7 @@ import torch
 
 from benchmark.core.errors import XbenchError
 from benchmark.data.datasets import get_dataset
-from benchmark.pipeline.check import Comparison, Row, recorded_config, stale
+from benchmark.pipeline.check import Comparison, Row, intra_op_threads, recorded_config, stale
 from benchmark.pipeline.check.tolerances import Tolerances
 from benchmark.pipeline.runner import evaluate_samples, load_samples, samples_path
 
@@ -75,6 +75,6 @@ def check_row(row: Row, tolerances: Tolerances, metrics: Sequence[str] | None = 
     if not samples_path(path).is_file():
         why = f"no stored samples ({samples_path(path).name}); re-record the row with `xbench run ... --record`"
         return [Comparison(LAYER, path.name, "-", "samples", None, None, "", False, why)]
-    torch.set_num_threads(int(recorded.versions.get("threads", torch.get_num_threads())))  # the same reductions
-    now = reevaluate(row, metrics)
+    with intra_op_threads(int(recorded.versions.get("threads", torch.get_num_threads()))):  # the same reductions
+        now = reevaluate(row, metrics)
     return compare(LAYER, path.name, recorded.metrics, now, tolerances, only_now=bool(metrics))

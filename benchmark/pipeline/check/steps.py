@@ -22,7 +22,7 @@ from benchmark.core.io import atomic_write
 from benchmark.core.seeds import derive_seed, seed_everything
 from benchmark.data.datasets import get_dataset
 from benchmark.data.text import Vocab
-from benchmark.pipeline.check import Comparison, Row, recorded_config, stale
+from benchmark.pipeline.check import Comparison, Row, intra_op_threads, recorded_config, stale
 from benchmark.pipeline.check.tolerances import Tolerances
 from benchmark.pipeline.config import RunConfig
 from methods import get_method
@@ -52,7 +52,11 @@ def probe(cfg: RunConfig, threads: int = PROBE_THREADS) -> dict[str, list[dict[s
     """{"<stage>/<phase>": [losses of step 1, 2, 3]} for ``cfg``'s method, or None for one that does not train
     in steps (the dummy floor). Each phase starts from the method's seeded initialisation, so a phase's first
     step has seen no update at all: its losses differ between kernel paths by forward rounding only."""
-    torch.set_num_threads(threads)
+    with intra_op_threads(threads):
+        return _first_steps(cfg)
+
+
+def _first_steps(cfg: RunConfig) -> dict[str, list[dict[str, float]]] | None:
     cfg = dataclasses.replace(cfg, model=untrained_helpers(cfg.model))
     dataset = get_dataset(cfg.dataset, cfg.data)
     train_cases = dataset.splits().train
